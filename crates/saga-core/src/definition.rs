@@ -1,0 +1,373 @@
+//! Saga definitions: the YAML files in `definitions/`, their defaults and their validation.
+//!
+//! A definition is parsed and validated once at load; a saga stores the snapshot it started with, so
+//! editing or removing a file never changes a saga in flight.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest duration accepted anywhere in a definition; anything longer is almost surely a typo.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A named, versioned list of steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// Saga type name callers pass to `StartSaga`, e.g. `purchase_plan`.
+    pub name: String,
+    /// Version, from 1; stored with every saga started from this definition.
+    pub version: u32,
+    /// Whole-saga deadline; past it an unfinished saga is compensated with reason `TIMED_OUT`.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Per-call deadline for steps that do not set their own.
+    #[serde(default = "default_step_timeout", with = "humantime_serde")]
+    pub step_timeout: Duration,
+    /// Retry policy for forward steps that do not set their own.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Retry policy for compensations; when it runs out the saga parks in `FAILED`.
+    #[serde(default = "RetryPolicy::compensation_default")]
+    pub compensation: RetryPolicy,
+    /// The steps, run in order.
+    pub steps: Vec<StepDefinition>,
+}
+
+/// One step: a call to a participant, with an optional compensating call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDefinition {
+    /// Unique name within the saga, e.g. `ALLOCATE_DEVICE`.
+    pub name: String,
+    /// Participant service name, resolved to an endpoint by the coordinator's configuration.
+    pub participant: String,
+    /// Forward action sent to the participant.
+    pub action: String,
+    /// Compensating action; `None` for steps with nothing to undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<String>,
+    /// Per-call deadline overriding the definition's `step_timeout`.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Retry policy overriding the definition's `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The point of no return: once it succeeds the saga only moves forward.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pivot: bool,
+}
+
+/// How often and how fast to retry a call whose outcome is transient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Growth factor of the delay per attempt.
+    pub multiplier: f64,
+    /// Cap on the delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Random spread of each delay, as a fraction (0.2 = ±20%).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_secs(1),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(30),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Compensations must eventually happen, so they retry far longer by default.
+    pub fn compensation_default() -> Self {
+        Self {
+            max_attempts: 20,
+            initial_backoff: Duration::from_secs(2),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(300),
+            jitter: 0.2,
+        }
+    }
+}
+
+fn default_step_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Why a definition was rejected. `field` is a path such as `steps[2].timeout`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DefinitionError {
+    /// The text is not a well-formed definition.
+    #[error("invalid yaml: {0}")]
+    Parse(String),
+    /// A field has a value that cannot work.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Path of the offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> DefinitionError {
+    DefinitionError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Definition {
+    /// Parses a YAML definition and validates it against the participants the coordinator knows.
+    pub fn from_yaml(text: &str, known_participants: &HashSet<String>) -> Result<Self, DefinitionError> {
+        let definition: Self =
+            serde_norway::from_str(text).map_err(|e| DefinitionError::Parse(e.to_string()))?;
+        definition.validate(known_participants)?;
+        Ok(definition)
+    }
+
+    /// Checks everything that would make the definition fail at run time.
+    pub fn validate(&self, known_participants: &HashSet<String>) -> Result<(), DefinitionError> {
+        check_identifier("name", &self.name)?;
+        if self.version == 0 {
+            return Err(invalid("version", "must be 1 or more"));
+        }
+        if let Some(timeout) = self.timeout {
+            check_duration("timeout", timeout)?;
+        }
+        check_duration("step_timeout", self.step_timeout)?;
+        self.retry.validate("retry")?;
+        self.compensation.validate("compensation")?;
+        if self.steps.is_empty() {
+            return Err(invalid("steps", "a saga needs at least one step"));
+        }
+
+        let mut names = HashSet::new();
+        let mut pivot: Option<&str> = None;
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = |field: &str| format!("steps[{i}].{field}");
+            check_identifier(&at("name"), &step.name)?;
+            if !names.insert(step.name.as_str()) {
+                return Err(invalid(at("name"), format!("duplicate step name {:?}", step.name)));
+            }
+            if !known_participants.contains(&step.participant) {
+                let mut known: Vec<_> = known_participants.iter().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(invalid(
+                    at("participant"),
+                    format!(
+                        "unknown participant {:?} (configured: {})",
+                        step.participant,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            check_identifier(&at("action"), &step.action)?;
+            if let Some(compensate) = &step.compensate {
+                check_identifier(&at("compensate"), compensate)?;
+                if let Some(pivot) = pivot {
+                    return Err(invalid(
+                        at("compensate"),
+                        format!("step comes after the pivot {pivot:?} and is never compensated"),
+                    ));
+                }
+                if step.pivot {
+                    return Err(invalid(
+                        at("compensate"),
+                        "a pivot is the point of no return and is never compensated",
+                    ));
+                }
+            }
+            if let Some(timeout) = step.timeout {
+                check_duration(&at("timeout"), timeout)?;
+            }
+            if let Some(retry) = &step.retry {
+                retry.validate(&at("retry"))?;
+            }
+            if step.pivot {
+                if let Some(first) = pivot {
+                    return Err(invalid(at("pivot"), format!("{first:?} is already the pivot")));
+                }
+                pivot = Some(&step.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the pivot step, if the definition has one.
+    pub fn pivot_index(&self) -> Option<usize> {
+        self.steps.iter().position(|s| s.pivot)
+    }
+
+    /// The retry policy that applies to step `index`.
+    pub fn retry_for(&self, index: usize) -> &RetryPolicy {
+        self.steps[index].retry.as_ref().unwrap_or(&self.retry)
+    }
+
+    /// The per-call deadline that applies to step `index`.
+    pub fn timeout_for(&self, index: usize) -> Duration {
+        self.steps[index].timeout.unwrap_or(self.step_timeout)
+    }
+}
+
+impl RetryPolicy {
+    fn validate(&self, field: &str) -> Result<(), DefinitionError> {
+        if self.max_attempts == 0 {
+            return Err(invalid(format!("{field}.max_attempts"), "must be 1 or more"));
+        }
+        check_duration(&format!("{field}.max_backoff"), self.max_backoff)?;
+        if self.initial_backoff > self.max_backoff {
+            return Err(invalid(
+                format!("{field}.initial_backoff"),
+                "must not exceed max_backoff",
+            ));
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(invalid(format!("{field}.multiplier"), "must be 1.0 or more"));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(invalid(format!("{field}.jitter"), "must be between 0.0 and 1.0"));
+        }
+        Ok(())
+    }
+}
+
+fn check_identifier(field: &str, value: &str) -> Result<(), DefinitionError> {
+    let valid = !value.is_empty()
+        && value.len() <= 128
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{value:?} must be 1-128 characters of letters, digits, '_', '-' or '.'"),
+        ))
+    }
+}
+
+fn check_duration(field: &str, d: Duration) -> Result<(), DefinitionError> {
+    if d.is_zero() {
+        return Err(invalid(field, "must be longer than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(invalid(field, "must be at most 7 days"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PURCHASE: &str = r"
+name: purchase_plan
+version: 3
+timeout: 5m
+retry: {max_attempts: 4, initial_backoff: 1s, multiplier: 2.0, max_backoff: 30s, jitter: 0.2}
+steps:
+  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan,  timeout: 5s}
+  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,   compensate: CancelOrder}
+  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice, timeout: 30s}
+  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,        compensate: Refund}
+  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder, pivot: true}
+";
+
+    fn participants() -> HashSet<String> {
+        ["billing", "device", "payment"].map(String::from).into()
+    }
+
+    fn parse(text: &str) -> Result<Definition, DefinitionError> {
+        Definition::from_yaml(text, &participants())
+    }
+
+    fn field_of(err: DefinitionError) -> String {
+        match err {
+            DefinitionError::Invalid { field, .. } => field,
+            DefinitionError::Parse(p) => panic!("expected a validation error, got parse error {p}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_purchase_plan_definition_with_defaults_filled_in() {
+        let d = parse(PURCHASE).unwrap();
+        assert_eq!(d.name, "purchase_plan");
+        assert_eq!(d.version, 3);
+        assert_eq!(d.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(d.steps.len(), 5);
+        assert_eq!(d.pivot_index(), Some(4));
+        assert_eq!(d.timeout_for(0), Duration::from_secs(5));
+        assert_eq!(d.timeout_for(1), Duration::from_secs(30), "default step timeout");
+        assert_eq!(d.compensation, RetryPolicy::compensation_default());
+        assert_eq!(d.steps[1].compensate.as_deref(), Some("CancelOrder"));
+    }
+
+    #[test]
+    fn a_definition_survives_a_json_snapshot_round_trip() {
+        let d = parse(PURCHASE).unwrap();
+        let snapshot = serde_json::to_value(&d).unwrap();
+        let back: Definition = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn rejects_duplicate_step_names_naming_the_field() {
+        let text = PURCHASE.replace("name: CREATE_ORDER", "name: VALIDATE_PLAN");
+        assert_eq!(field_of(parse(&text).unwrap_err()), "steps[1].name");
+    }
+
+    #[test]
+    fn rejects_unknown_participants_and_lists_the_configured_ones() {
+        let text = PURCHASE.replace("participant: device", "participant: warehouse");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "steps[2].participant: unknown participant \"warehouse\" (configured: billing, device, payment)"
+        );
+    }
+
+    #[test]
+    fn rejects_insane_values() {
+        let cases = [
+            (PURCHASE.replace("version: 3", "version: 0"), "version"),
+            (PURCHASE.replace("timeout: 5s", "timeout: 0s"), "steps[0].timeout"),
+            (PURCHASE.replace("timeout: 5m", "timeout: 30d"), "timeout"),
+            (PURCHASE.replace("max_attempts: 4", "max_attempts: 0"), "retry.max_attempts"),
+            (PURCHASE.replace("multiplier: 2.0", "multiplier: 0.5"), "retry.multiplier"),
+            (PURCHASE.replace("jitter: 0.2", "jitter: 1.5"), "retry.jitter"),
+            (PURCHASE.replace("initial_backoff: 1s", "initial_backoff: 1m"), "retry.initial_backoff"),
+            (PURCHASE.replace("name: purchase_plan", "name: 'purchase plan'"), "name"),
+            (
+                PURCHASE.replace("action: ActivateOrder, pivot: true", "action: ActivateOrder, pivot: true, compensate: Undo"),
+                "steps[4].compensate",
+            ),
+            (
+                PURCHASE.replace("action: ValidatePlan,", "action: ValidatePlan, pivot: true,"),
+                "steps[1].compensate",
+            ),
+        ];
+        for (text, field) in cases {
+            assert_eq!(field_of(parse(&text).unwrap_err()), field, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_empty_step_lists() {
+        let typo = PURCHASE.replace("timeout: 5m", "timout: 5m");
+        assert!(matches!(parse(&typo), Err(DefinitionError::Parse(m)) if m.contains("timout")));
+        let empty = "name: x\nversion: 1\nsteps: []\n";
+        assert_eq!(field_of(parse(empty).unwrap_err()), "steps");
+    }
+}

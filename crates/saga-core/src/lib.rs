@@ -1,0 +1,21 @@
+//! sagad's pure core: saga definitions (parse, validate), statuses, retry/backoff math and the saga state
+//! machine as pure functions. No IO lives here: no tokio, no database, no gRPC.
+//!
+//! # Layout
+//! - [`definition`]: the YAML saga definition, its defaults and validation.
+//! - [`status`]: saga and step statuses and failure reasons, as enums with stable text forms.
+//! - [`saga`]: a saga instance (`Saga`, `Step`, `SagaId`) as the saga log stores it.
+//! - [`machine`]: `next_command(saga, now)` says what to do next; `apply(saga, input)` folds an outcome
+//!   into a new saga plus the history events to append.
+//! - [`backoff`]: retry delays with exponential growth, a cap and jitter.
+
+pub mod backoff;
+pub mod definition;
+pub mod machine;
+pub mod saga;
+pub mod status;
+
+pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
+pub use machine::{Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command};
+pub use saga::{Direction, JsonMap, Saga, SagaId, Step};
+pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

@@ -1,0 +1,450 @@
+//! The saga state machine as two pure functions.
+//!
+//! - [`next_command`] reads a saga and the current time and says what the executor must do next.
+//! - [`apply`] folds the outcome of that command into a new saga and the history events to append.
+//!
+//! The executor's loop is: command → call the participant → `apply` → persist the transition (one
+//! commit) → next command. Keeping the rules here, free of IO, lets them be tested exhaustively.
+//!
+//! Rules (DESIGN.md §1–2):
+//! - A refusal is definite: no retry; the steps before it are compensated in reverse order.
+//! - A transient error is retried with backoff; when retries run out the failed step is compensated too,
+//!   because it may have taken effect.
+//! - Once the pivot succeeds the saga only moves forward: a later step that fails for good parks the
+//!   saga in `FAILED` (`FORWARD_FAILED`). A pivot whose outcome stays unknown parks it as well, since
+//!   neither direction is safe without an operator.
+//! - A compensation never refuses: every error is retried under the compensation policy; when it runs
+//!   out the saga parks in `FAILED` (`COMPENSATION_FAILED`).
+//! - Past the whole-saga deadline a saga that has not passed its pivot is compensated (`TIMED_OUT`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::saga::Failure;
+use crate::{FailureReason, JsonMap, Saga, SagaStatus, StepStatus, backoff};
+
+/// What the executor must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Call the forward action of step `index`; this is attempt number `attempt`.
+    Execute {
+        /// Step index.
+        index: usize,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// Call the compensating action of step `index`; this is attempt number `attempt`.
+    Compensate {
+        /// Step index.
+        index: usize,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// Nothing to do before this time (a retry is scheduled).
+    WaitUntil(DateTime<Utc>),
+    /// The deadline has passed: apply [`Input::DeadlinePassed`].
+    Expire,
+    /// The saga is terminal.
+    Done,
+}
+
+/// How a participant's error is to be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A definite business refusal: the step did not happen and will not.
+    Refusal,
+    /// The outcome is unknown: the step may or may not have happened.
+    Transient,
+}
+
+/// A failed step call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    /// Refusal or transient.
+    pub kind: ErrorKind,
+    /// What the participant (or the transport) said.
+    pub message: String,
+}
+
+/// An outcome to fold into a saga.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The forward call of step `index` returned.
+    Executed {
+        /// Step index.
+        index: usize,
+        /// The attempt number the command carried.
+        attempt: u32,
+        /// When the call started.
+        started_at: DateTime<Utc>,
+        /// The output, or the error.
+        result: Result<JsonMap, StepError>,
+    },
+    /// The compensating call of step `index` returned.
+    Compensated {
+        /// Step index.
+        index: usize,
+        /// The attempt number the command carried.
+        attempt: u32,
+        /// OK, or the error (always retried).
+        result: Result<(), StepError>,
+    },
+    /// The whole-saga deadline passed.
+    DeadlinePassed,
+}
+
+/// One entry of a saga's append-only history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HistoryEvent {
+    /// `StartSaga` accepted the saga.
+    SagaStarted,
+    /// A forward call answered OK.
+    StepSucceeded {
+        /// Step index.
+        step: usize,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// A forward call failed.
+    StepFailed {
+        /// Step index.
+        step: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// The error.
+        error: StepError,
+        /// When it will be retried; `None` when it will not.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// The saga turned to compensation.
+    CompensationStarted {
+        /// Why.
+        reason: FailureReason,
+    },
+    /// A compensating call answered OK.
+    StepCompensated {
+        /// Step index.
+        step: usize,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// A compensating call failed.
+    CompensationFailed {
+        /// Step index.
+        step: usize,
+        /// Attempt number.
+        attempt: u32,
+        /// The error.
+        error: StepError,
+        /// When it will be retried; `None` when attempts ran out.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Every step succeeded.
+    SagaCompleted,
+    /// Every completed step was compensated.
+    SagaCompensated,
+    /// The saga parked in `FAILED` for an operator.
+    SagaParked {
+        /// Why.
+        reason: FailureReason,
+    },
+}
+
+impl HistoryEvent {
+    /// The event's kind as stored in the `saga_events.kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SagaStarted => "SAGA_STARTED",
+            Self::StepSucceeded { .. } => "STEP_SUCCEEDED",
+            Self::StepFailed { .. } => "STEP_FAILED",
+            Self::CompensationStarted { .. } => "COMPENSATION_STARTED",
+            Self::StepCompensated { .. } => "STEP_COMPENSATED",
+            Self::CompensationFailed { .. } => "COMPENSATION_FAILED",
+            Self::SagaCompleted => "SAGA_COMPLETED",
+            Self::SagaCompensated => "SAGA_COMPENSATED",
+            Self::SagaParked { .. } => "SAGA_PARKED",
+        }
+    }
+}
+
+/// The result of [`apply`]: the new saga and what to append to its history, committed together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The saga after the input.
+    pub saga: Saga,
+    /// Indexes of the steps that changed, in order: the rows the store must write.
+    pub changed_steps: Vec<usize>,
+    /// Events to append, in order.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// A command or input that does not fit the saga's current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input does not match saga state: {0}")]
+pub struct Mismatch(String);
+
+/// What to do next with `saga` at time `now`.
+pub fn next_command(saga: &Saga, now: DateTime<Utc>) -> Command {
+    if saga.status.is_terminal() {
+        return Command::Done;
+    }
+    if saga.status == SagaStatus::Running
+        && !saga.past_pivot()
+        && saga.deadline_at.is_some_and(|d| d <= now)
+    {
+        return Command::Expire;
+    }
+    if let Some(at) = saga.next_attempt_at.filter(|&at| at > now) {
+        return Command::WaitUntil(at);
+    }
+    match saga.current_step() {
+        Some(index) if saga.status == SagaStatus::Running => Command::Execute {
+            index,
+            attempt: saga.steps[index].attempts + 1,
+        },
+        Some(index) => Command::Compensate {
+            index,
+            attempt: saga.steps[index].compensation_attempts + 1,
+        },
+        // Not terminal yet nothing left: only reachable from a hand-edited saga log row.
+        None => Command::Done,
+    }
+}
+
+/// Folds `input` into `saga` at time `now`.
+///
+/// `jitter_sample` is a uniform random number in `[0, 1)` used to spread retry delays.
+pub fn apply(
+    saga: &Saga,
+    input: Input,
+    now: DateTime<Utc>,
+    jitter_sample: f64,
+) -> Result<Transition, Mismatch> {
+    let mut next = saga.clone();
+    next.updated_at = now;
+    next.next_attempt_at = None;
+    let mut events = Vec::new();
+    match input {
+        Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result,
+        } => {
+            expect_command(saga, now, Command::Execute { index, attempt })?;
+            let s = &mut next.steps[index];
+            s.attempts = attempt;
+            s.started_at.get_or_insert(started_at);
+            match result {
+                Ok(output) => succeed(&mut next, index, attempt, output, now, &mut events),
+                Err(error) => fail(&mut next, index, attempt, error, now, jitter_sample, &mut events),
+            }
+        }
+        Input::Compensated {
+            index,
+            attempt,
+            result,
+        } => {
+            expect_command(saga, now, Command::Compensate { index, attempt })?;
+            let s = &mut next.steps[index];
+            s.compensation_attempts = attempt;
+            match result {
+                Ok(()) => {
+                    s.status = StepStatus::Compensated;
+                    s.finished_at = Some(now);
+                    events.push(HistoryEvent::StepCompensated { step: index, attempt });
+                    if next.next_to_compensate().is_none() {
+                        finish(&mut next, SagaStatus::Compensated, now, &mut events);
+                    }
+                }
+                Err(error) => {
+                    s.status = StepStatus::Compensating;
+                    s.last_error = Some(error.message.clone());
+                    let policy = &saga.definition.compensation;
+                    let retry_at = (attempt < policy.max_attempts)
+                        .then(|| now + to_chrono(backoff::delay(policy, attempt, jitter_sample)));
+                    next.next_attempt_at = retry_at;
+                    let message = format!(
+                        "compensation of {} failed after {attempt} attempts: {}",
+                        saga.definition.steps[index].name, error.message
+                    );
+                    events.push(HistoryEvent::CompensationFailed {
+                        step: index,
+                        attempt,
+                        error,
+                        retry_at,
+                    });
+                    if retry_at.is_none() {
+                        park(&mut next, FailureReason::CompensationFailed, message, now, &mut events);
+                    }
+                }
+            }
+        }
+        Input::DeadlinePassed => {
+            expect_command(saga, now, Command::Expire)?;
+            let timeout = saga.definition.timeout.map(humantime::format_duration);
+            let message = match timeout {
+                Some(t) => format!("saga did not finish within its {t} timeout"),
+                None => "saga deadline passed".to_owned(),
+            };
+            if let Some(index) = next.current_step() {
+                // The step may have been attempted with an unknown outcome; treat it like a step
+                // whose retries ran out.
+                let s = &mut next.steps[index];
+                if s.status == StepStatus::Running {
+                    s.status = if saga.definition.steps[index].compensate.is_some() {
+                        StepStatus::Compensating
+                    } else {
+                        StepStatus::Failed
+                    };
+                    s.finished_at = Some(now);
+                }
+            }
+            start_compensation(&mut next, FailureReason::TimedOut, message, now, &mut events);
+        }
+    }
+    let changed_steps = (0..next.steps.len())
+        .filter(|&i| next.steps[i] != saga.steps[i])
+        .collect();
+    Ok(Transition {
+        saga: next,
+        changed_steps,
+        events,
+    })
+}
+
+fn expect_command(saga: &Saga, now: DateTime<Utc>, expected: Command) -> Result<(), Mismatch> {
+    // A retry that fires a little early (clock granularity) is still the right command.
+    let actual = match next_command(saga, now) {
+        Command::WaitUntil(_) => next_command(
+            &Saga {
+                next_attempt_at: None,
+                ..saga.clone()
+            },
+            now,
+        ),
+        other => other,
+    };
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Mismatch(format!("expected {actual:?}, got {expected:?}")))
+    }
+}
+
+fn succeed(
+    saga: &mut Saga,
+    index: usize,
+    attempt: u32,
+    output: JsonMap,
+    now: DateTime<Utc>,
+    events: &mut Vec<HistoryEvent>,
+) {
+    let s = &mut saga.steps[index];
+    s.status = StepStatus::Succeeded;
+    s.finished_at = Some(now);
+    saga.state.extend(output.clone());
+    s.output = Some(output);
+    events.push(HistoryEvent::StepSucceeded { step: index, attempt });
+    if index + 1 == saga.steps.len() {
+        finish(saga, SagaStatus::Completed, now, events);
+    }
+}
+
+fn fail(
+    saga: &mut Saga,
+    index: usize,
+    attempt: u32,
+    error: StepError,
+    now: DateTime<Utc>,
+    jitter_sample: f64,
+    events: &mut Vec<HistoryEvent>,
+) {
+    let definition = saga.definition.clone();
+    let step = &definition.steps[index];
+    let policy = definition.retry_for(index);
+    let retry_at = (error.kind == ErrorKind::Transient && attempt < policy.max_attempts)
+        .then(|| now + to_chrono(backoff::delay(policy, attempt, jitter_sample)));
+    let message = match error.kind {
+        ErrorKind::Refusal => format!("{} refused: {}", step.name, error.message),
+        ErrorKind::Transient => format!(
+            "{} failed after {attempt} attempts: {}",
+            step.name, error.message
+        ),
+    };
+    let may_have_happened = error.kind == ErrorKind::Transient;
+    let s = &mut saga.steps[index];
+    s.last_error = Some(error.message.clone());
+    events.push(HistoryEvent::StepFailed {
+        step: index,
+        attempt,
+        error,
+        retry_at,
+    });
+    if let Some(at) = retry_at {
+        s.status = StepStatus::Running;
+        saga.next_attempt_at = Some(at);
+        return;
+    }
+    s.finished_at = Some(now);
+    s.status = StepStatus::Failed;
+    if saga.past_pivot() || (step.pivot && may_have_happened) {
+        park(saga, FailureReason::ForwardFailed, message, now, events);
+        return;
+    }
+    saga.steps[index].status = if may_have_happened && step.compensate.is_some() {
+        StepStatus::Compensating
+    } else {
+        StepStatus::Failed
+    };
+    start_compensation(saga, FailureReason::StepFailed, message, now, events);
+}
+
+fn start_compensation(
+    saga: &mut Saga,
+    reason: FailureReason,
+    message: String,
+    now: DateTime<Utc>,
+    events: &mut Vec<HistoryEvent>,
+) {
+    for s in &mut saga.steps {
+        if matches!(s.status, StepStatus::Pending | StepStatus::Running) {
+            s.status = StepStatus::Skipped;
+            s.finished_at = Some(now);
+        }
+    }
+    saga.status = SagaStatus::Compensating;
+    saga.failure = Some(Failure { reason, message });
+    events.push(HistoryEvent::CompensationStarted { reason });
+    if saga.next_to_compensate().is_none() {
+        finish(saga, SagaStatus::Compensated, now, events);
+    }
+}
+
+fn park(
+    saga: &mut Saga,
+    reason: FailureReason,
+    message: String,
+    now: DateTime<Utc>,
+    events: &mut Vec<HistoryEvent>,
+) {
+    saga.failure = Some(Failure { reason, message });
+    events.push(HistoryEvent::SagaParked { reason });
+    saga.status = SagaStatus::Failed;
+    saga.finished_at = Some(now);
+}
+
+fn finish(saga: &mut Saga, status: SagaStatus, now: DateTime<Utc>, events: &mut Vec<HistoryEvent>) {
+    saga.status = status;
+    saga.finished_at = Some(now);
+    events.push(match status {
+        SagaStatus::Completed => HistoryEvent::SagaCompleted,
+        _ => HistoryEvent::SagaCompensated,
+    });
+}
+
+fn to_chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

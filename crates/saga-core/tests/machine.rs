@@ -1,0 +1,406 @@
+//! Drives the pure state machine with scripted participants and checks every rule of DESIGN.md §1–2.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use saga_core::{
+    Command, Definition, Direction, ErrorKind, FailureReason, HistoryEvent, Input, JsonMap, Saga,
+    SagaStatus, StepError, StepStatus, apply, next_command,
+};
+use serde_json::json;
+
+const PURCHASE: &str = r"
+name: purchase_plan
+version: 1
+timeout: 5m
+retry: {max_attempts: 3, initial_backoff: 1s, multiplier: 2.0, max_backoff: 30s, jitter: 0.0}
+compensation: {max_attempts: 4, initial_backoff: 2s, multiplier: 2.0, max_backoff: 1m, jitter: 0.0}
+steps:
+  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan}
+  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,   compensate: CancelOrder}
+  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
+  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,        compensate: Refund}
+  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder, pivot: true}
+  - {name: NOTIFY_USER,     participant: billing, action: Notify}
+";
+
+/// A scripted participant answer.
+#[derive(Clone, Copy)]
+enum Answer {
+    Ok,
+    Refuse,
+    Unavailable,
+}
+
+struct Run {
+    saga: Saga,
+    calls: Vec<(String, Direction, u32)>,
+    events: Vec<HistoryEvent>,
+}
+
+fn definition() -> Arc<Definition> {
+    let participants: HashSet<String> = ["billing", "device", "payment"].map(String::from).into();
+    Arc::new(Definition::from_yaml(PURCHASE, &participants).expect("valid definition"))
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+fn payload() -> JsonMap {
+    json!({"userId": "u1"}).as_object().cloned().expect("object")
+}
+
+fn error(kind: ErrorKind) -> StepError {
+    StepError {
+        kind,
+        message: format!("{kind:?}"),
+    }
+}
+
+/// Runs a saga to the end with `script(step, direction, attempt)` answering every call; each call takes
+/// one simulated second, and waits jump straight to their wake-up time.
+fn drive(script: impl Fn(&str, Direction, u32) -> Answer) -> Run {
+    drive_until(script, |_| false)
+}
+
+fn drive_until(
+    script: impl Fn(&str, Direction, u32) -> Answer,
+    stop: impl Fn(&Saga) -> bool,
+) -> Run {
+    let definition = definition();
+    let mut now = t0();
+    let mut saga = Saga::new(definition.clone(), payload(), None, now);
+    let mut run_calls = Vec::new();
+    let mut events = Vec::new();
+    for _ in 0..1000 {
+        if stop(&saga) {
+            break;
+        }
+        let input = match next_command(&saga, now) {
+            Command::Done => break,
+            Command::WaitUntil(at) => {
+                now = at;
+                continue;
+            }
+            Command::Expire => Input::DeadlinePassed,
+            Command::Execute { index, attempt } => {
+                let name = &definition.steps[index].name;
+                run_calls.push((name.clone(), Direction::Execute, attempt));
+                let result = match script(name, Direction::Execute, attempt) {
+                    Answer::Ok => Ok(json!({ format!("{name}_out"): attempt })
+                        .as_object()
+                        .cloned()
+                        .expect("object")),
+                    Answer::Refuse => Err(error(ErrorKind::Refusal)),
+                    Answer::Unavailable => Err(error(ErrorKind::Transient)),
+                };
+                Input::Executed {
+                    index,
+                    attempt,
+                    started_at: now,
+                    result,
+                }
+            }
+            Command::Compensate { index, attempt } => {
+                let name = &definition.steps[index].name;
+                run_calls.push((name.clone(), Direction::Compensate, attempt));
+                let result = match script(name, Direction::Compensate, attempt) {
+                    Answer::Ok => Ok(()),
+                    Answer::Refuse => Err(error(ErrorKind::Refusal)),
+                    Answer::Unavailable => Err(error(ErrorKind::Transient)),
+                };
+                Input::Compensated {
+                    index,
+                    attempt,
+                    result,
+                }
+            }
+        };
+        now += Duration::seconds(1);
+        let t = apply(&saga, input, now, 0.5).expect("input matches the command");
+        events.extend(t.events);
+        saga = t.saga;
+    }
+    Run {
+        saga,
+        calls: run_calls,
+        events,
+    }
+}
+
+fn statuses(saga: &Saga) -> Vec<StepStatus> {
+    saga.steps.iter().map(|s| s.status).collect()
+}
+
+fn names(run: &Run) -> Vec<String> {
+    run.calls
+        .iter()
+        .map(|(n, d, a)| format!("{n}:{}:{a}", d.as_str()))
+        .collect()
+}
+
+use StepStatus::{Compensated, Compensating, Failed, Pending, Skipped, Succeeded};
+
+#[test]
+fn happy_path_completes_and_merges_every_output_into_the_state() {
+    let run = drive(|_, _, _| Answer::Ok);
+    assert_eq!(run.saga.status, SagaStatus::Completed);
+    assert_eq!(run.saga.failure, None);
+    assert_eq!(statuses(&run.saga), [Succeeded; 6]);
+    assert_eq!(run.saga.state["userId"], "u1");
+    assert_eq!(run.saga.state["PROCESS_PAYMENT_out"], 1);
+    assert!(run.saga.finished_at.is_some());
+    assert_eq!(run.events.last(), Some(&HistoryEvent::SagaCompleted));
+    assert_eq!(run.calls.len(), 6);
+}
+
+#[test]
+fn a_refusal_compensates_completed_steps_in_reverse_and_never_calls_later_steps() {
+    let run = drive(|step, _, _| match step {
+        "ALLOCATE_DEVICE" => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Compensated);
+    let failure = run.saga.failure.clone().expect("failure recorded");
+    assert_eq!(failure.reason, FailureReason::StepFailed);
+    assert!(failure.message.contains("ALLOCATE_DEVICE refused"), "{}", failure.message);
+    // VALIDATE_PLAN has no compensation, so it stays SUCCEEDED.
+    assert_eq!(
+        statuses(&run.saga),
+        [Succeeded, Compensated, Failed, Skipped, Skipped, Skipped]
+    );
+    assert_eq!(
+        names(&run),
+        [
+            "VALIDATE_PLAN:execute:1",
+            "CREATE_ORDER:execute:1",
+            "ALLOCATE_DEVICE:execute:1",
+            "CREATE_ORDER:compensate:1",
+        ]
+    );
+}
+
+#[test]
+fn transient_errors_are_retried_with_growing_backoff_then_succeed() {
+    let run = drive(|step, _, attempt| match (step, attempt) {
+        ("PROCESS_PAYMENT", 1 | 2) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Completed);
+    assert_eq!(run.saga.steps[3].attempts, 3);
+    assert_eq!(run.saga.steps[3].last_error.as_deref(), Some("Transient"));
+    let retries: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::StepFailed { retry_at, .. } => *retry_at,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 2);
+    // The second retry is scheduled one simulated second (the call) plus the doubled 2s backoff
+    // after the first.
+    let gap = retries[1] - retries[0];
+    assert_eq!(gap, Duration::seconds(1 + 2));
+}
+
+#[test]
+fn exhausted_retries_compensate_the_failed_step_too_because_it_may_have_happened() {
+    let run = drive(|step, d, _| match (step, d) {
+        ("PROCESS_PAYMENT", Direction::Execute) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Compensated);
+    assert_eq!(run.saga.steps[3].attempts, 3);
+    assert_eq!(
+        statuses(&run.saga),
+        [Succeeded, Compensated, Compensated, Compensated, Skipped, Skipped]
+    );
+    let compensations: Vec<_> = names(&run)
+        .into_iter()
+        .filter(|c| c.contains("compensate"))
+        .collect();
+    assert_eq!(
+        compensations,
+        [
+            "PROCESS_PAYMENT:compensate:1",
+            "ALLOCATE_DEVICE:compensate:1",
+            "CREATE_ORDER:compensate:1",
+        ]
+    );
+}
+
+#[test]
+fn a_step_after_the_pivot_that_fails_for_good_parks_the_saga_without_compensating() {
+    let run = drive(|step, _, _| match step {
+        "NOTIFY_USER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Failed);
+    assert_eq!(
+        run.saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::ForwardFailed)
+    );
+    assert_eq!(statuses(&run.saga)[..5], [Succeeded; 5]);
+    assert_eq!(run.saga.steps[5].status, Failed);
+    assert!(names(&run).iter().all(|c| !c.contains("compensate")));
+}
+
+#[test]
+fn a_pivot_whose_outcome_stays_unknown_parks_the_saga() {
+    let run = drive(|step, _, _| match step {
+        "ACTIVATE_ORDER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Failed);
+    assert_eq!(
+        run.saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::ForwardFailed)
+    );
+    assert_eq!(run.saga.steps[4].attempts, 3);
+}
+
+#[test]
+fn a_refused_pivot_compensates_the_steps_before_it() {
+    let run = drive(|step, _, _| match step {
+        "ACTIVATE_ORDER" => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        statuses(&run.saga),
+        [Succeeded, Compensated, Compensated, Compensated, Failed, Skipped]
+    );
+}
+
+#[test]
+fn a_refusing_compensation_is_retried_until_it_succeeds() {
+    let run = drive(|step, d, attempt| match (step, d, attempt) {
+        ("ALLOCATE_DEVICE", Direction::Execute, _) => Answer::Refuse,
+        ("CREATE_ORDER", Direction::Compensate, 1..=3) => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Compensated);
+    assert_eq!(run.saga.steps[1].compensation_attempts, 4);
+}
+
+#[test]
+fn exhausted_compensation_parks_the_saga_with_compensation_failed() {
+    let run = drive(|step, d, _| match (step, d) {
+        ("ALLOCATE_DEVICE", Direction::Execute) => Answer::Refuse,
+        ("CREATE_ORDER", Direction::Compensate) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Failed);
+    let failure = run.saga.failure.clone().expect("failure");
+    assert_eq!(failure.reason, FailureReason::CompensationFailed);
+    assert!(failure.message.contains("CREATE_ORDER"), "{}", failure.message);
+    assert_eq!(run.saga.steps[1].status, Compensating);
+    assert_eq!(run.saga.steps[1].compensation_attempts, 4);
+    assert_eq!(
+        run.events.last(),
+        Some(&HistoryEvent::SagaParked {
+            reason: FailureReason::CompensationFailed
+        })
+    );
+}
+
+#[test]
+fn the_deadline_compensates_a_saga_stuck_retrying_before_its_pivot() {
+    // PROCESS_PAYMENT keeps failing; with a huge retry budget the 5m deadline comes first.
+    let definition = definition();
+    let mut d = (*definition).clone();
+    d.retry.max_attempts = 1000;
+    d.retry.max_backoff = std::time::Duration::from_secs(60);
+    let mut now = t0();
+    let mut saga = Saga::new(Arc::new(d), payload(), None, now);
+    let mut expired = false;
+    loop {
+        let input = match next_command(&saga, now) {
+            Command::Done => break,
+            Command::WaitUntil(at) => {
+                now = at;
+                continue;
+            }
+            Command::Expire => {
+                expired = true;
+                Input::DeadlinePassed
+            }
+            Command::Execute { index, attempt } => Input::Executed {
+                index,
+                attempt,
+                started_at: now,
+                result: if index == 3 {
+                    Err(error(ErrorKind::Transient))
+                } else {
+                    Ok(JsonMap::new())
+                },
+            },
+            Command::Compensate { index, attempt } => Input::Compensated {
+                index,
+                attempt,
+                result: Ok(()),
+            },
+        };
+        now += Duration::seconds(1);
+        saga = apply(&saga, input, now, 0.5).expect("valid input").saga;
+    }
+    assert!(expired);
+    assert_eq!(saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::TimedOut)
+    );
+    assert_eq!(
+        statuses(&saga),
+        [Succeeded, Compensated, Compensated, Compensated, Skipped, Skipped]
+    );
+}
+
+#[test]
+fn an_input_that_does_not_match_the_next_command_is_rejected() {
+    let saga = Saga::new(definition(), payload(), None, t0());
+    let wrong = Input::Executed {
+        index: 2,
+        attempt: 1,
+        started_at: t0(),
+        result: Ok(JsonMap::new()),
+    };
+    assert!(apply(&saga, wrong, t0(), 0.5).is_err());
+    let stale_attempt = Input::Executed {
+        index: 0,
+        attempt: 2,
+        started_at: t0(),
+        result: Ok(JsonMap::new()),
+    };
+    assert!(apply(&saga, stale_attempt, t0(), 0.5).is_err());
+}
+
+#[test]
+fn current_step_follows_execution_then_compensation() {
+    let run = drive_until(
+        |step, _, _| match step {
+            "PROCESS_PAYMENT" => Answer::Refuse,
+            _ => Answer::Ok,
+        },
+        |s| s.status == SagaStatus::Compensating,
+    );
+    assert_eq!(run.saga.status, SagaStatus::Compensating);
+    assert_eq!(run.saga.current_step(), Some(2), "ALLOCATE_DEVICE is undone first");
+    let fresh = Saga::new(definition(), payload(), None, t0());
+    assert_eq!(fresh.current_step(), Some(0));
+    assert_eq!(statuses(&fresh), [Pending; 6]);
+}
+
+#[test]
+fn idempotency_keys_are_stable_per_step_and_direction() {
+    let saga = Saga::new(definition(), payload(), None, t0());
+    let k = saga.idempotency_key_for(2, Direction::Execute);
+    assert_eq!(k, format!("{}:ALLOCATE_DEVICE:execute", saga.id));
+    assert_ne!(k, saga.idempotency_key_for(2, Direction::Compensate));
+    assert_eq!(k, saga.clone().idempotency_key_for(2, Direction::Execute));
+}

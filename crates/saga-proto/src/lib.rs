@@ -1,0 +1,15 @@
+//! gRPC types for sagad: the `saga.v1` coordinator and participant protocols, the descriptor set for
+//! server reflection, and conversions between `google.protobuf.Struct` and JSON.
+
+mod json;
+
+pub use json::{json_to_struct, struct_to_json};
+
+/// Generated code for package `saga.v1`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("saga.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every `saga.v1` file, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("saga_descriptor");

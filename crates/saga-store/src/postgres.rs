@@ -1,0 +1,199 @@
+//! [`PgStore`]: the saga log in PostgreSQL.
+
+use std::time::Duration;
+
+use saga_core::{HistoryEvent, Saga, SagaId, Transition};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tracing::instrument;
+
+use crate::rows::{EventRow, SagaRow, StepRow};
+use crate::{Created, SagaStore, StoreError};
+
+/// Reads one saga and all its steps in a single statement.
+const SELECT_SAGA: &str = "
+    SELECT s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
+           s.idempotency_key, s.next_attempt_at, s.deadline_at, s.revision,
+           s.created_at, s.updated_at, s.finished_at,
+           COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
+                     FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps
+    FROM sagas s";
+
+/// The saga log in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections` to `url`, failing fast if the database is unreachable.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.application_name("sagad"))
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the embedded migrations. Safe to run from several replicas at once: sqlx serialises
+    /// them with a database lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../../migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The underlying pool, for health checks and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn load_by_idempotency_key(&self, saga_type: &str, key: &str) -> Result<Saga, StoreError> {
+        let row: SagaRow = sqlx::query_as(&format!(
+            "{SELECT_SAGA} WHERE s.saga_type = $1 AND s.idempotency_key = $2"
+        ))
+        .bind(saga_type)
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await?;
+        row.into_saga()
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    // Serializing plain data (maps, strings, numbers, timestamps) cannot fail.
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+impl SagaStore for PgStore {
+    #[instrument(skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err)]
+    async fn create(&self, saga: &Saga) -> Result<Created, StoreError> {
+        let steps: Vec<StepRow> = (0..saga.steps.len())
+            .map(|i| StepRow::from_step(saga, i))
+            .collect();
+        let started = HistoryEvent::SagaStarted;
+        let events = [EventRow::from(&started)];
+        // One statement, so one commit: the saga, its steps and its first event land together or not at
+        // all. ON CONFLICT turns a repeated idempotency key into "no row returned".
+        let inserted: Option<(uuid::Uuid,)> = sqlx::query_as(
+            "WITH saga AS (
+                INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                                   current_step, idempotency_key, deadline_at, revision,
+                                   created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10)
+                ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id
+             ),
+             steps AS (
+                INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
+                SELECT saga.id, r.step_index, r.name, r.participant, r.status
+                FROM saga, jsonb_to_recordset($11::jsonb)
+                    AS r(step_index integer, name text, participant text, status text)
+             ),
+             events AS (
+                INSERT INTO saga_events (saga_id, kind, detail)
+                SELECT saga.id, e.kind, e.detail
+                FROM saga, jsonb_to_recordset($12::jsonb) AS e(kind text, detail jsonb)
+             )
+             SELECT id FROM saga",
+        )
+        .bind(saga.id.0)
+        .bind(saga.saga_type())
+        .bind(i32::try_from(saga.definition.version).unwrap_or(i32::MAX))
+        .bind(to_json(&*saga.definition))
+        .bind(saga.status.as_str())
+        .bind(to_json(&saga.state))
+        .bind(saga.idempotency_key.as_deref())
+        .bind(saga.deadline_at)
+        .bind(saga.revision)
+        .bind(saga.created_at)
+        .bind(to_json(&steps))
+        .bind(to_json(&events))
+        .fetch_optional(&self.pool)
+        .await?;
+
+        match (inserted, saga.idempotency_key.as_deref()) {
+            (Some(_), _) => Ok(Created {
+                saga: saga.clone(),
+                created: true,
+            }),
+            (None, Some(key)) => Ok(Created {
+                saga: self.load_by_idempotency_key(saga.saga_type(), key).await?,
+                created: false,
+            }),
+            (None, None) => Err(StoreError::Conflict(saga.id)),
+        }
+    }
+
+    #[instrument(skip_all, fields(saga_id = %id), err)]
+    async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
+        let row: Option<SagaRow> = sqlx::query_as(&format!("{SELECT_SAGA} WHERE s.id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(SagaRow::into_saga).transpose()
+    }
+
+    #[instrument(skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err)]
+    async fn commit(&self, transition: &Transition) -> Result<i64, StoreError> {
+        let saga = &transition.saga;
+        let steps: Vec<StepRow> = transition
+            .changed_steps
+            .iter()
+            .map(|&i| StepRow::from_step(saga, i))
+            .collect();
+        let events: Vec<EventRow<'_>> = transition.events.iter().map(EventRow::from).collect();
+        let current_step = saga
+            .current_step()
+            .map(|i| i32::try_from(i).unwrap_or(i32::MAX));
+        // One statement: the saga row is updated only at the revision the transition was computed from;
+        // the step rows and events hang off that update, so a stale writer changes nothing at all.
+        let updated: Option<(i64,)> = sqlx::query_as(
+            "WITH saga AS (
+                UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
+                                 current_step = $7, next_attempt_at = $8, updated_at = $9,
+                                 finished_at = $10, revision = revision + 1
+                WHERE id = $1 AND revision = $2
+                RETURNING id, revision
+             ),
+             steps AS (
+                UPDATE saga_steps st
+                SET status = r.status, attempts = r.attempts,
+                    compensation_attempts = r.compensation_attempts, output = r.output,
+                    last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at
+                FROM saga, jsonb_to_recordset($11::jsonb) AS r(
+                    step_index integer, status text, attempts integer, compensation_attempts integer,
+                    output jsonb, last_error text, started_at timestamptz, finished_at timestamptz)
+                WHERE st.saga_id = saga.id AND st.step_index = r.step_index
+             ),
+             events AS (
+                INSERT INTO saga_events (saga_id, kind, step_index, attempt, detail)
+                SELECT saga.id, e.kind, e.step_index, e.attempt, e.detail
+                FROM saga, jsonb_to_recordset($12::jsonb)
+                    AS e(kind text, step_index integer, attempt integer, detail jsonb)
+             )
+             SELECT revision FROM saga",
+        )
+        .bind(saga.id.0)
+        .bind(saga.revision)
+        .bind(saga.status.as_str())
+        .bind(saga.failure.as_ref().map(|f| f.reason.as_str()))
+        .bind(saga.failure.as_ref().map(|f| f.message.as_str()))
+        .bind(to_json(&saga.state))
+        .bind(current_step)
+        .bind(saga.next_attempt_at)
+        .bind(saga.updated_at)
+        .bind(saga.finished_at)
+        .bind(to_json(&steps))
+        .bind(to_json(&events))
+        .fetch_optional(&self.pool)
+        .await?;
+        updated.map(|(rev,)| rev).ok_or(StoreError::Conflict(saga.id))
+    }
+}

@@ -1,0 +1,153 @@
+//! Row shapes exchanged with PostgreSQL and their conversions to and from `saga_core` types.
+//!
+//! Step rows and events travel as one JSON array parameter each (`jsonb_to_recordset` on the way in,
+//! `jsonb_agg` on the way out), which keeps every read and write a single statement.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use saga_core::saga::Failure;
+use saga_core::{Definition, HistoryEvent, JsonMap, Saga, SagaId, Step};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A `saga_steps` row as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StepRow {
+    pub step_index: i32,
+    pub name: String,
+    pub participant: String,
+    pub status: String,
+    pub attempts: i64,
+    pub compensation_attempts: i64,
+    pub output: Option<JsonMap>,
+    pub last_error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepRow {
+    pub(crate) fn from_step(saga: &Saga, index: usize) -> Self {
+        let step = &saga.steps[index];
+        let definition = &saga.definition.steps[index];
+        Self {
+            step_index: i32::try_from(index).unwrap_or(i32::MAX),
+            name: definition.name.clone(),
+            participant: definition.participant.clone(),
+            status: step.status.as_str().to_owned(),
+            attempts: step.attempts.into(),
+            compensation_attempts: step.compensation_attempts.into(),
+            output: step.output.clone(),
+            last_error: step.last_error.clone(),
+            started_at: step.started_at,
+            finished_at: step.finished_at,
+        }
+    }
+
+    fn into_step(self, saga_id: SagaId) -> Result<Step, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt { saga_id, message };
+        Ok(Step {
+            status: self.status.parse().map_err(|e| corrupt(format!("{e}")))?,
+            attempts: u32::try_from(self.attempts).map_err(|e| corrupt(e.to_string()))?,
+            compensation_attempts: u32::try_from(self.compensation_attempts)
+                .map_err(|e| corrupt(e.to_string()))?,
+            last_error: self.last_error,
+            output: self.output,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// A history event as JSON for `jsonb_to_recordset`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventRow<'a> {
+    pub kind: &'static str,
+    pub step_index: Option<usize>,
+    pub attempt: Option<u32>,
+    pub detail: &'a HistoryEvent,
+}
+
+impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
+    fn from(event: &'a HistoryEvent) -> Self {
+        let (step_index, attempt) = match event {
+            HistoryEvent::StepSucceeded { step, attempt }
+            | HistoryEvent::StepFailed { step, attempt, .. }
+            | HistoryEvent::StepCompensated { step, attempt }
+            | HistoryEvent::CompensationFailed { step, attempt, .. } => (Some(*step), Some(*attempt)),
+            _ => (None, None),
+        };
+        Self {
+            kind: event.kind(),
+            step_index,
+            attempt,
+            detail: event,
+        }
+    }
+}
+
+/// A `sagas` row with its steps aggregated.
+#[derive(Debug, FromRow)]
+pub(crate) struct SagaRow {
+    pub id: Uuid,
+    pub definition: sqlx::types::Json<serde_json::Value>,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub failure_message: Option<String>,
+    pub state: sqlx::types::Json<JsonMap>,
+    pub idempotency_key: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub revision: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub steps: sqlx::types::Json<Vec<StepRow>>,
+}
+
+impl SagaRow {
+    pub(crate) fn into_saga(self) -> Result<Saga, StoreError> {
+        let saga_id = SagaId(self.id);
+        let corrupt = |message: String| StoreError::Corrupt { saga_id, message };
+        let definition: Definition = serde_json::from_value(self.definition.0)
+            .map_err(|e| corrupt(format!("definition snapshot: {e}")))?;
+        let failure = match (self.failure_reason, self.failure_message) {
+            (Some(reason), Some(message)) => Some(Failure {
+                reason: reason.parse().map_err(|e| corrupt(format!("{e}")))?,
+                message,
+            }),
+            _ => None,
+        };
+        let steps = self
+            .steps
+            .0
+            .into_iter()
+            .map(|row| row.into_step(saga_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        if steps.len() != definition.steps.len() {
+            return Err(corrupt(format!(
+                "{} step rows for {} definition steps",
+                steps.len(),
+                definition.steps.len()
+            )));
+        }
+        Ok(Saga {
+            id: saga_id,
+            definition: Arc::new(definition),
+            status: self.status.parse().map_err(|e| corrupt(format!("{e}")))?,
+            failure,
+            state: self.state.0,
+            steps,
+            idempotency_key: self.idempotency_key,
+            next_attempt_at: self.next_attempt_at,
+            deadline_at: self.deadline_at,
+            revision: self.revision,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
