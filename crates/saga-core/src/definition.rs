@@ -20,7 +20,11 @@ pub struct Definition {
     /// Version, from 1; stored with every saga started from this definition.
     pub version: u32,
     /// Whole-saga deadline; past it an unfinished saga is compensated with reason `TIMED_OUT`.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Per-call deadline for steps that do not set their own.
     #[serde(default = "default_step_timeout", with = "humantime_serde")]
@@ -49,7 +53,11 @@ pub struct StepDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<String>,
     /// Per-call deadline overriding the definition's `step_timeout`.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Retry policy overriding the definition's `retry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +139,10 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> DefinitionEr
 
 impl Definition {
     /// Parses a YAML definition and validates it against the participants the coordinator knows.
-    pub fn from_yaml(text: &str, known_participants: &HashSet<String>) -> Result<Self, DefinitionError> {
+    pub fn from_yaml(
+        text: &str,
+        known_participants: &HashSet<String>,
+    ) -> Result<Self, DefinitionError> {
         let definition: Self =
             serde_norway::from_str(text).map_err(|e| DefinitionError::Parse(e.to_string()))?;
         definition.validate(known_participants)?;
@@ -160,7 +171,10 @@ impl Definition {
             let at = |field: &str| format!("steps[{i}].{field}");
             check_identifier(&at("name"), &step.name)?;
             if !names.insert(step.name.as_str()) {
-                return Err(invalid(at("name"), format!("duplicate step name {:?}", step.name)));
+                return Err(invalid(
+                    at("name"),
+                    format!("duplicate step name {:?}", step.name),
+                ));
             }
             if !known_participants.contains(&step.participant) {
                 let mut known: Vec<_> = known_participants.iter().map(String::as_str).collect();
@@ -198,7 +212,10 @@ impl Definition {
             }
             if step.pivot {
                 if let Some(first) = pivot {
-                    return Err(invalid(at("pivot"), format!("{first:?} is already the pivot")));
+                    return Err(invalid(
+                        at("pivot"),
+                        format!("{first:?} is already the pivot"),
+                    ));
                 }
                 pivot = Some(&step.name);
             }
@@ -225,7 +242,10 @@ impl Definition {
 impl RetryPolicy {
     fn validate(&self, field: &str) -> Result<(), DefinitionError> {
         if self.max_attempts == 0 {
-            return Err(invalid(format!("{field}.max_attempts"), "must be 1 or more"));
+            return Err(invalid(
+                format!("{field}.max_attempts"),
+                "must be 1 or more",
+            ));
         }
         check_duration(&format!("{field}.max_backoff"), self.max_backoff)?;
         if self.initial_backoff > self.max_backoff {
@@ -235,10 +255,16 @@ impl RetryPolicy {
             ));
         }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(invalid(format!("{field}.multiplier"), "must be 1.0 or more"));
+            return Err(invalid(
+                format!("{field}.multiplier"),
+                "must be 1.0 or more",
+            ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(invalid(format!("{field}.jitter"), "must be between 0.0 and 1.0"));
+            return Err(invalid(
+                format!("{field}.jitter"),
+                "must be between 0.0 and 1.0",
+            ));
         }
         Ok(())
     }
@@ -247,7 +273,9 @@ impl RetryPolicy {
 fn check_identifier(field: &str, value: &str) -> Result<(), DefinitionError> {
     let valid = !value.is_empty()
         && value.len() <= 128
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if valid {
         Ok(())
     } else {
@@ -309,7 +337,11 @@ steps:
         assert_eq!(d.steps.len(), 5);
         assert_eq!(d.pivot_index(), Some(4));
         assert_eq!(d.timeout_for(0), Duration::from_secs(5));
-        assert_eq!(d.timeout_for(1), Duration::from_secs(30), "default step timeout");
+        assert_eq!(
+            d.timeout_for(1),
+            Duration::from_secs(30),
+            "default step timeout"
+        );
         assert_eq!(d.compensation, RetryPolicy::compensation_default());
         assert_eq!(d.steps[1].compensate.as_deref(), Some("CancelOrder"));
     }
@@ -342,19 +374,43 @@ steps:
     fn rejects_insane_values() {
         let cases = [
             (PURCHASE.replace("version: 3", "version: 0"), "version"),
-            (PURCHASE.replace("timeout: 5s", "timeout: 0s"), "steps[0].timeout"),
-            (PURCHASE.replace("timeout: 5m", "timeout: 30d"), "timeout"),
-            (PURCHASE.replace("max_attempts: 4", "max_attempts: 0"), "retry.max_attempts"),
-            (PURCHASE.replace("multiplier: 2.0", "multiplier: 0.5"), "retry.multiplier"),
-            (PURCHASE.replace("jitter: 0.2", "jitter: 1.5"), "retry.jitter"),
-            (PURCHASE.replace("initial_backoff: 1s", "initial_backoff: 1m"), "retry.initial_backoff"),
-            (PURCHASE.replace("name: purchase_plan", "name: 'purchase plan'"), "name"),
             (
-                PURCHASE.replace("action: ActivateOrder, pivot: true", "action: ActivateOrder, pivot: true, compensate: Undo"),
+                PURCHASE.replace("timeout: 5s", "timeout: 0s"),
+                "steps[0].timeout",
+            ),
+            (PURCHASE.replace("timeout: 5m", "timeout: 30d"), "timeout"),
+            (
+                PURCHASE.replace("max_attempts: 4", "max_attempts: 0"),
+                "retry.max_attempts",
+            ),
+            (
+                PURCHASE.replace("multiplier: 2.0", "multiplier: 0.5"),
+                "retry.multiplier",
+            ),
+            (
+                PURCHASE.replace("jitter: 0.2", "jitter: 1.5"),
+                "retry.jitter",
+            ),
+            (
+                PURCHASE.replace("initial_backoff: 1s", "initial_backoff: 1m"),
+                "retry.initial_backoff",
+            ),
+            (
+                PURCHASE.replace("name: purchase_plan", "name: 'purchase plan'"),
+                "name",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: ActivateOrder, pivot: true",
+                    "action: ActivateOrder, pivot: true, compensate: Undo",
+                ),
                 "steps[4].compensate",
             ),
             (
-                PURCHASE.replace("action: ValidatePlan,", "action: ValidatePlan, pivot: true,"),
+                PURCHASE.replace(
+                    "action: ValidatePlan,",
+                    "action: ValidatePlan, pivot: true,",
+                ),
                 "steps[1].compensate",
             ),
         ];

@@ -16,6 +16,8 @@ pub mod saga;
 pub mod status;
 
 pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
-pub use machine::{Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command};
+pub use machine::{
+    Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
+};
 pub use saga::{Direction, JsonMap, Saga, SagaId, Step};
 pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

@@ -239,7 +239,15 @@ pub fn apply(
             s.started_at.get_or_insert(started_at);
             match result {
                 Ok(output) => succeed(&mut next, index, attempt, output, now, &mut events),
-                Err(error) => fail(&mut next, index, attempt, error, now, jitter_sample, &mut events),
+                Err(error) => fail(
+                    &mut next,
+                    index,
+                    attempt,
+                    error,
+                    now,
+                    jitter_sample,
+                    &mut events,
+                ),
             }
         }
         Input::Compensated {
@@ -254,7 +262,10 @@ pub fn apply(
                 Ok(()) => {
                     s.status = StepStatus::Compensated;
                     s.finished_at = Some(now);
-                    events.push(HistoryEvent::StepCompensated { step: index, attempt });
+                    events.push(HistoryEvent::StepCompensated {
+                        step: index,
+                        attempt,
+                    });
                     if next.next_to_compensate().is_none() {
                         finish(&mut next, SagaStatus::Compensated, now, &mut events);
                     }
@@ -277,7 +288,13 @@ pub fn apply(
                         retry_at,
                     });
                     if retry_at.is_none() {
-                        park(&mut next, FailureReason::CompensationFailed, message, now, &mut events);
+                        park(
+                            &mut next,
+                            FailureReason::CompensationFailed,
+                            message,
+                            now,
+                            &mut events,
+                        );
                     }
                 }
             }
@@ -302,7 +319,13 @@ pub fn apply(
                     s.finished_at = Some(now);
                 }
             }
-            start_compensation(&mut next, FailureReason::TimedOut, message, now, &mut events);
+            start_compensation(
+                &mut next,
+                FailureReason::TimedOut,
+                message,
+                now,
+                &mut events,
+            );
         }
     }
     let changed_steps = (0..next.steps.len())
@@ -347,7 +370,10 @@ fn succeed(
     s.finished_at = Some(now);
     saga.state.extend(output.clone());
     s.output = Some(output);
-    events.push(HistoryEvent::StepSucceeded { step: index, attempt });
+    events.push(HistoryEvent::StepSucceeded {
+        step: index,
+        attempt,
+    });
     if index + 1 == saga.steps.len() {
         finish(saga, SagaStatus::Completed, now, events);
     }

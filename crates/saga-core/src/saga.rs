@@ -124,6 +124,8 @@ pub struct Step {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+// Declared by hand: `StepStatus` comes from a macro shared with enums that have no default.
+#[allow(clippy::derivable_impls)]
 impl Default for StepStatus {
     fn default() -> Self {
         Self::Pending
@@ -185,7 +187,9 @@ impl Saga {
 
     /// The highest step that still has something to undo.
     pub(crate) fn next_to_compensate(&self) -> Option<usize> {
-        (0..self.steps.len()).rev().find(|&i| self.needs_compensation(i))
+        (0..self.steps.len())
+            .rev()
+            .find(|&i| self.needs_compensation(i))
     }
 
     fn needs_compensation(&self, index: usize) -> bool {

@@ -141,7 +141,11 @@ mod tests {
         let terminal: Vec<_> = SagaStatus::ALL.iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(
             terminal,
-            [&SagaStatus::Completed, &SagaStatus::Compensated, &SagaStatus::Failed]
+            [
+                &SagaStatus::Completed,
+                &SagaStatus::Compensated,
+                &SagaStatus::Failed
+            ]
         );
     }
 }

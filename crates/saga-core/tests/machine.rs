@@ -51,7 +51,10 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn payload() -> JsonMap {
-    json!({"userId": "u1"}).as_object().cloned().expect("object")
+    json!({"userId": "u1"})
+        .as_object()
+        .cloned()
+        .expect("object")
 }
 
 fn error(kind: ErrorKind) -> StepError {
@@ -167,7 +170,11 @@ fn a_refusal_compensates_completed_steps_in_reverse_and_never_calls_later_steps(
     assert_eq!(run.saga.status, SagaStatus::Compensated);
     let failure = run.saga.failure.clone().expect("failure recorded");
     assert_eq!(failure.reason, FailureReason::StepFailed);
-    assert!(failure.message.contains("ALLOCATE_DEVICE refused"), "{}", failure.message);
+    assert!(
+        failure.message.contains("ALLOCATE_DEVICE refused"),
+        "{}",
+        failure.message
+    );
     // VALIDATE_PLAN has no compensation, so it stays SUCCEEDED.
     assert_eq!(
         statuses(&run.saga),
@@ -218,7 +225,14 @@ fn exhausted_retries_compensate_the_failed_step_too_because_it_may_have_happened
     assert_eq!(run.saga.steps[3].attempts, 3);
     assert_eq!(
         statuses(&run.saga),
-        [Succeeded, Compensated, Compensated, Compensated, Skipped, Skipped]
+        [
+            Succeeded,
+            Compensated,
+            Compensated,
+            Compensated,
+            Skipped,
+            Skipped
+        ]
     );
     let compensations: Vec<_> = names(&run)
         .into_iter()
@@ -273,7 +287,14 @@ fn a_refused_pivot_compensates_the_steps_before_it() {
     assert_eq!(run.saga.status, SagaStatus::Compensated);
     assert_eq!(
         statuses(&run.saga),
-        [Succeeded, Compensated, Compensated, Compensated, Failed, Skipped]
+        [
+            Succeeded,
+            Compensated,
+            Compensated,
+            Compensated,
+            Failed,
+            Skipped
+        ]
     );
 }
 
@@ -298,7 +319,11 @@ fn exhausted_compensation_parks_the_saga_with_compensation_failed() {
     assert_eq!(run.saga.status, SagaStatus::Failed);
     let failure = run.saga.failure.clone().expect("failure");
     assert_eq!(failure.reason, FailureReason::CompensationFailed);
-    assert!(failure.message.contains("CREATE_ORDER"), "{}", failure.message);
+    assert!(
+        failure.message.contains("CREATE_ORDER"),
+        "{}",
+        failure.message
+    );
     assert_eq!(run.saga.steps[1].status, Compensating);
     assert_eq!(run.saga.steps[1].compensation_attempts, 4);
     assert_eq!(
@@ -357,7 +382,14 @@ fn the_deadline_compensates_a_saga_stuck_retrying_before_its_pivot() {
     );
     assert_eq!(
         statuses(&saga),
-        [Succeeded, Compensated, Compensated, Compensated, Skipped, Skipped]
+        [
+            Succeeded,
+            Compensated,
+            Compensated,
+            Compensated,
+            Skipped,
+            Skipped
+        ]
     );
 }
 
@@ -390,7 +422,11 @@ fn current_step_follows_execution_then_compensation() {
         |s| s.status == SagaStatus::Compensating,
     );
     assert_eq!(run.saga.status, SagaStatus::Compensating);
-    assert_eq!(run.saga.current_step(), Some(2), "ALLOCATE_DEVICE is undone first");
+    assert_eq!(
+        run.saga.current_step(),
+        Some(2),
+        "ALLOCATE_DEVICE is undone first"
+    );
     let fresh = Saga::new(definition(), payload(), None, t0());
     assert_eq!(fresh.current_step(), Some(0));
     assert_eq!(statuses(&fresh), [Pending; 6]);

@@ -1,8 +1,11 @@
 //! gRPC types for sagad: the `saga.v1` coordinator and participant protocols, the descriptor set for
-//! server reflection, and conversions between `google.protobuf.Struct` and JSON.
+//! server reflection, conversions between `google.protobuf.Struct` and JSON, and from `saga_core` types
+//! to their wire form.
 
+mod convert;
 mod json;
 
+pub use convert::timestamp;
 pub use json::{json_to_struct, struct_to_json};
 
 /// Generated code for package `saga.v1`.

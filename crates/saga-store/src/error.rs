@@ -6,8 +6,11 @@ use saga_core::SagaId;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or answered with an error.
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
+    ///
+    /// Not marked as `#[source]`: sqlx already writes its cause into its own message, and chaining it
+    /// again would print every cause twice.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
     /// Migrations could not be applied.
     #[error("cannot apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -22,4 +25,10 @@ pub enum StoreError {
         /// What could not be decoded.
         message: String,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
 }

@@ -39,5 +39,8 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Writes a transition computed from a saga at revision `transition.saga.revision`, and returns the
     /// new revision. Fails with [`StoreError::Conflict`] if the stored saga moved on meanwhile.
-    fn commit(&self, transition: &Transition) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn commit(
+        &self,
+        transition: &Transition,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }

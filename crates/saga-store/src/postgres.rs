@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use saga_core::{HistoryEvent, Saga, SagaId, Transition};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tracing::instrument;
 
 use crate::rows::{EventRow, SagaRow, StepRow};
@@ -28,12 +28,14 @@ pub struct PgStore {
 impl PgStore {
     /// Connects a pool of at most `max_connections` to `url`, failing fast if the database is unreachable.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse()?;
+        let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name("sagad");
+        // One direct connection first: a pool would retry until its timeout and then report only
+        // "pool timed out", hiding the real cause (refused, unknown database, bad password).
+        PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.application_name("sagad"))
-            .await?;
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 
@@ -54,7 +56,11 @@ impl PgStore {
         &self.pool
     }
 
-    async fn load_by_idempotency_key(&self, saga_type: &str, key: &str) -> Result<Saga, StoreError> {
+    async fn load_by_idempotency_key(
+        &self,
+        saga_type: &str,
+        key: &str,
+    ) -> Result<Saga, StoreError> {
         let row: SagaRow = sqlx::query_as(&format!(
             "{SELECT_SAGA} WHERE s.saga_type = $1 AND s.idempotency_key = $2"
         ))
@@ -194,6 +200,8 @@ impl SagaStore for PgStore {
         .bind(to_json(&events))
         .fetch_optional(&self.pool)
         .await?;
-        updated.map(|(rev,)| rev).ok_or(StoreError::Conflict(saga.id))
+        updated
+            .map(|(rev,)| rev)
+            .ok_or(StoreError::Conflict(saga.id))
     }
 }

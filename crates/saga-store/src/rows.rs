@@ -77,7 +77,9 @@ impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
             HistoryEvent::StepSucceeded { step, attempt }
             | HistoryEvent::StepFailed { step, attempt, .. }
             | HistoryEvent::StepCompensated { step, attempt }
-            | HistoryEvent::CompensationFailed { step, attempt, .. } => (Some(*step), Some(*attempt)),
+            | HistoryEvent::CompensationFailed { step, attempt, .. } => {
+                (Some(*step), Some(*attempt))
+            }
             _ => (None, None),
         };
         Self {

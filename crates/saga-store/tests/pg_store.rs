@@ -24,7 +24,7 @@ steps:
 
 async fn store() -> (PgStore, TestDatabase) {
     let db = TestDatabase::create("saga_store").await;
-    let store = PgStore::connect(db.url(), 4).await.expect("connect");
+    let store = PgStore::connect(&db.url(), 4).await.expect("connect");
     store.migrate().await.expect("migrate");
     (store, db)
 }
@@ -33,7 +33,9 @@ fn new_saga(key: Option<&str>) -> Saga {
     let participants: HashSet<String> = ["billing", "device"].map(String::from).into();
     let definition = Definition::from_yaml(DEFINITION, &participants).expect("valid");
     // PostgreSQL keeps microseconds; round so the round trip compares equal.
-    let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).expect("truncate");
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("truncate");
     let payload: JsonMap = json!({"userId": "u1", "amountCents": 2999})
         .as_object()
         .cloned()
@@ -51,7 +53,9 @@ async fn event_kinds(store: &PgStore, id: SagaId) -> Vec<String> {
 
 /// Executes the next step of `saga` with `result` and commits the transition.
 async fn step(store: &PgStore, saga: &Saga, result: Result<JsonMap, saga_core::StepError>) -> Saga {
-    let now = Utc::now().duration_trunc(TimeDelta::microseconds(1)).expect("truncate");
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("truncate");
     let Command::Execute { index, attempt } = next_command(saga, now) else {
         panic!("expected an execute command")
     };
@@ -71,7 +75,7 @@ async fn step(store: &PgStore, saga: &Saga, result: Result<JsonMap, saga_core::S
 
 #[tokio::test]
 async fn a_created_saga_loads_back_identically_with_pending_steps_and_a_start_event() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     let saga = new_saga(None);
     let created = store.create(&saga).await.expect("create");
     assert!(created.created);
@@ -79,12 +83,11 @@ async fn a_created_saga_loads_back_identically_with_pending_steps_and_a_start_ev
     assert_eq!(loaded, saga);
     assert!(loaded.steps.iter().all(|s| s.status == StepStatus::Pending));
     assert_eq!(event_kinds(&store, saga.id).await, ["SAGA_STARTED"]);
-    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_returns_the_existing_saga_instead_of_a_second_one() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     let first = new_saga(Some("order-42"));
     store.create(&first).await.expect("create");
     let again = new_saga(Some("order-42"));
@@ -96,18 +99,23 @@ async fn the_same_idempotency_key_returns_the_existing_saga_instead_of_a_second_
         .await
         .expect("count");
     assert_eq!(count, 1);
-    let other_key = store.create(&new_saga(Some("order-43"))).await.expect("create");
+    let other_key = store
+        .create(&new_saga(Some("order-43")))
+        .await
+        .expect("create");
     assert!(other_key.created);
-    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     let saga = new_saga(None);
     store.create(&saga).await.expect("create");
 
-    let output: JsonMap = json!({"orderId": "o-1"}).as_object().cloned().expect("object");
+    let output: JsonMap = json!({"orderId": "o-1"})
+        .as_object()
+        .cloned()
+        .expect("object");
     let saga = step(&store, &saga, Ok(output)).await;
     assert_eq!(saga.revision, 1);
     let loaded = store.load(saga.id).await.expect("load").expect("exists");
@@ -130,11 +138,20 @@ async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() 
     );
     assert_eq!(
         loaded.steps.iter().map(|s| s.status).collect::<Vec<_>>(),
-        [StepStatus::Succeeded, StepStatus::Failed, StepStatus::Skipped]
+        [
+            StepStatus::Succeeded,
+            StepStatus::Failed,
+            StepStatus::Skipped
+        ]
     );
     assert_eq!(
         event_kinds(&store, saga.id).await,
-        ["SAGA_STARTED", "STEP_SUCCEEDED", "STEP_FAILED", "COMPENSATION_STARTED"]
+        [
+            "SAGA_STARTED",
+            "STEP_SUCCEEDED",
+            "STEP_FAILED",
+            "COMPENSATION_STARTED"
+        ]
     );
     let current: Option<i32> = sqlx::query_scalar("SELECT current_step FROM sagas WHERE id = $1")
         .bind(saga.id.0)
@@ -142,12 +159,11 @@ async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() 
         .await
         .expect("current step");
     assert_eq!(current, Some(0), "CREATE_ORDER is compensated next");
-    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn a_stale_writer_is_rejected_and_changes_nothing() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     let saga = new_saga(None);
     store.create(&saga).await.expect("create");
     let _moved_on = step(&store, &saga, Ok(JsonMap::new())).await;
@@ -160,31 +176,38 @@ async fn a_stale_writer_is_rejected_and_changes_nothing() {
             index: 0,
             attempt: 1,
             started_at: now,
-            result: Ok(json!({"orderId": "stale"}).as_object().cloned().expect("object")),
+            result: Ok(json!({"orderId": "stale"})
+                .as_object()
+                .cloned()
+                .expect("object")),
         },
         now,
         0.5,
     )
     .expect("valid input");
-    let err = store.commit(&stale).await.expect_err("stale revision must fail");
+    let err = store
+        .commit(&stale)
+        .await
+        .expect_err("stale revision must fail");
     assert!(matches!(err, StoreError::Conflict(id) if id == saga.id));
     let loaded = store.load(saga.id).await.expect("load").expect("exists");
     assert_eq!(loaded.revision, 1);
     assert!(!loaded.state.contains_key("orderId"));
-    assert_eq!(event_kinds(&store, saga.id).await, ["SAGA_STARTED", "STEP_SUCCEEDED"]);
-    db.drop_database().await;
+    assert_eq!(
+        event_kinds(&store, saga.id).await,
+        ["SAGA_STARTED", "STEP_SUCCEEDED"]
+    );
 }
 
 #[tokio::test]
 async fn loading_an_unknown_saga_finds_nothing() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     assert_eq!(store.load(SagaId::new()).await.expect("load"), None);
-    db.drop_database().await;
 }
 
 #[tokio::test]
 async fn the_schema_refuses_statuses_outside_the_enum() {
-    let (store, db) = store().await;
+    let (store, _db) = store().await;
     let saga = new_saga(None);
     store.create(&saga).await.expect("create");
     let err = sqlx::query("UPDATE sagas SET status = 'DONE' WHERE id = $1")
@@ -193,5 +216,4 @@ async fn the_schema_refuses_statuses_outside_the_enum() {
         .await
         .expect_err("check constraint");
     assert!(err.to_string().contains("sagas_status_check"), "{err}");
-    db.drop_database().await;
 }

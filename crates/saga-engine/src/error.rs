@@ -1,0 +1,39 @@
+//! The engine's error type.
+
+use saga_store::StoreError;
+
+/// Why the engine could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No definition has this name.
+    #[error("unknown saga type {saga_type:?} (known: {known})")]
+    UnknownSagaType {
+        /// The requested type.
+        saga_type: String,
+        /// The loaded definition names, comma separated.
+        known: String,
+    },
+    /// `max_in_flight` sagas are already being driven by this instance.
+    #[error("{limit} sagas already in flight on this instance; retry later")]
+    Overloaded {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The instance is shutting down and accepts no new sagas.
+    #[error("coordinator is shutting down")]
+    ShuttingDown,
+    /// A participant endpoint in the configuration is not a valid URI.
+    #[error("participant {participant:?} has an invalid endpoint {endpoint:?}")]
+    InvalidEndpoint {
+        /// Participant name.
+        participant: String,
+        /// The configured endpoint.
+        endpoint: String,
+        /// Why it is invalid.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The saga log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

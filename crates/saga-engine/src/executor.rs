@@ -1,0 +1,122 @@
+//! The per-saga loop: ask the core for the next command, carry it out, commit the transition, repeat,
+//! until the saga is terminal or the instance shuts down.
+//!
+//! Nothing is written before a participant call, only after it: one commit per step outcome. A crash
+//! between the call and the commit re-sends the call with the same idempotency key, which participants
+//! answer from their barrier.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use saga_core::{Command, Direction, Input, Saga, apply, next_command};
+use saga_store::{SagaStore, StoreError};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::Engine;
+
+/// Pause between attempts to commit a transition while the database is failing.
+const COMMIT_RETRY: Duration = Duration::from_millis(500);
+
+/// Drives `saga` until it is terminal, its write is fenced off, or shutdown.
+pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga) {
+    loop {
+        if engine.shutdown.is_cancelled() {
+            debug!("shutdown: leaving saga for recovery");
+            return;
+        }
+        let input = match next_command(&saga, Utc::now()) {
+            Command::Done => {
+                let reason = saga.failure.as_ref().map(|f| f.reason.as_str());
+                info!(status = %saga.status, reason, "saga finished");
+                return;
+            }
+            Command::WaitUntil(at) => {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = engine.shutdown.cancelled() => continue,
+                }
+            }
+            Command::Expire => Input::DeadlinePassed,
+            Command::Execute { index, attempt } => {
+                let started_at = Utc::now();
+                let result = call(engine, &saga, index, Direction::Execute, attempt).await;
+                Input::Executed {
+                    index,
+                    attempt,
+                    started_at,
+                    result,
+                }
+            }
+            Command::Compensate { index, attempt } => {
+                let result = call(engine, &saga, index, Direction::Compensate, attempt)
+                    .await
+                    .map(drop);
+                Input::Compensated {
+                    index,
+                    attempt,
+                    result,
+                }
+            }
+        };
+        let transition = match apply(&saga, input, Utc::now(), fastrand::f64()) {
+            Ok(t) => t,
+            Err(mismatch) => {
+                // Only reachable through a bug: the input was built from this very saga's command.
+                error!(%mismatch, "state machine rejected its own command");
+                return;
+            }
+        };
+        match commit(engine, &transition).await {
+            Some(revision) => {
+                saga = transition.saga;
+                saga.revision = revision;
+            }
+            None => return,
+        }
+    }
+}
+
+async fn call<S: SagaStore>(
+    engine: &Engine<S>,
+    saga: &Saga,
+    index: usize,
+    direction: Direction,
+    attempt: u32,
+) -> Result<saga_core::JsonMap, saga_core::StepError> {
+    let step = &saga.definition.steps[index].name;
+    let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
+    let result = engine
+        .participants
+        .call(saga, index, direction, attempt)
+        .instrument(span)
+        .await;
+    if let Err(e) = &result {
+        warn!(step = %step, attempt, direction = direction.as_str(), kind = ?e.kind, error = %e.message, "step attempt failed");
+    }
+    result
+}
+
+/// Commits a transition, retrying while the database is unavailable. Returns the new revision, or `None`
+/// when the saga must be dropped (fenced off by another writer, or shutdown while the database is down).
+async fn commit<S: SagaStore>(
+    engine: &Engine<S>,
+    transition: &saga_core::Transition,
+) -> Option<i64> {
+    loop {
+        match engine.store.commit(transition).await {
+            Ok(revision) => return Some(revision),
+            Err(StoreError::Conflict(_)) => {
+                warn!("saga changed under this executor; dropping it");
+                return None;
+            }
+            Err(e) => {
+                error!(error = %e, cause = ?std::error::Error::source(&e), "cannot commit saga transition; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(COMMIT_RETRY) => {}
+                    () = engine.shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}

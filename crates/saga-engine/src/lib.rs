@@ -1,0 +1,18 @@
+//! sagad's execution engine: accepts new sagas, drives each one step by step against its participant
+//! services, and writes every outcome to the saga log.
+//!
+//! # Layout
+//! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `shutdown`).
+//! - `executor`: the per-saga loop — ask the core what to do, call the participant, commit the
+//!   transition, repeat.
+//! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
+//!   refusal / transient errors.
+
+mod engine;
+mod error;
+mod executor;
+mod participants;
+
+pub use engine::{Engine, EngineSettings, StartRequest};
+pub use error::EngineError;
+pub use participants::{Participants, classify};

@@ -1,0 +1,419 @@
+//! The engine against a scripted participant over real gRPC and a real PostgreSQL saga log, with
+//! millisecond timings so retries, deadlines and timeouts run in well under a second.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_core::{Definition, FailureReason, SagaId, SagaStatus, StepStatus};
+use saga_engine::{Engine, EngineSettings, Participants, StartRequest};
+use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
+use saga_proto::v1::{StepRequest, StepResponse};
+use saga_store::{PgStore, SagaStore};
+use saga_testkit::TestDatabase;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// What the scripted participant does for one call.
+#[derive(Clone, Copy, Debug)]
+enum Behavior {
+    Ok,
+    Refuse,
+    Unavailable,
+    Hang,
+}
+
+type ScriptFn = dyn Fn(&str, &str, u32) -> Behavior + Send + Sync;
+
+/// One call the participant received: step, action, attempt, idempotency key, metadata key.
+type Call = (String, String, u32, String, String);
+
+#[derive(Clone)]
+struct Scripted {
+    script: Arc<ScriptFn>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Scripted {
+    async fn answer(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let metadata_key = request
+            .metadata()
+            .get("x-idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let r = request.into_inner();
+        self.calls.lock().expect("lock").push((
+            r.step.clone(),
+            r.action.clone(),
+            r.attempt,
+            r.idempotency_key.clone(),
+            metadata_key,
+        ));
+        match (self.script)(&r.step, &r.action, r.attempt) {
+            Behavior::Ok => Ok(Response::new(StepResponse {
+                output: Some(saga_proto::json_to_struct(
+                    json!({ format!("{}_done", r.step): r.attempt })
+                        .as_object()
+                        .cloned()
+                        .expect("object"),
+                )),
+            })),
+            Behavior::Refuse => Err(Status::failed_precondition("scripted refusal")),
+            Behavior::Unavailable => Err(Status::unavailable("scripted outage")),
+            Behavior::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SagaParticipant for Scripted {
+    async fn execute(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        self.answer(request).await
+    }
+
+    async fn compensate(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        self.answer(request).await
+    }
+}
+
+const DEFINITION: &str = r"
+name: shop
+version: 1
+timeout: 5s
+step_timeout: 2s
+retry:        {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
+compensation: {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
+steps:
+  - {name: RESERVE, participant: shop, action: Reserve, compensate: Unreserve}
+  - {name: CHARGE,  participant: shop, action: Charge,  compensate: Refund, timeout: 150ms}
+  - {name: SHIP,    participant: shop, action: Ship, pivot: true}
+";
+
+struct Harness {
+    engine: Arc<Engine<PgStore>>,
+    store: PgStore,
+    calls: Arc<Mutex<Vec<Call>>>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    _db: TestDatabase,
+}
+
+impl Harness {
+    async fn start(
+        script: impl Fn(&str, &str, u32) -> Behavior + Send + Sync + 'static,
+        adjust: impl FnOnce(&mut Definition),
+    ) -> Self {
+        let db = TestDatabase::create("saga_engine").await;
+        let store = PgStore::connect(&db.url(), 4).await.expect("connect");
+        store.migrate().await.expect("migrate");
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let participant = Scripted {
+            script: Arc::new(script),
+            calls: calls.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(SagaParticipantServer::new(participant))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+                .expect("participant server");
+        });
+
+        let participants = Participants::new(&HashMap::from([(
+            "shop".to_owned(),
+            format!("http://{addr}"),
+        )]))
+        .expect("participants");
+        let known: HashSet<String> = participants.names();
+        let mut definition = Definition::from_yaml(DEFINITION, &known).expect("definition");
+        adjust(&mut definition);
+        let engine = Engine::new(
+            store.clone(),
+            participants,
+            HashMap::from([("shop".to_owned(), Arc::new(definition))]),
+            &EngineSettings { max_in_flight: 16 },
+            shutdown.child_token(),
+        );
+        Self {
+            engine,
+            store,
+            calls,
+            shutdown,
+            server,
+            _db: db,
+        }
+    }
+
+    async fn start_saga(&self) -> SagaId {
+        let created = self
+            .engine
+            .start(StartRequest {
+                saga_type: "shop".into(),
+                payload: json!({"userId": "u1"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+                idempotency_key: None,
+            })
+            .await
+            .expect("start");
+        created.saga.id
+    }
+
+    async fn wait_terminal(&self, id: SagaId) -> saga_core::Saga {
+        let poll = async {
+            loop {
+                let saga = self.store.load(id).await.expect("load").expect("exists");
+                if saga.status.is_terminal() {
+                    return saga;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .expect("saga finishes within 10s")
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, action, attempt, _, _)| format!("{action}#{attempt}"))
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.engine.drain(Duration::from_secs(5)).await;
+        self.server.await.expect("server");
+    }
+}
+
+fn statuses(saga: &saga_core::Saga) -> Vec<StepStatus> {
+    saga.steps.iter().map(|s| s.status).collect()
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_with_the_same_idempotency_key_until_the_step_succeeds() {
+    let h = Harness::start(
+        |step, _, attempt| match (step, attempt) {
+            ("CHARGE", 1 | 2) => Behavior::Unavailable,
+            _ => Behavior::Ok,
+        },
+        |_| {},
+    )
+    .await;
+    let id = h.start_saga().await;
+    let saga = h.wait_terminal(id).await;
+    assert_eq!(saga.status, SagaStatus::Completed);
+    assert_eq!(saga.steps[1].attempts, 3);
+    assert_eq!(saga.state["CHARGE_done"], 3);
+    assert_eq!(
+        h.calls(),
+        ["Reserve#1", "Charge#1", "Charge#2", "Charge#3", "Ship#1"]
+    );
+    let keys: HashSet<(String, String)> = h
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|c| c.0 == "CHARGE")
+        .map(|c| (c.3.clone(), c.4.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        HashSet::from([(
+            format!("{id}:CHARGE:execute"),
+            format!("{id}:CHARGE:execute")
+        )]),
+        "one key across retries, in the request and in metadata"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_compensates_completed_steps_and_stops() {
+    let h = Harness::start(
+        |step, _, _| match step {
+            "CHARGE" => Behavior::Refuse,
+            _ => Behavior::Ok,
+        },
+        |_| {},
+    )
+    .await;
+    let saga = h.wait_terminal(h.start_saga().await).await;
+    assert_eq!(saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        statuses(&saga),
+        [
+            StepStatus::Compensated,
+            StepStatus::Failed,
+            StepStatus::Skipped
+        ]
+    );
+    assert_eq!(h.calls(), ["Reserve#1", "Charge#1", "Unreserve#1"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_step_that_never_answers_hits_its_deadline_and_is_compensated_because_it_may_have_happened()
+ {
+    let h = Harness::start(
+        |_, action, _| match action {
+            "Charge" => Behavior::Hang,
+            _ => Behavior::Ok,
+        },
+        |_| {},
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let saga = h.wait_terminal(h.start_saga().await).await;
+    assert_eq!(saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::StepFailed)
+    );
+    assert!(
+        saga.steps[1]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("DeadlineExceeded"),
+        "{:?}",
+        saga.steps[1].last_error
+    );
+    assert_eq!(
+        h.calls(),
+        [
+            "Reserve#1",
+            "Charge#1",
+            "Charge#2",
+            "Charge#3",
+            "Refund#1",
+            "Unreserve#1"
+        ]
+    );
+    // Three 150ms deadlines plus backoff: the step's own timeout applied, not the 2s default.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_saga_deadline_compensates_a_saga_that_keeps_retrying() {
+    let h = Harness::start(
+        |_, action, _| match action {
+            "Charge" => Behavior::Unavailable,
+            _ => Behavior::Ok,
+        },
+        |d| {
+            d.timeout = Some(Duration::from_millis(200));
+            d.retry.max_attempts = 1000;
+        },
+    )
+    .await;
+    let saga = h.wait_terminal(h.start_saga().await).await;
+    assert_eq!(saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::TimedOut)
+    );
+    assert_eq!(
+        statuses(&saga)[..2],
+        [StepStatus::Compensated, StepStatus::Compensated]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_compensation_that_keeps_failing_parks_the_saga_in_failed() {
+    let h = Harness::start(
+        |_, action, _| match action {
+            "Charge" => Behavior::Refuse,
+            "Unreserve" => Behavior::Unavailable,
+            _ => Behavior::Ok,
+        },
+        |_| {},
+    )
+    .await;
+    let saga = h.wait_terminal(h.start_saga().await).await;
+    assert_eq!(saga.status, SagaStatus::Failed);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::CompensationFailed)
+    );
+    assert_eq!(saga.steps[0].compensation_attempts, 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_during_a_retry_wait_leaves_the_saga_running_in_the_log() {
+    let h = Harness::start(
+        |step, _, _| match step {
+            "CHARGE" => Behavior::Unavailable,
+            _ => Behavior::Ok,
+        },
+        |d| {
+            d.retry.initial_backoff = Duration::from_secs(60);
+            d.retry.max_backoff = Duration::from_secs(60);
+        },
+    )
+    .await;
+    let id = h.start_saga().await;
+    // Wait until the first CHARGE failure is committed and the saga sleeps towards its retry.
+    let poll = async {
+        loop {
+            let saga = h.store.load(id).await.expect("load").expect("exists");
+            if saga.next_attempt_at.is_some() {
+                return saga;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let waiting = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("retry scheduled");
+    assert_eq!(waiting.steps[1].status, StepStatus::Running);
+
+    h.shutdown.cancel();
+    assert!(
+        h.engine.drain(Duration::from_secs(2)).await,
+        "drain ends without waiting out the backoff"
+    );
+    let after = h.store.load(id).await.expect("load").expect("exists");
+    assert_eq!(after.status, SagaStatus::Running);
+    assert_eq!(
+        after.revision, waiting.revision,
+        "nothing written after shutdown"
+    );
+    h.stop().await;
+}

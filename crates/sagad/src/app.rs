@@ -1,0 +1,197 @@
+//! The start-up seam: [`Application::build`] connects, migrates, loads definitions and binds (port 0 is
+//! fine); [`Application::run_until_stopped`] serves until the token is cancelled, then drains.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use saga_engine::{Engine, EngineError, EngineSettings, Participants};
+use saga_proto::v1::saga_coordinator_server::SagaCoordinatorServer;
+use saga_store::{PgStore, StoreError};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tracing::info;
+
+use crate::api::CoordinatorApi;
+use crate::definitions::{self, LoadError};
+use crate::settings::Settings;
+
+/// Why sagad could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A participant endpoint is invalid.
+    #[error(transparent)]
+    Participants(#[from] EngineError),
+    /// The definitions directory cannot be loaded.
+    #[error("cannot load saga definitions")]
+    Definitions(#[from] LoadError),
+    /// The saga log database is unreachable or cannot be migrated.
+    #[error("cannot open the saga log at {url}")]
+    Database {
+        /// The database URL, without its password.
+        url: String,
+        /// The cause.
+        source: StoreError,
+    },
+    /// The gRPC address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The reflection service cannot be built.
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("grpc server failed")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built, bound, not yet serving sagad.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    engine_shutdown: CancellationToken,
+    engine: std::sync::Arc<Engine<PgStore>>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Loads definitions, opens and migrates the saga log, and binds the gRPC address.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let endpoints: HashMap<String, String> =
+            settings.participants.clone().into_iter().collect();
+        let participants = Participants::new(&endpoints)?;
+        let definitions = definitions::load_dir(&settings.definitions_dir, &participants.names())?;
+
+        let database = |source| StartupError::Database {
+            url: redact(&settings.database_url),
+            source,
+        };
+        let store = PgStore::connect(&settings.database_url, settings.database_max_connections)
+            .await
+            .map_err(database)?;
+        store.migrate().await.map_err(database)?;
+
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.grpc_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.grpc_addr,
+            source,
+        })?;
+
+        let engine_shutdown = CancellationToken::new();
+        let engine = Engine::new(
+            store,
+            participants,
+            definitions,
+            &EngineSettings {
+                max_in_flight: settings.max_in_flight,
+            },
+            engine_shutdown.clone(),
+        );
+        Ok(Self {
+            listener,
+            local_addr,
+            engine_shutdown,
+            engine,
+            settings,
+        })
+    }
+
+    /// The bound gRPC address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` is cancelled; then reports NOT_SERVING, stops accepting, lets in-flight
+    /// RPCs and step calls finish within the grace period, and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+            .await;
+        // Both reflection versions, so old and new grpcurl releases alike can list the services.
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let api = CoordinatorApi {
+            engine: self.engine.clone(),
+            max_payload_bytes: self.settings.max_payload_bytes,
+        };
+
+        info!(
+            addr = %self.local_addr,
+            definitions = self.engine.definitions().len(),
+            "sagad serving"
+        );
+        let stopping = {
+            let shutdown = shutdown.clone();
+            let health = health.clone();
+            async move {
+                shutdown.cancelled().await;
+                info!("shutting down: no new sagas, draining in-flight work");
+                health
+                    .set_not_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+                    .await;
+            }
+        };
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(SagaCoordinatorServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stopping)
+            .await?;
+
+        self.engine_shutdown.cancel();
+        let grace: Duration = self.settings.shutdown_grace;
+        self.engine.drain(grace).await;
+        info!("sagad stopped");
+        Ok(())
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(saga_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// A database URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(
+            redact("postgres://sagad:s3cret@db:5432/sagad"),
+            "postgres://sagad:***@db:5432/sagad"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/sagad"),
+            "postgres://postgres@127.0.0.1/sagad"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Typed settings: defaults → `--config FILE` (TOML) → `SAGAD_*` environment → [`Settings::validate`].
+//!
+//! Nested keys use a double underscore in the environment: `SAGAD_PARTICIPANTS__BILLING=http://…`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything sagad can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the gRPC API (coordinator, health, reflection). Port 0 picks a free port.
+    pub grpc_addr: SocketAddr,
+    /// PostgreSQL URL of the saga log.
+    pub database_url: String,
+    /// Connections in the saga log's pool.
+    pub database_max_connections: u32,
+    /// Directory of `*.yaml` saga definitions.
+    pub definitions_dir: PathBuf,
+    /// Participant name → gRPC endpoint URI.
+    pub participants: BTreeMap<String, String>,
+    /// Largest accepted `StartSaga` payload, in encoded bytes.
+    pub max_payload_bytes: usize,
+    /// Sagas one instance drives at once; beyond it `StartSaga` answers `RESOURCE_EXHAUSTED`.
+    pub max_in_flight: usize,
+    /// How long in-flight calls may finish after SIGTERM before the process exits.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let participant =
+            |name: &str, port: u16| (name.to_owned(), format!("http://127.0.0.1:{port}"));
+        Self {
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            database_url: "postgres://postgres@127.0.0.1:5432/sagad".to_owned(),
+            database_max_connections: 16,
+            definitions_dir: PathBuf::from("definitions"),
+            // The demo participants' default ports, so `sagad` and `demo-participants` work together
+            // with no configuration at all.
+            participants: [
+                participant("billing", 50061),
+                participant("device", 50062),
+                participant("payment", 50063),
+            ]
+            .into(),
+            max_payload_bytes: 64 * 1024,
+            max_in_flight: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Settings that cannot be loaded or make no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The `--config` file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A value has the wrong type, a key is unknown, …
+    #[error("invalid configuration")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range.
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        /// Setting name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads defaults, then `config_file`, then the process environment, and validates the result.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(config_file, Env::prefixed("SAGAD_").split("__"))
+    }
+
+    fn load_from(config_file: Option<&Path>, env: Env) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(SettingsError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Self = figment.merge(env).extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |field, message: &str| {
+            Err(SettingsError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections", "must be 1 or more");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight", "must be 1 or more");
+        }
+        if self.max_payload_bytes == 0 {
+            return invalid("max_payload_bytes", "must be 1 or more");
+        }
+        if self.participants.is_empty() {
+            return invalid(
+                "participants",
+                "at least one participant endpoint is needed",
+            );
+        }
+        for (name, uri) in &self.participants {
+            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                return Err(SettingsError::Invalid {
+                    field: "participants",
+                    message: format!(
+                        "{name}: endpoint {uri:?} must start with http:// or https://"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env() -> Env {
+        Env::prefixed("SAGAD_TEST_SETTINGS_NOTHING_")
+    }
+
+    #[test]
+    fn defaults_reach_the_demo_participants() {
+        let s = Settings::load_from(None, no_env()).unwrap();
+        assert_eq!(s.grpc_addr.port(), 50051);
+        assert_eq!(s.participants["device"], "http://127.0.0.1:50062");
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_keeps_the_rest() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "grpc_addr = \"127.0.0.1:6000\"\nshutdown_grace = \"3s\"\n[participants]\nbilling = \"http://billing:1\""
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(file.path()), no_env()).unwrap();
+        assert_eq!(s.grpc_addr.port(), 6000);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.participants["billing"], "http://billing:1");
+        assert_eq!(s.participants["payment"], "http://127.0.0.1:50063");
+        assert_eq!(s.max_in_flight, 10_000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_that_name_them() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "max_in_fligth = 3").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("max_in_fligth"), "{err}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[participants]\nbilling = \"billing:50061\"").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err =
+            Settings::load_from(Some(Path::new("/nonexistent/sagad.toml")), no_env()).unwrap_err();
+        assert!(matches!(err, SettingsError::MissingFile(_)));
+    }
+}

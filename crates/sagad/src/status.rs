@@ -1,0 +1,19 @@
+//! The one place errors become gRPC statuses. Internal errors reach the caller as a short message and the
+//! log as the full cause chain.
+
+use saga_engine::EngineError;
+use tonic::Status;
+use tracing::error;
+
+/// Maps an engine error to the status a caller can act on.
+pub(crate) fn engine_status(err: EngineError) -> Status {
+    match &err {
+        EngineError::UnknownSagaType { .. } => Status::not_found(err.to_string()),
+        EngineError::Overloaded { .. } => Status::resource_exhausted(err.to_string()),
+        EngineError::ShuttingDown => Status::unavailable(err.to_string()),
+        EngineError::Store(_) | EngineError::InvalidEndpoint { .. } => {
+            error!(error = %err, cause = ?std::error::Error::source(&err), "saga log operation failed");
+            Status::unavailable("saga log unavailable; retry later")
+        }
+    }
+}

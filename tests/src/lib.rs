@@ -1,0 +1,280 @@
+//! Harness for sagad's end-to-end tests: starts the real `sagad` and `demo-participants` binaries as
+//! processes on port 0 against fresh databases, and talks to them over gRPC.
+//!
+//! The binaries must be built first (`cargo build --bins`); the README's test command does that.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
+use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest};
+use saga_testkit::TestDatabase;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tonic::transport::Channel;
+
+/// How long a process may take to print its readiness line.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary, next to the test executable's target directory.
+///
+/// # Panics
+/// When the binary has not been built.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Root of the repository (for `definitions/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository root")
+        .to_owned()
+}
+
+/// A child process killed when dropped, with its stdout readable line by line.
+pub struct Process {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Process {
+    /// Spawns `binary` with `args` and `env`, with no inherited `SAGAD_*` variables.
+    pub fn spawn(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("SAGAD_") || key.starts_with("DEMO_") {
+                command.env_remove(key);
+            }
+        }
+        // Quiet children unless the person running the tests asked for logs.
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        Self { child, stdout }
+    }
+
+    /// Reads stdout until a line containing `marker`, and returns the address after `listening on `.
+    pub async fn wait_for_listening(&mut self, marker: &str) -> String {
+        let read = async {
+            while let Some(line) = self.stdout.next_line().await.expect("read stdout") {
+                if line.contains(marker)
+                    && let Some((_, addr)) = line.split_once("listening on ")
+                {
+                    return addr.trim().to_owned();
+                }
+            }
+            panic!("process exited before printing {marker:?}")
+        };
+        tokio::time::timeout(READY_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {marker:?} line within {READY_TIMEOUT:?}"))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running process");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("process stops within 20s of SIGTERM")
+            .expect("wait")
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("process exits within 20s")
+            .expect("wait")
+    }
+}
+
+/// sagad and the demo participants, each a real process, on fresh databases.
+pub struct Stack {
+    /// Client for sagad's coordinator API.
+    pub client: SagaCoordinatorClient<Channel>,
+    /// sagad's gRPC address.
+    pub sagad_addr: String,
+    /// Pool on the participants' database, to check business invariants.
+    pub demo_db: sqlx::PgPool,
+    /// Pool on sagad's saga log, to check what was persisted.
+    pub saga_db: sqlx::PgPool,
+    sagad: Process,
+    participants: Process,
+    /// Dropped (and so removed) after the processes and pools are gone.
+    databases: Vec<TestDatabase>,
+}
+
+impl Stack {
+    /// Starts `demo-participants --service all` and `sagad` on port 0, each with its own database.
+    pub async fn start() -> Self {
+        let saga_database = TestDatabase::create("sagad_e2e").await;
+        let demo_database = TestDatabase::create("sagad_demo_e2e").await;
+
+        let mut participants = Process::spawn(
+            &binary("demo-participants"),
+            &[
+                "--service",
+                "all",
+                "--billing-addr",
+                "127.0.0.1:0",
+                "--device-addr",
+                "127.0.0.1:0",
+                "--payment-addr",
+                "127.0.0.1:0",
+            ],
+            &[("DEMO_DATABASE_URL", demo_database.url())],
+        );
+        let mut endpoints = Vec::new();
+        for service in ["billing", "device", "payment"] {
+            let addr = participants
+                .wait_for_listening(&format!("{service} listening on"))
+                .await;
+            endpoints.push((service, format!("http://{addr}")));
+        }
+
+        let mut env = vec![
+            ("SAGAD_DATABASE_URL", saga_database.url()),
+            ("SAGAD_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            (
+                "SAGAD_DEFINITIONS_DIR",
+                repo_root().join("definitions").display().to_string(),
+            ),
+        ];
+        let keys = [
+            "SAGAD_PARTICIPANTS__BILLING",
+            "SAGAD_PARTICIPANTS__DEVICE",
+            "SAGAD_PARTICIPANTS__PAYMENT",
+        ];
+        for (key, (_, endpoint)) in keys.iter().zip(&endpoints) {
+            env.push((key, endpoint.clone()));
+        }
+        let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
+        let sagad_addr = sagad.wait_for_listening("sagad listening on").await;
+        let client = SagaCoordinatorClient::connect(format!("http://{sagad_addr}"))
+            .await
+            .expect("connect to sagad");
+
+        Self {
+            client,
+            sagad_addr,
+            demo_db: sqlx::PgPool::connect(&demo_database.url())
+                .await
+                .expect("demo database"),
+            saga_db: sqlx::PgPool::connect(&saga_database.url())
+                .await
+                .expect("saga database"),
+            sagad,
+            participants,
+            databases: vec![saga_database, demo_database],
+        }
+    }
+
+    /// Starts a saga and returns its id.
+    pub async fn start_saga(&mut self, saga_type: &str, payload: Value) -> String {
+        let response = self
+            .client
+            .start_saga(StartSagaRequest {
+                saga_type: saga_type.to_owned(),
+                payload: Some(object(payload)),
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("StartSaga")
+            .into_inner();
+        assert!(response.created);
+        response.saga_id
+    }
+
+    /// Polls `GetStatus` until the saga is terminal.
+    pub async fn wait_terminal(&mut self, saga_id: &str) -> Saga {
+        wait_terminal(&mut self.client, saga_id).await
+    }
+
+    /// Stops both processes with SIGTERM, checks they exit cleanly, and drops the databases.
+    pub async fn stop(self) {
+        let sagad = self.sagad.terminate().await;
+        assert!(sagad.success(), "sagad exited with {sagad}");
+        let participants = self.participants.terminate().await;
+        assert!(
+            participants.success(),
+            "demo-participants exited with {participants}"
+        );
+        self.demo_db.close().await;
+        self.saga_db.close().await;
+        drop(self.databases);
+    }
+}
+
+/// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.
+pub async fn wait_terminal(client: &mut SagaCoordinatorClient<Channel>, saga_id: &str) -> Saga {
+    let mut pause = Duration::from_millis(1);
+    let poll = async {
+        loop {
+            let saga = client
+                .get_status(GetStatusRequest {
+                    saga_id: saga_id.to_owned(),
+                })
+                .await
+                .expect("GetStatus")
+                .into_inner()
+                .saga
+                .expect("saga in response");
+            let status = saga.status();
+            if matches!(
+                status,
+                SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed
+            ) {
+                return saga;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .unwrap_or_else(|_| panic!("saga {saga_id} not terminal within 30s"))
+}
+
+/// A JSON object as a protobuf Struct.
+///
+/// # Panics
+/// When `value` is not an object.
+pub fn object(value: Value) -> prost_types::Struct {
+    match value {
+        Value::Object(map) => saga_proto::json_to_struct(map),
+        other => panic!("expected a JSON object, got {other}"),
+    }
+}
