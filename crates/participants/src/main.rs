@@ -1,0 +1,147 @@
+//! `demo-participants`: serves the billing, device and payment demo participants, each on its own port.
+//!
+//! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
+//! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
+
+use std::error::Error;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Serves the sagad demo participants (billing, device, payment).
+#[derive(Debug, Parser)]
+#[command(name = "demo-participants", version)]
+struct Cli {
+    /// Which service to run.
+    #[arg(long, value_enum, default_value_t = Selection::All, env = "DEMO_SERVICE")]
+    service: Selection,
+    /// Listen address of the billing service.
+    #[arg(long, default_value_t = Service::Billing.default_addr(), env = "DEMO_BILLING_ADDR")]
+    billing_addr: SocketAddr,
+    /// Listen address of the device service.
+    #[arg(long, default_value_t = Service::Device.default_addr(), env = "DEMO_DEVICE_ADDR")]
+    device_addr: SocketAddr,
+    /// Listen address of the payment service.
+    #[arg(long, default_value_t = Service::Payment.default_addr(), env = "DEMO_PAYMENT_ADDR")]
+    payment_addr: SocketAddr,
+    /// PostgreSQL URL of the demo database (created if it does not exist).
+    #[arg(long, default_value = DEFAULT_DATABASE_URL, env = "DEMO_DATABASE_URL")]
+    database_url: String,
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DEMO_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Selection {
+    Billing,
+    Device,
+    Payment,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    fn settings(&self) -> Settings {
+        let chosen = |service| match self.service {
+            Selection::All => true,
+            Selection::Billing => service == Service::Billing,
+            Selection::Device => service == Service::Device,
+            Selection::Payment => service == Service::Payment,
+        };
+        let addr = |service| match service {
+            Service::Billing => self.billing_addr,
+            Service::Device => self.device_addr,
+            Service::Payment => self.payment_addr,
+        };
+        Settings {
+            database_url: self.database_url.clone(),
+            services: Service::ALL
+                .into_iter()
+                .filter(|service| chosen(*service))
+                .map(|service| (service, addr(service)))
+                .collect(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("demo-participants: {}", one_line(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let services = DemoServices::build(cli.settings()).await?;
+    announce(&services)?;
+
+    let shutdown = CancellationToken::new();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let running = services.run_until_stopped(shutdown.clone());
+    tokio::pin!(running);
+    tokio::select! {
+        stopped = &mut running => return Ok(stopped?),
+        _ = terminate.recv() => info!(signal = "SIGTERM", "shutting down"),
+        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
+    }
+    shutdown.cancel();
+    Ok(running.await?)
+}
+
+/// The readiness lines: tests and scripts wait for them, so write them in one go and flush.
+fn announce(services: &DemoServices) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for (service, addr) in services.local_addrs() {
+        writeln!(stdout, "{service} listening on {addr}")?;
+    }
+    stdout.flush()
+}
+
+/// The error and its causes on one line. Some errors (sqlx's I/O error) repeat their source in their own
+/// message; a cause already spelled out is not repeated.
+fn one_line(err: &(dyn Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(source) = cause {
+        let text = source.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = source.source();
+    }
+    line
+}
+
+fn init_tracing(format: LogFormat) {
+    // sqlx relays PostgreSQL notices ("relation already exists, skipping") at info: noise here.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

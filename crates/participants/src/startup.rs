@@ -1,0 +1,247 @@
+//! Start-up seam shared by the binary and in-process tests: [`DemoServices::build`] connects, migrates
+//! and binds (port 0 allowed), [`DemoServices::run_until_stopped`] serves until cancelled.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use saga_participant::{ParticipantService, ServeError, StepHandler, serve};
+use sqlx::migrate::{MigrateDatabase, MigrateError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use tokio::net::TcpListener;
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::Service;
+use crate::billing::Billing;
+use crate::device::Device;
+use crate::faults::FaultInjection;
+use crate::payment::Payment;
+
+/// The demo database used when none is configured.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/sagad_demo";
+
+/// How long start-up waits for the database before giving up with a clear error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// PostgreSQL URL of the demo database, shared by the services; created if it does not exist.
+    pub database_url: String,
+    /// The services to run and the address each binds; port 0 picks a free port.
+    pub services: BTreeMap<Service, SocketAddr>,
+}
+
+impl Settings {
+    /// Every service on `127.0.0.1` with a port the OS picks: what tests use.
+    pub fn ephemeral(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            services: Service::ALL
+                .into_iter()
+                .map(|service| (service, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+                .collect(),
+        }
+    }
+}
+
+/// Start-up failed; nothing is served.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database URL does not parse.
+    #[error("invalid demo database url")]
+    DatabaseUrl(#[source] sqlx::Error),
+    /// The database server refused or failed the connection.
+    #[error("cannot reach the demo database {target}")]
+    Database {
+        /// `<database> at <host>:<port>`, never the credentials.
+        target: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database server did not answer in time.
+    #[error("timed out connecting to the demo database {target}")]
+    DatabaseTimeout {
+        /// `<database> at <host>:<port>`.
+        target: String,
+    },
+    /// A migration failed.
+    #[error("cannot migrate the demo database")]
+    Migrate(#[from] MigrateError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for {service}")]
+    Bind {
+        /// The service whose listener failed.
+        service: Service,
+        /// The address it tried.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A service stopped serving with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A service's gRPC server failed.
+    #[error("{service} stopped")]
+    Serve {
+        /// The failed service.
+        service: Service,
+        /// Why.
+        #[source]
+        source: ServeError,
+    },
+    /// A service's task panicked.
+    #[error("a participant task panicked")]
+    Panicked(#[from] JoinError),
+}
+
+/// Creates or upgrades every demo table and the SDK's barrier table.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    saga_participant::migrate(pool).await?;
+    // The barrier's migrations share `_sqlx_migrations` with ours: tolerate their versions.
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
+/// The demo services, connected, migrated and bound, not yet serving.
+pub struct DemoServices {
+    pool: PgPool,
+    listeners: Vec<BoundService>,
+}
+
+struct BoundService {
+    service: Service,
+    addr: SocketAddr,
+    listener: TcpListener,
+}
+
+impl DemoServices {
+    /// Connects to the database (creating it if missing), runs the migrations and binds a listener per
+    /// configured service.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = connect(&settings.database_url).await?;
+        migrate(&pool).await?;
+        let mut listeners = Vec::with_capacity(settings.services.len());
+        for (service, addr) in settings.services {
+            let bind_error = |source| StartupError::Bind {
+                service,
+                addr,
+                source,
+            };
+            let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let addr = listener.local_addr().map_err(bind_error)?;
+            listeners.push(BoundService {
+                service,
+                addr,
+                listener,
+            });
+        }
+        Ok(Self { pool, listeners })
+    }
+
+    /// The address `service` is bound to (the real port when 0 was asked), if it is configured.
+    pub fn local_addr(&self, service: Service) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|bound| bound.service == service)
+            .map(|bound| bound.addr)
+    }
+
+    /// Every configured service and its bound address, in [`Service::ALL`] order.
+    pub fn local_addrs(&self) -> Vec<(Service, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|bound| (bound.service, bound.addr))
+            .collect()
+    }
+
+    /// Serves every service until `shutdown` is cancelled or one of them fails (which stops the others).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let stop = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        for bound in self.listeners {
+            info!(service = %bound.service, addr = %bound.addr, "participant listening");
+            match bound.service {
+                Service::Billing => spawn(&mut tasks, bound, &self.pool, Billing, &stop),
+                Service::Device => spawn(&mut tasks, bound, &self.pool, Device, &stop),
+                Service::Payment => spawn(&mut tasks, bound, &self.pool, Payment, &stop),
+            }
+        }
+
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let failed = match joined {
+                Ok((_, Ok(()))) => continue,
+                Ok((service, Err(source))) => RunError::Serve { service, source },
+                Err(panicked) => RunError::Panicked(panicked),
+            };
+            stop.cancel();
+            first_error.get_or_insert(failed);
+        }
+        self.pool.close().await;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn spawn<H: StepHandler>(
+    tasks: &mut JoinSet<(Service, Result<(), ServeError>)>,
+    bound: BoundService,
+    pool: &PgPool,
+    handler: H,
+    stop: &CancellationToken,
+) {
+    let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), handler);
+    let participant = FaultInjection::new(participant, stop.clone());
+    let served = serve(bound.listener, participant, stop.clone());
+    tasks.spawn(async move { (bound.service, served.await) });
+}
+
+async fn connect(url: &str) -> Result<PgPool, StartupError> {
+    let options = PgConnectOptions::from_str(url).map_err(StartupError::DatabaseUrl)?;
+    let target = format!(
+        "{} at {}:{}",
+        // PostgreSQL's default database is the user's name.
+        options.get_database().unwrap_or(options.get_username()),
+        options.get_host(),
+        options.get_port()
+    );
+    let connecting = async {
+        ensure_database_exists(url).await?;
+        PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(pool)) => Ok(pool),
+        Ok(Err(source)) => Err(StartupError::Database { target, source }),
+        Err(_) => Err(StartupError::DatabaseTimeout { target }),
+    }
+}
+
+/// Creates the demo database on first start so that a fresh PostgreSQL is enough to run the demo.
+async fn ensure_database_exists(url: &str) -> Result<(), sqlx::Error> {
+    if Postgres::database_exists(url).await? {
+        return Ok(());
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => {
+            info!("created the demo database");
+            Ok(())
+        }
+        // Another process starting at the same moment may have won the race.
+        Err(_) if Postgres::database_exists(url).await? => Ok(()),
+        Err(err) => Err(err),
+    }
+}

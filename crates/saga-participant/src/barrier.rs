@@ -1,0 +1,257 @@
+//! The `saga_barrier` table: one row per (service, saga, step, direction), written in the transaction
+//! that does the step's business work.
+//!
+//! Claiming a row is an `INSERT … ON CONFLICT DO NOTHING`. PostgreSQL's unique index makes a second
+//! claimer wait until the first transaction ends, so a duplicate request either finds the committed
+//! outcome or, if the first one rolled back, takes the row itself. That same wait is what protects
+//! against a compensation racing an in-flight execute.
+
+use sqlx::migrate::MigrateError;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{Refusal, StepCall, StepError, StepOutput};
+
+/// Creates or upgrades the `saga_barrier` table in the participant's database.
+///
+/// Runs the SDK's own embedded migrations. They share sqlx's `_sqlx_migrations` table with the
+/// participant's migrations, so both sides must tolerate versions they do not know: this one does, and a
+/// participant running its own `sqlx::migrate!` on the same database needs `set_ignore_missing(true)`.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
+}
+
+/// Which way a step is being driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Execute,
+    Compensate,
+}
+
+impl Direction {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Direction::Execute => "execute",
+            Direction::Compensate => "compensate",
+        }
+    }
+}
+
+/// The `outcome` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The handler ran and committed; `output` holds its answer.
+    Succeeded,
+    /// The forward handler refused; `error_code`/`error_message` hold the refusal.
+    Refused,
+    /// The compensation arrived before the forward step, which must now never run.
+    Cancelled,
+    /// The compensation had nothing to undo.
+    Skipped,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Refused => "refused",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// A committed barrier row, as the answer to give a repeated request.
+#[derive(Debug)]
+pub(crate) enum Recorded {
+    Succeeded(StepOutput),
+    Refused { refusal: Refusal, message: String },
+    Cancelled,
+    Skipped,
+}
+
+impl Recorded {
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Recorded::Succeeded(_) => Outcome::Succeeded,
+            Recorded::Refused { .. } => Outcome::Refused,
+            Recorded::Cancelled => Outcome::Cancelled,
+            Recorded::Skipped => Outcome::Skipped,
+        }
+    }
+
+    /// The answer to an execute that finds this row on its own step.
+    pub(crate) fn replay_execute(self) -> Result<StepOutput, StepError> {
+        match self {
+            Recorded::Succeeded(output) => Ok(output),
+            Recorded::Refused { refusal, message } => Err(StepError::refused(refusal, message)),
+            Recorded::Cancelled => Err(StepError::aborted("step was compensated before it ran")),
+            Recorded::Skipped => Err(corrupt_row("skipped execute row")),
+        }
+    }
+
+    /// The answer to a compensate that finds this row on its own step.
+    pub(crate) fn replay_compensate(self) -> Result<StepOutput, StepError> {
+        match self {
+            Recorded::Succeeded(output) => Ok(output),
+            Recorded::Skipped => Ok(StepOutput::new()),
+            Recorded::Refused { .. } | Recorded::Cancelled => {
+                Err(corrupt_row("compensate row with a forward-only outcome"))
+            }
+        }
+    }
+}
+
+/// The barrier rows of one step of one saga, as seen by one participant service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Barrier<'a> {
+    service: &'a str,
+    saga_id: Uuid,
+    step: &'a str,
+}
+
+impl<'a> Barrier<'a> {
+    pub(crate) fn new(service: &'a str, call: &'a StepCall) -> Self {
+        Self {
+            service,
+            saga_id: call.saga_id,
+            step: &call.step,
+        }
+    }
+
+    /// Inserts the row for `direction` with `outcome` unless one exists, waiting for any transaction
+    /// that holds an uncommitted row. Returns `None` when this transaction now owns the row, or the
+    /// committed row it found.
+    ///
+    /// A row claimed with [`Outcome::Succeeded`] is provisional until [`Barrier::set_output`] or
+    /// [`Barrier::set_refused`] rewrites it; nobody else sees it before this transaction commits.
+    pub(crate) async fn claim(
+        self,
+        conn: &mut PgConnection,
+        direction: Direction,
+        idempotency_key: Option<&str>,
+        outcome: Outcome,
+    ) -> Result<Option<Recorded>, StepError> {
+        let inserted = sqlx::query(
+            "INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (service, saga_id, step, direction) DO NOTHING",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(direction.as_str())
+        .bind(outcome.as_str())
+        .bind(idempotency_key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.load(conn, direction).await.map(Some)
+    }
+
+    /// Stores the handler's output on a row this transaction claimed.
+    pub(crate) async fn set_output(
+        self,
+        conn: &mut PgConnection,
+        direction: Direction,
+        output: &StepOutput,
+    ) -> Result<(), StepError> {
+        sqlx::query(
+            "UPDATE saga_barrier SET outcome = 'succeeded', output = $5
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = $4",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(direction.as_str())
+        .bind(Json(output))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Turns the execute row this transaction claimed into a recorded refusal.
+    pub(crate) async fn set_refused(
+        self,
+        conn: &mut PgConnection,
+        refusal: Refusal,
+        message: &str,
+    ) -> Result<(), StepError> {
+        sqlx::query(
+            "UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(refusal.as_str())
+        .bind(message)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn load(
+        self,
+        conn: &mut PgConnection,
+        direction: Direction,
+    ) -> Result<Recorded, StepError> {
+        // A fresh statement under READ COMMITTED sees the row whose commit the claim waited for.
+        let row: Option<BarrierRow> = sqlx::query_as(
+            "SELECT outcome, output, error_code, error_message FROM saga_barrier
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = $4",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(direction.as_str())
+        .fetch_optional(conn)
+        .await?;
+        row.ok_or_else(|| corrupt_row("conflicting row vanished"))?
+            .into_recorded()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct BarrierRow {
+    outcome: String,
+    output: Option<Json<StepOutput>>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+}
+
+impl BarrierRow {
+    fn into_recorded(self) -> Result<Recorded, StepError> {
+        match self.outcome.as_str() {
+            "succeeded" => Ok(Recorded::Succeeded(
+                self.output.map(|Json(output)| output).unwrap_or_default(),
+            )),
+            "refused" => {
+                let refusal = self
+                    .error_code
+                    .as_deref()
+                    .unwrap_or_default()
+                    .parse::<Refusal>()
+                    .map_err(|err| StepError::internal("corrupt barrier row", err))?;
+                Ok(Recorded::Refused {
+                    refusal,
+                    message: self.error_message.unwrap_or_default(),
+                })
+            }
+            "cancelled" => Ok(Recorded::Cancelled),
+            "skipped" => Ok(Recorded::Skipped),
+            other => Err(corrupt_row(format!("unknown outcome {other:?}"))),
+        }
+    }
+}
+
+fn corrupt_row(detail: impl Into<String>) -> StepError {
+    let detail: String = detail.into();
+    StepError::internal("corrupt barrier row", detail)
+}

@@ -1,0 +1,243 @@
+//! One step request, decoded and validated at the edge, with typed accessors for the payload.
+
+use saga_proto::struct_to_json;
+use saga_proto::v1::StepRequest;
+use serde_json::{Map, Value};
+use tonic::Request;
+use uuid::Uuid;
+
+use crate::StepError;
+
+/// gRPC metadata entry the coordinator also puts the idempotency key in.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";
+
+/// One step request as a handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCall {
+    /// The saga this step belongs to.
+    pub saga_id: Uuid,
+    /// The saga's definition name, e.g. `purchase_plan`.
+    pub saga_type: String,
+    /// The step name from the definition, e.g. `ALLOCATE_DEVICE`.
+    pub step: String,
+    /// The action to run: the forward action for execute, the compensating one for compensate.
+    pub action: String,
+    /// Attempt number for this direction of this step, from 1.
+    pub attempt: u32,
+    /// Stable per (saga, step, direction) across retries.
+    pub idempotency_key: String,
+    /// The saga state so far: the start payload merged with every earlier step's output.
+    pub payload: Map<String, Value>,
+}
+
+impl StepCall {
+    /// Decodes a request. The request's `idempotency_key` field is authoritative; the
+    /// `x-idempotency-key` metadata entry is only a fallback for callers that leave the field empty.
+    pub(crate) fn from_request(request: Request<StepRequest>) -> Result<Self, StepError> {
+        let header_key = request
+            .metadata()
+            .get(IDEMPOTENCY_KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let request = request.into_inner();
+
+        let saga_id = Uuid::parse_str(&request.saga_id).map_err(|_| {
+            StepError::invalid_argument(format!("saga_id {:?} is not a uuid", request.saga_id))
+        })?;
+        if request.step.is_empty() {
+            return Err(StepError::invalid_argument("missing step"));
+        }
+        if request.action.is_empty() {
+            return Err(StepError::invalid_argument("missing action"));
+        }
+        let idempotency_key = Some(request.idempotency_key)
+            .filter(|key| !key.is_empty())
+            .or(header_key.filter(|key| !key.is_empty()))
+            .ok_or_else(|| StepError::invalid_argument("missing idempotency key"))?;
+
+        Ok(Self {
+            saga_id,
+            saga_type: request.saga_type,
+            step: request.step,
+            action: request.action,
+            attempt: request.attempt,
+            idempotency_key,
+            payload: request.payload.map(struct_to_json).unwrap_or_default(),
+        })
+    }
+
+    /// A payload field that must be present and not null.
+    pub fn field(&self, name: &str) -> Result<&Value, StepError> {
+        self.opt_field(name).ok_or_else(|| {
+            StepError::invalid_argument(format!("missing field {name:?} in payload"))
+        })
+    }
+
+    /// A required non-empty string field.
+    pub fn str(&self, name: &str) -> Result<&str, StepError> {
+        match self.field(name)? {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            _ => Err(wrong_type(name, "a non-empty string")),
+        }
+    }
+
+    /// An optional string field: absent or null is `None`, any other non-string is an error.
+    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, StepError> {
+        self.opt_field(name).map(|_| self.str(name)).transpose()
+    }
+
+    /// A required integer field, e.g. an amount in cents.
+    pub fn i64(&self, name: &str) -> Result<i64, StepError> {
+        self.field(name)?
+            .as_i64()
+            .ok_or_else(|| wrong_type(name, "an integer"))
+    }
+
+    /// A required UUID field (a string in the payload).
+    pub fn uuid(&self, name: &str) -> Result<Uuid, StepError> {
+        Uuid::parse_str(self.str(name)?).map_err(|_| wrong_type(name, "a uuid"))
+    }
+
+    /// An optional UUID field: absent or null is `None`.
+    pub fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, StepError> {
+        self.opt_field(name).map(|_| self.uuid(name)).transpose()
+    }
+
+    fn opt_field(&self, name: &str) -> Option<&Value> {
+        self.payload.get(name).filter(|value| !value.is_null())
+    }
+}
+
+fn wrong_type(name: &str, expected: &str) -> StepError {
+    StepError::invalid_argument(format!("field {name:?} must be {expected}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use saga_proto::json_to_struct;
+    use serde_json::json;
+    use tonic::Code;
+
+    fn request(payload: Value) -> StepRequest {
+        let Value::Object(payload) = payload else {
+            panic!("payload must be an object")
+        };
+        StepRequest {
+            saga_id: "0195b1d0-0000-7000-8000-000000000001".to_owned(),
+            saga_type: "purchase_plan".to_owned(),
+            step: "CREATE_ORDER".to_owned(),
+            action: "CreateOrder".to_owned(),
+            attempt: 2,
+            idempotency_key: "key-1".to_owned(),
+            payload: Some(json_to_struct(payload)),
+        }
+    }
+
+    fn call(payload: Value) -> StepCall {
+        StepCall::from_request(Request::new(request(payload))).expect("valid request")
+    }
+
+    fn message(err: StepError) -> String {
+        assert_eq!(err.code(), Code::InvalidArgument);
+        err.to_string()
+    }
+
+    #[test]
+    fn decodes_every_field_of_the_request() {
+        let call = call(json!({"userId": "u1"}));
+        assert_eq!(
+            call.saga_id.to_string(),
+            "0195b1d0-0000-7000-8000-000000000001"
+        );
+        assert_eq!(call.saga_type, "purchase_plan");
+        assert_eq!(call.step, "CREATE_ORDER");
+        assert_eq!(call.action, "CreateOrder");
+        assert_eq!(call.attempt, 2);
+        assert_eq!(call.idempotency_key, "key-1");
+        assert_eq!(call.payload["userId"], json!("u1"));
+    }
+
+    #[test]
+    fn the_request_key_wins_over_the_metadata_key_which_is_only_a_fallback() {
+        let mut with_both = Request::new(request(json!({})));
+        with_both.metadata_mut().insert(
+            IDEMPOTENCY_KEY_HEADER,
+            "from-header".parse().expect("ascii"),
+        );
+        let decoded = StepCall::from_request(with_both).expect("valid");
+        assert_eq!(decoded.idempotency_key, "key-1");
+
+        let mut header_only = request(json!({}));
+        header_only.idempotency_key.clear();
+        let mut header_only = Request::new(header_only);
+        header_only.metadata_mut().insert(
+            IDEMPOTENCY_KEY_HEADER,
+            "from-header".parse().expect("ascii"),
+        );
+        let decoded = StepCall::from_request(header_only).expect("valid");
+        assert_eq!(decoded.idempotency_key, "from-header");
+
+        let mut neither = request(json!({}));
+        neither.idempotency_key.clear();
+        let err = StepCall::from_request(Request::new(neither)).expect_err("no key");
+        assert_eq!(message(err), "missing idempotency key");
+    }
+
+    #[test]
+    fn rejects_a_malformed_saga_id_and_missing_names() {
+        let mut bad_id = request(json!({}));
+        bad_id.saga_id = "nope".to_owned();
+        let err = StepCall::from_request(Request::new(bad_id)).expect_err("bad id");
+        assert_eq!(message(err), "saga_id \"nope\" is not a uuid");
+
+        let mut no_action = request(json!({}));
+        no_action.action.clear();
+        let err = StepCall::from_request(Request::new(no_action)).expect_err("no action");
+        assert_eq!(message(err), "missing action");
+    }
+
+    #[test]
+    fn accessors_return_typed_values() {
+        let call = call(json!({
+            "userId": "u1",
+            "amountCents": 2999,
+            "orderId": "0195b1d0-0000-7000-8000-0000000000aa",
+            "nothing": null
+        }));
+        assert_eq!(call.str("userId").ok(), Some("u1"));
+        assert_eq!(call.opt_str("userId").ok(), Some(Some("u1")));
+        assert_eq!(call.opt_str("nothing").ok(), Some(None));
+        assert_eq!(call.i64("amountCents").ok(), Some(2999));
+        assert_eq!(
+            call.uuid("orderId").ok().map(|id| id.to_string()),
+            Some("0195b1d0-0000-7000-8000-0000000000aa".to_owned())
+        );
+        assert_eq!(call.opt_uuid("absent").ok(), Some(None));
+    }
+
+    #[test]
+    fn accessors_refuse_missing_or_mistyped_fields_with_a_readable_message() {
+        let call = call(json!({"userId": "", "amountCents": 1.5, "orderId": "x", "planId": 7}));
+        assert_eq!(
+            message(call.str("planName").expect_err("missing")),
+            "missing field \"planName\" in payload"
+        );
+        assert_eq!(
+            message(call.str("userId").expect_err("empty")),
+            "field \"userId\" must be a non-empty string"
+        );
+        assert_eq!(
+            message(call.opt_str("planId").expect_err("number")),
+            "field \"planId\" must be a non-empty string"
+        );
+        assert_eq!(
+            message(call.i64("amountCents").expect_err("fraction")),
+            "field \"amountCents\" must be an integer"
+        );
+        assert_eq!(
+            message(call.opt_uuid("orderId").expect_err("not a uuid")),
+            "field \"orderId\" must be a uuid"
+        );
+    }
+}

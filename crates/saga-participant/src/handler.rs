@@ -1,0 +1,42 @@
+//! The trait a participant author implements: the business work of each action, nothing about retries.
+
+use std::future::Future;
+
+use serde_json::{Map, Value};
+use sqlx::PgConnection;
+
+use crate::{StepCall, StepError};
+
+/// What a step hands back to the saga: merged into the saga state (top-level keys, later wins).
+pub type StepOutput = Map<String, Value>;
+
+/// The business side of a participant service.
+///
+/// Both methods run inside the barrier's database transaction: do every database write through `tx` so
+/// that the work and the barrier row commit together, or not at all. Dispatch on [`StepCall::action`].
+pub trait StepHandler: Send + Sync + 'static {
+    /// Runs a step forward. Called at most once per (saga, step) that commits; a refusal rolls back
+    /// whatever was written through `tx` and is replayed to every retry.
+    fn execute(
+        &self,
+        call: &StepCall,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<StepOutput, StepError>> + Send;
+
+    /// Undoes a step whose forward work committed. Never called when the forward step did not run or
+    /// was refused (the barrier answers OK itself). Any error is retried by the coordinator, refusals
+    /// included: a compensation cannot refuse.
+    fn compensate(
+        &self,
+        call: &StepCall,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<StepOutput, StepError>> + Send;
+}
+
+/// Builds a step output from `(key, value)` pairs: `output([("orderId", json!(id))])`.
+pub fn output<const N: usize>(fields: [(&str, Value); N]) -> StepOutput {
+    fields
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+}

@@ -1,0 +1,185 @@
+//! The `saga.v1.SagaParticipant` gRPC service: decodes a step request and runs the handler behind the
+//! idempotency barrier, in one database transaction with the business work.
+
+use saga_proto::json_to_struct;
+use saga_proto::v1::saga_participant_server::SagaParticipant;
+use saga_proto::v1::{StepRequest, StepResponse};
+use sqlx::{Connection, PgPool};
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::barrier::{Barrier, Direction, Outcome, Recorded};
+use crate::{StepCall, StepError, StepHandler, StepOutput};
+
+/// A participant service: a [`StepHandler`] wrapped in the idempotency barrier.
+///
+/// - A repeated execute or compensate returns the first answer without calling the handler again.
+/// - A refusal is recorded (the handler's work rolled back) and replayed; a transient error records
+///   nothing, so the retry runs the handler afresh.
+/// - A compensation for a step that never ran calls nothing and fences the step: a late execute answers
+///   `ABORTED` ("null compensation" and "hanging request" protection).
+///
+/// The barrier table must exist: run [`crate::migrate`] at start-up.
+#[derive(Debug)]
+pub struct ParticipantService<H> {
+    service: String,
+    pool: PgPool,
+    handler: H,
+}
+
+impl<H: StepHandler> ParticipantService<H> {
+    /// Wraps `handler`. `service` names the participant in its barrier rows (e.g. `billing`), so several
+    /// services can share one database.
+    pub fn new(service: impl Into<String>, pool: PgPool, handler: H) -> Self {
+        Self {
+            service: service.into(),
+            pool,
+            handler,
+        }
+    }
+
+    async fn execute_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
+        let barrier = Barrier::new(&self.service, call);
+        let mut tx = self.pool.begin().await?;
+        let claimed = barrier
+            .claim(
+                &mut tx,
+                Direction::Execute,
+                Some(&call.idempotency_key),
+                Outcome::Succeeded,
+            )
+            .await?;
+        if let Some(recorded) = claimed {
+            debug!(outcome = ?recorded.outcome(), "replaying the recorded execute outcome");
+            return recorded.replay_execute();
+        }
+
+        // A savepoint around the handler lets a refusal undo the business work while the barrier row (and
+        // the lock it holds against duplicates and compensations) stays, so the refusal is recorded in
+        // the same transaction with no window for another request to slip in.
+        let mut work = Connection::begin(&mut *tx).await?;
+        match self.handler.execute(call, &mut work).await {
+            Ok(output) => {
+                work.commit().await?;
+                barrier
+                    .set_output(&mut tx, Direction::Execute, &output)
+                    .await?;
+                tx.commit().await?;
+                debug!("step executed");
+                Ok(output)
+            }
+            Err(StepError::Refused { refusal, message }) => {
+                work.rollback().await?;
+                barrier.set_refused(&mut tx, refusal, &message).await?;
+                tx.commit().await?;
+                info!(code = %refusal, reason = %message, "step refused");
+                Err(StepError::Refused { refusal, message })
+            }
+            // Dropping the transaction rolls back the work and the claim: nothing recorded, the retry runs
+            // the handler again.
+            Err(transient) => Err(transient),
+        }
+    }
+
+    async fn compensate_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
+        let barrier = Barrier::new(&self.service, call);
+        let mut tx = self.pool.begin().await?;
+        // Claim the execute row first: if an execute is in flight this waits for it to end, and if the
+        // forward step never ran, the row marked cancelled fences off a late execute.
+        let forward = barrier
+            .claim(&mut tx, Direction::Execute, None, Outcome::Cancelled)
+            .await?;
+        let must_undo = matches!(forward, Some(Recorded::Succeeded(_)));
+        let outcome = if must_undo {
+            Outcome::Succeeded
+        } else {
+            Outcome::Skipped
+        };
+        let claimed = barrier
+            .claim(
+                &mut tx,
+                Direction::Compensate,
+                Some(&call.idempotency_key),
+                outcome,
+            )
+            .await?;
+        if let Some(recorded) = claimed {
+            debug!(outcome = ?recorded.outcome(), "replaying the recorded compensate outcome");
+            return recorded.replay_compensate();
+        }
+        if !must_undo {
+            tx.commit().await?;
+            debug!(
+                forward = ?forward.as_ref().map(Recorded::outcome),
+                "nothing to compensate: the forward step did not commit any work"
+            );
+            return Ok(StepOutput::new());
+        }
+
+        // Any error drops the transaction: nothing recorded, the coordinator retries (a compensation
+        // cannot refuse).
+        let output = self.handler.compensate(call, &mut tx).await?;
+        barrier
+            .set_output(&mut tx, Direction::Compensate, &output)
+            .await?;
+        tx.commit().await?;
+        debug!("step compensated");
+        Ok(output)
+    }
+}
+
+#[tonic::async_trait]
+impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
+    async fn execute(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let call = StepCall::from_request(request)?;
+        let span = step_span(Direction::Execute, &self.service, &call);
+        async { answer(self.execute_step(&call).await) }
+            .instrument(span)
+            .await
+    }
+
+    async fn compensate(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let call = StepCall::from_request(request)?;
+        let span = step_span(Direction::Compensate, &self.service, &call);
+        async { answer(self.compensate_step(&call).await) }
+            .instrument(span)
+            .await
+    }
+}
+
+fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::Span {
+    info_span!(
+        "step",
+        direction = direction.as_str(),
+        service,
+        saga_id = %call.saga_id,
+        saga_type = %call.saga_type,
+        step = %call.step,
+        action = %call.action,
+        attempt = call.attempt,
+    )
+}
+
+/// Turns a step result into the gRPC answer, logging transient failures with their full cause.
+fn answer(result: Result<StepOutput, StepError>) -> Result<Response<StepResponse>, Status> {
+    match result {
+        Ok(output) => Ok(Response::new(StepResponse {
+            output: Some(json_to_struct(output)),
+        })),
+        Err(err) => {
+            if !matches!(err, StepError::Refused { .. }) {
+                warn!(
+                    error = &err as &dyn std::error::Error,
+                    "step attempt failed"
+                );
+            }
+            Err(err.into())
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The idempotency barrier against real PostgreSQL, driven through gRPC like the coordinator drives it.
+//! Each test gets a fresh database from `saga_testkit` (server from `SAGA_TEST_PG`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use saga_participant::{ParticipantService, StepCall, StepError, StepHandler, StepOutput, output};
+use saga_proto::v1::StepRequest;
+use saga_proto::v1::saga_participant_client::SagaParticipantClient;
+use saga_proto::{json_to_struct, struct_to_json};
+use saga_testkit::TestDatabase;
+use serde_json::{Map, Value, json};
+use sqlx::{PgConnection, PgPool};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+/// A handler that counts its calls and leaves a `ledger` row per call, so a test can tell whether the
+/// handler ran and whether its work committed.
+#[derive(Clone, Default)]
+struct Recorder {
+    executions: Arc<AtomicUsize>,
+    compensations: Arc<AtomicUsize>,
+    /// When set, an execute signals `entered` after writing its row and waits for `release`.
+    gate: Option<Arc<Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    entered: Notify,
+    release: Notify,
+}
+
+impl Recorder {
+    fn executions(&self) -> usize {
+        self.executions.load(Ordering::SeqCst)
+    }
+
+    fn compensations(&self) -> usize {
+        self.compensations.load(Ordering::SeqCst)
+    }
+}
+
+impl StepHandler for Recorder {
+    async fn execute(
+        &self,
+        call: &StepCall,
+        tx: &mut PgConnection,
+    ) -> Result<StepOutput, StepError> {
+        let run = self.executions.fetch_add(1, Ordering::SeqCst) + 1;
+        write_ledger(tx, call, "execute").await?;
+        if let Some(gate) = &self.gate {
+            gate.entered.notify_one();
+            gate.release.notified().await;
+        }
+        match call.action.as_str() {
+            "Refuse" => Err(StepError::failed_precondition("out of stock")),
+            "FlakyOnce" if call.attempt == 1 => Err(StepError::unavailable("warehouse is down")),
+            _ => Ok(output([("run", json!(run))])),
+        }
+    }
+
+    async fn compensate(
+        &self,
+        call: &StepCall,
+        tx: &mut PgConnection,
+    ) -> Result<StepOutput, StepError> {
+        let run = self.compensations.fetch_add(1, Ordering::SeqCst) + 1;
+        write_ledger(tx, call, "compensate").await?;
+        Ok(output([("undone", json!(run))]))
+    }
+}
+
+async fn write_ledger(
+    tx: &mut PgConnection,
+    call: &StepCall,
+    entry: &str,
+) -> Result<(), StepError> {
+    sqlx::query("INSERT INTO ledger (saga_id, step, entry) VALUES ($1, $2, $3)")
+        .bind(call.saga_id)
+        .bind(&call.step)
+        .bind(entry)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A participant served on port 0 against a fresh database.
+struct Participant {
+    pool: PgPool,
+    addr: SocketAddr,
+    client: SagaParticipantClient<Channel>,
+    handler: Recorder,
+    shutdown: CancellationToken,
+    server: JoinHandle<Result<(), saga_participant::ServeError>>,
+    /// Dropped after everything above, which may still use it.
+    _database: TestDatabase,
+}
+
+impl Participant {
+    async fn start(handler: Recorder) -> Result<Self> {
+        let database = TestDatabase::create("sdk_test").await;
+        let pool = PgPool::connect(&database.url()).await?;
+        saga_participant::migrate(&pool).await?;
+        sqlx::query(
+            "CREATE TABLE ledger (saga_id uuid NOT NULL, step text NOT NULL, entry text NOT NULL)",
+        )
+        .execute(&pool)
+        .await?;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let service = ParticipantService::new("inventory", pool.clone(), handler.clone());
+        let server = tokio::spawn(saga_participant::serve(listener, service, shutdown.clone()));
+        let client = SagaParticipantClient::connect(format!("http://{addr}")).await?;
+        Ok(Self {
+            pool,
+            addr,
+            client,
+            handler,
+            shutdown,
+            server,
+            _database: database,
+        })
+    }
+
+    async fn execute(&self, request: StepRequest) -> Result<Map<String, Value>, tonic::Status> {
+        let response = self.client.clone().execute(request).await?;
+        Ok(response
+            .into_inner()
+            .output
+            .map(struct_to_json)
+            .unwrap_or_default())
+    }
+
+    async fn compensate(&self, request: StepRequest) -> Result<Map<String, Value>, tonic::Status> {
+        let response = self.client.clone().compensate(request).await?;
+        Ok(response
+            .into_inner()
+            .output
+            .map(struct_to_json)
+            .unwrap_or_default())
+    }
+
+    async fn ledger(&self, saga_id: Uuid) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT entry FROM ledger WHERE saga_id = $1 ORDER BY entry DESC")
+                .bind(saga_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.server.await??;
+        Ok(())
+    }
+}
+
+fn step(saga_id: Uuid, action: &str, attempt: u32, direction: &str) -> StepRequest {
+    StepRequest {
+        saga_id: saga_id.to_string(),
+        saga_type: "purchase_plan".to_owned(),
+        step: "RESERVE_STOCK".to_owned(),
+        action: action.to_owned(),
+        attempt,
+        idempotency_key: format!("{saga_id}:RESERVE_STOCK:{direction}"),
+        payload: Some(json_to_struct(Map::new())),
+    }
+}
+
+fn execute_step(saga_id: Uuid, action: &str, attempt: u32) -> StepRequest {
+    step(saga_id, action, attempt, "execute")
+}
+
+fn compensate_step(saga_id: Uuid, attempt: u32) -> StepRequest {
+    step(saga_id, "Release", attempt, "compensate")
+}
+
+#[tokio::test]
+async fn a_repeated_execute_returns_the_first_output_and_runs_the_handler_once() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    let first = participant
+        .execute(execute_step(saga, "Reserve", 1))
+        .await?;
+    let repeat = participant
+        .execute(execute_step(saga, "Reserve", 2))
+        .await?;
+
+    assert_eq!(first["run"], json!(1));
+    assert_eq!(repeat, first);
+    assert_eq!(participant.handler.executions(), 1);
+    assert_eq!(participant.ledger(saga).await?, ["execute"]);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_refusal_is_recorded_without_its_work_and_replayed_to_a_retry() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    let first = participant
+        .execute(execute_step(saga, "Refuse", 1))
+        .await
+        .expect_err("refused");
+    let repeat = participant
+        .execute(execute_step(saga, "Refuse", 2))
+        .await
+        .expect_err("refused again");
+
+    assert_eq!(first.code(), Code::FailedPrecondition);
+    assert_eq!(first.message(), "out of stock");
+    assert_eq!(repeat.code(), first.code());
+    assert_eq!(repeat.message(), first.message());
+    assert_eq!(participant.handler.executions(), 1);
+    assert!(
+        participant.ledger(saga).await?.is_empty(),
+        "refused work rolled back"
+    );
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_transient_error_records_nothing_so_the_retry_runs_the_handler_again() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    let first = participant
+        .execute(execute_step(saga, "FlakyOnce", 1))
+        .await
+        .expect_err("unavailable");
+    let retry = participant
+        .execute(execute_step(saga, "FlakyOnce", 2))
+        .await?;
+
+    assert_eq!(first.code(), Code::Unavailable);
+    assert_eq!(retry["run"], json!(2));
+    assert_eq!(participant.handler.executions(), 2);
+    assert_eq!(
+        participant.ledger(saga).await?,
+        ["execute"],
+        "only the retry's work committed"
+    );
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_compensation_before_the_step_ran_undoes_nothing_and_the_late_execute_is_aborted()
+-> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    let compensated = participant.compensate(compensate_step(saga, 1)).await?;
+    let late = participant
+        .execute(execute_step(saga, "Reserve", 1))
+        .await
+        .expect_err("aborted");
+    let compensated_again = participant.compensate(compensate_step(saga, 2)).await?;
+
+    assert!(compensated.is_empty());
+    assert!(compensated_again.is_empty());
+    assert_eq!(late.code(), Code::Aborted);
+    assert_eq!(late.message(), "step was compensated before it ran");
+    assert_eq!(participant.handler.executions(), 0);
+    assert_eq!(participant.handler.compensations(), 0);
+    assert!(participant.ledger(saga).await?.is_empty());
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_compensation_after_the_step_ran_calls_the_handler_once_even_when_repeated() -> Result<()>
+{
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    participant
+        .execute(execute_step(saga, "Reserve", 1))
+        .await?;
+    let first = participant.compensate(compensate_step(saga, 1)).await?;
+    let repeat = participant.compensate(compensate_step(saga, 2)).await?;
+    let execute_after = participant
+        .execute(execute_step(saga, "Reserve", 2))
+        .await?;
+
+    assert_eq!(first["undone"], json!(1));
+    assert_eq!(repeat, first);
+    assert_eq!(
+        execute_after["run"],
+        json!(1),
+        "execute still replays its own answer"
+    );
+    assert_eq!(participant.handler.executions(), 1);
+    assert_eq!(participant.handler.compensations(), 1);
+    assert_eq!(participant.ledger(saga).await?, ["execute", "compensate"]);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_compensation_after_a_refusal_has_nothing_to_undo() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    participant
+        .execute(execute_step(saga, "Refuse", 1))
+        .await
+        .expect_err("refused");
+    let compensated = participant.compensate(compensate_step(saga, 1)).await?;
+
+    assert!(compensated.is_empty());
+    assert_eq!(participant.handler.compensations(), 0);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_compensation_racing_an_in_flight_execute_waits_for_it_then_undoes_it() -> Result<()> {
+    let gate = Arc::new(Gate::default());
+    let handler = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    };
+    let participant = Arc::new(Participant::start(handler).await?);
+    let saga = Uuid::new_v4();
+
+    let execute = tokio::spawn({
+        let participant = participant.clone();
+        async move { participant.execute(execute_step(saga, "Reserve", 1)).await }
+    });
+    gate.entered.notified().await;
+    let compensate = tokio::spawn({
+        let participant = participant.clone();
+        async move { participant.compensate(compensate_step(saga, 1)).await }
+    });
+    wait_for_a_lock_waiter(&participant.pool).await?;
+    gate.release.notify_one();
+
+    let executed = execute.await??;
+    let compensated = compensate.await??;
+    assert_eq!(executed["run"], json!(1));
+    assert_eq!(compensated["undone"], json!(1));
+    assert_eq!(participant.handler.compensations(), 1);
+    assert_eq!(participant.ledger(saga).await?, ["execute", "compensate"]);
+
+    Arc::into_inner(participant)
+        .context("participant still shared")?
+        .stop()
+        .await
+}
+
+/// Polls until some session of the test database is blocked on a lock: the compensation's claim
+/// waiting on the execute's uncommitted barrier row.
+async fn wait_for_a_lock_waiter(pool: &PgPool) -> Result<()> {
+    let waiting = async {
+        loop {
+            let waiters: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(pool)
+            .await?;
+            if waiters > 0 {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .context("the compensation never waited on the execute's barrier row")?
+}
+
+#[tokio::test]
+async fn a_malformed_request_is_rejected_before_the_barrier() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let mut request = execute_step(Uuid::new_v4(), "Reserve", 1);
+    request.saga_id = "not-a-uuid".to_owned();
+
+    let status = participant.execute(request).await.expect_err("invalid");
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_barrier")
+        .fetch_one(&participant.pool)
+        .await?;
+    assert_eq!(rows, 0);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn health_reports_the_participant_service_as_serving() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let channel = Channel::from_shared(format!("http://{}", participant.addr))?
+        .connect()
+        .await?;
+    let mut health = HealthClient::new(channel);
+
+    let response = health
+        .check(HealthCheckRequest {
+            service: "saga.v1.SagaParticipant".to_owned(),
+        })
+        .await?;
+
+    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
+    participant.stop().await
+}
