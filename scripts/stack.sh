@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
-for db in sagad sagad_demo; do
-  if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
-    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc "CREATE DATABASE $db"
-  fi
-done
+# sagad's saga log database; demo-participants creates its own (sagad_demo) when missing.
+admin="postgres://postgres@127.0.0.1:5432/postgres"
+if ! psql "$admin" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'sagad'" | grep -q 1; then
+  psql "$admin" -qc "CREATE DATABASE sagad"
+fi
 
 cargo build --release --locked --bins
 target=${CARGO_TARGET_DIR:-target}/release

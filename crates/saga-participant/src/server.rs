@@ -2,10 +2,9 @@
 
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 /// The participant server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +25,7 @@ pub async fn serve<S: SagaParticipant>(
     health.set_serving::<SagaParticipantServer<S>>().await;
 
     // Small request/response pairs: without TCP_NODELAY, Nagle and delayed ACKs add tens of milliseconds.
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        accepted.and_then(|stream| {
-            stream.set_nodelay(true)?;
-            Ok(stream)
-        })
-    });
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let stopped = async move {
         shutdown.cancelled().await;
         health.set_not_serving::<SagaParticipantServer<S>>().await;

@@ -78,7 +78,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 impl SagaStore for PgStore {
-    #[instrument(skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err)]
     async fn create(&self, saga: &Saga) -> Result<Created, StoreError> {
         let steps: Vec<StepRow> = (0..saga.steps.len())
             .map(|i| StepRow::from_step(saga, i))
@@ -137,7 +137,7 @@ impl SagaStore for PgStore {
         }
     }
 
-    #[instrument(skip_all, fields(saga_id = %id), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err)]
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
         let row: Option<SagaRow> = sqlx::query_as(&format!("{SELECT_SAGA} WHERE s.id = $1"))
             .bind(id.0)
@@ -146,7 +146,7 @@ impl SagaStore for PgStore {
         row.map(SagaRow::into_saga).transpose()
     }
 
-    #[instrument(skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err)]
     async fn commit(&self, transition: &Transition) -> Result<i64, StoreError> {
         let saga = &transition.saga;
         let steps: Vec<StepRow> = transition

@@ -111,11 +111,10 @@ mod tests {
             text.replace("device", "warehouse"),
         )
         .unwrap();
-        let err = load_dir(dir.path(), &participants())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("broken.yaml"), "{err}");
-        assert!(err.contains("participant"), "{err}");
+        let err = load_dir(dir.path(), &participants()).unwrap_err();
+        assert!(err.to_string().contains("broken.yaml"), "{err}");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.starts_with("steps[2].participant"), "{cause}");
     }
 
     #[test]

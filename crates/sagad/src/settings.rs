@@ -183,7 +183,8 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "max_in_fligth = 3").unwrap();
         let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
-        assert!(err.to_string().contains("max_in_fligth"), "{err}");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("max_in_fligth"), "{cause}");
 
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "[participants]\nbilling = \"billing:50061\"").unwrap();
