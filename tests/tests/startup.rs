@@ -37,7 +37,11 @@ fn an_unreachable_database_is_one_line_and_exit_code_1() {
     assert_eq!(code, 1);
     assert_one_line(
         &stderr,
-        &["sagad: error: cannot open the saga log", "127.0.0.1:1", "refused"],
+        &[
+            "sagad: error: cannot open the saga log",
+            "127.0.0.1:1",
+            "refused",
+        ],
     );
     assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
 }
