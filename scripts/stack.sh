@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole stack locally: PostgreSQL (started or installed if needed), the demo participants
-# (billing, device, payment on ports 50061-50063) and sagad on port 50051. Ctrl-C stops both.
+# (billing, device, payment on ports 50061-50063) and sagad on port 50051, from a release build
+# (the first build takes a few minutes). Ctrl-C stops both. Extra arguments go to sagad.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,5 +17,10 @@ target=${CARGO_TARGET_DIR:-target}/release
 
 "$target/demo-participants" --service all &
 participants=$!
-trap 'kill "$participants" 2>/dev/null; wait "$participants" 2>/dev/null' EXIT
-"$target/sagad" "$@"
+"$target/sagad" "$@" &
+sagad=$!
+# Ctrl-C or SIGTERM stops both (each drains gracefully); so does either one exiting on its own.
+trap 'kill -TERM "$sagad" "$participants" 2>/dev/null' INT TERM
+wait -n "$sagad" "$participants" || true
+kill -TERM "$sagad" "$participants" 2>/dev/null || true
+wait
