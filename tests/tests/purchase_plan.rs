@@ -171,6 +171,17 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
         .await
         .expect("count");
     assert_eq!((devices, payments), (0, 0));
+    // The participants' own record of every call they received (their idempotency barrier): nothing
+    // for the steps after the refusal.
+    let later_calls: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM saga_barrier
+         WHERE saga_id = $1 AND step IN ('PROCESS_PAYMENT', 'ACTIVATE_ORDER')",
+    )
+    .bind(saga_uuid)
+    .fetch_one(&stack.demo_db)
+    .await
+    .expect("count");
+    assert_eq!(later_calls, 0);
     stack.stop().await;
 }
 

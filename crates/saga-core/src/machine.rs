@@ -190,27 +190,40 @@ pub fn next_command(saga: &Saga, now: DateTime<Utc>) -> Command {
     if saga.status.is_terminal() {
         return Command::Done;
     }
-    if saga.status == SagaStatus::Running
-        && !saga.past_pivot()
-        && saga.deadline_at.is_some_and(|d| d <= now)
-    {
+    if deadline_passed(saga, now) {
         return Command::Expire;
     }
     if let Some(at) = saga.next_attempt_at.filter(|&at| at > now) {
-        return Command::WaitUntil(at);
+        // Wake for the deadline if it comes before the retry.
+        let deadline = saga.deadline_at.filter(|_| deadline_applies(saga));
+        return Command::WaitUntil(deadline.map_or(at, |d| d.min(at)));
     }
-    match saga.current_step() {
-        Some(index) if saga.status == SagaStatus::Running => Command::Execute {
+    // Not terminal yet nothing to call: only reachable from a hand-edited saga log row.
+    pending_call(saga).unwrap_or(Command::Done)
+}
+
+/// The call the saga is waiting on, regardless of time: what an outcome must answer.
+fn pending_call(saga: &Saga) -> Option<Command> {
+    let index = saga.current_step()?;
+    Some(match saga.status {
+        SagaStatus::Running => Command::Execute {
             index,
             attempt: saga.steps[index].attempts + 1,
         },
-        Some(index) => Command::Compensate {
+        _ => Command::Compensate {
             index,
             attempt: saga.steps[index].compensation_attempts + 1,
         },
-        // Not terminal yet nothing left: only reachable from a hand-edited saga log row.
-        None => Command::Done,
-    }
+    })
+}
+
+/// The whole-saga deadline applies only before the pivot: past it the saga must move forward.
+fn deadline_applies(saga: &Saga) -> bool {
+    saga.status == SagaStatus::Running && !saga.past_pivot()
+}
+
+fn deadline_passed(saga: &Saga, now: DateTime<Utc>) -> bool {
+    deadline_applies(saga) && saga.deadline_at.is_some_and(|d| d <= now)
 }
 
 /// Folds `input` into `saga` at time `now`.
@@ -338,22 +351,21 @@ pub fn apply(
     })
 }
 
+/// Checks that an input answers the command the saga was waiting on. Time is not considered for calls:
+/// an outcome that arrives after the deadline (or a retry that fires a little early) is still the answer
+/// to that call, and is recorded before the saga expires.
 fn expect_command(saga: &Saga, now: DateTime<Utc>, expected: Command) -> Result<(), Mismatch> {
-    // A retry that fires a little early (clock granularity) is still the right command.
-    let actual = match next_command(saga, now) {
-        Command::WaitUntil(_) => next_command(
-            &Saga {
-                next_attempt_at: None,
-                ..saga.clone()
-            },
-            now,
-        ),
-        other => other,
+    let matches = match expected {
+        Command::Expire => deadline_passed(saga, now),
+        call => pending_call(saga) == Some(call),
     };
-    if actual == expected {
+    if matches {
         Ok(())
     } else {
-        Err(Mismatch(format!("expected {actual:?}, got {expected:?}")))
+        Err(Mismatch(format!(
+            "{expected:?} does not answer {:?}",
+            next_command(saga, now)
+        )))
     }
 }
 

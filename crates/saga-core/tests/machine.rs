@@ -440,3 +440,81 @@ fn idempotency_keys_are_stable_per_step_and_direction() {
     assert_ne!(k, saga.idempotency_key_for(2, Direction::Compensate));
     assert_eq!(k, saga.clone().idempotency_key_for(2, Direction::Execute));
 }
+
+#[test]
+fn an_outcome_that_arrives_after_the_deadline_is_recorded_before_the_saga_expires() {
+    let start = t0();
+    let saga = Saga::new(definition(), payload(), None, start);
+    let Command::Execute { index, attempt } = next_command(&saga, start) else {
+        panic!("expected the first step")
+    };
+    // The call outlives the 5m deadline.
+    let late = start + Duration::minutes(6);
+    let t = apply(
+        &saga,
+        Input::Executed {
+            index,
+            attempt,
+            started_at: start,
+            result: Ok(JsonMap::new()),
+        },
+        late,
+        0.5,
+    )
+    .expect("the outcome still answers the call that was made");
+    assert_eq!(t.saga.steps[0].status, Succeeded);
+    assert_eq!(t.changed_steps, [0]);
+    assert_eq!(next_command(&t.saga, late), Command::Expire);
+
+    let expired = apply(&t.saga, Input::DeadlinePassed, late, 0.5).expect("deadline passed");
+    assert_eq!(
+        expired.saga.status,
+        SagaStatus::Compensated,
+        "nothing to undo yet"
+    );
+    assert_eq!(
+        expired.saga.failure.map(|f| f.reason),
+        Some(FailureReason::TimedOut)
+    );
+    assert_eq!(
+        expired.changed_steps,
+        [1, 2, 3, 4, 5],
+        "the rest are skipped"
+    );
+    assert!(
+        apply(&saga, Input::DeadlinePassed, start, 0.5).is_err(),
+        "the deadline cannot pass before it is due"
+    );
+}
+
+#[test]
+fn a_retry_wait_ends_early_when_the_deadline_comes_first() {
+    let mut d = (*definition()).clone();
+    d.retry.initial_backoff = std::time::Duration::from_secs(600);
+    d.retry.max_backoff = std::time::Duration::from_secs(600);
+    let start = t0();
+    let saga = Saga::new(Arc::new(d), payload(), None, start);
+    let failed = apply(
+        &saga,
+        Input::Executed {
+            index: 0,
+            attempt: 1,
+            started_at: start,
+            result: Err(error(ErrorKind::Transient)),
+        },
+        start,
+        0.5,
+    )
+    .expect("valid input")
+    .saga;
+    assert_eq!(failed.next_attempt_at, Some(start + Duration::minutes(10)));
+    assert_eq!(
+        next_command(&failed, start),
+        Command::WaitUntil(start + Duration::minutes(5)),
+        "wake at the 5m deadline, not the 10m retry"
+    );
+    assert_eq!(
+        next_command(&failed, start + Duration::minutes(5)),
+        Command::Expire
+    );
+}
