@@ -10,7 +10,7 @@ use saga_store::{Created, SagaStore};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, instrument, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::{EngineError, Participants, executor};
 
@@ -71,7 +71,6 @@ impl<S: SagaStore> Engine<S> {
 
     /// Persists a new saga and starts driving it at once; an idempotency key that is already taken returns
     /// the existing saga instead.
-    #[instrument(skip_all, fields(saga_type = %request.saga_type), err(Display))]
     pub async fn start(self: &Arc<Self>, request: StartRequest) -> Result<Created, EngineError> {
         let definition = self
             .definitions

@@ -69,7 +69,8 @@ fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
 
 #[tonic::async_trait]
 impl SagaCoordinator for CoordinatorApi {
-    #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(Display))]
+    // Refused requests are the caller's business, not an incident: logged at debug, answered with a status.
+    #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(level = "debug", Display))]
     async fn start_saga(
         &self,
         request: Request<StartSagaRequest>,
@@ -83,7 +84,7 @@ impl SagaCoordinator for CoordinatorApi {
         }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(Display))]
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn get_status(
         &self,
         request: Request<GetStatusRequest>,
