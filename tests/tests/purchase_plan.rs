@@ -217,15 +217,49 @@ async fn reflection_v1_and_v1alpha_list_the_coordinator_and_health_reports_servi
     else {
         panic!("no list_services answer")
     };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"saga.v1.SagaCoordinator".to_owned()),
-        "{names:?}"
+    let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "saga.v1.SagaCoordinator",
+        ],
+        "exactly the services sagad answers (not SagaParticipant, which it only calls)"
     );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_owned()),
-        "{names:?}"
-    );
+
+    // What grpcurl does next: fetch the file defining the service, then each import by name. Both must
+    // resolve, or `grpcurl -d '{"payload": {...}}'` cannot encode the Struct.
+    use v1::server_reflection_request::MessageRequest;
+    let requests = [
+        MessageRequest::FileContainingSymbol("saga.v1.SagaCoordinator".to_owned()),
+        MessageRequest::FileByFilename("google/protobuf/struct.proto".to_owned()),
+        MessageRequest::FileByFilename("google/protobuf/timestamp.proto".to_owned()),
+    ]
+    .map(|message_request| v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message_request),
+    });
+    let answers: Vec<_> = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection v1")
+        .into_inner()
+        .collect()
+        .await;
+    assert_eq!(answers.len(), 3);
+    for answer in answers {
+        match answer.expect("answer").message_response {
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(
+                files,
+            )) => {
+                assert!(!files.file_descriptor_proto.is_empty());
+            }
+            other => panic!("expected a file descriptor, got {other:?}"),
+        }
+    }
 
     let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
     let request = v1alpha::ServerReflectionRequest {

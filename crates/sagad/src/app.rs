@@ -165,9 +165,15 @@ impl Application {
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
+    // The descriptor set also holds saga.v1.SagaParticipant, which sagad calls but does not serve: list
+    // only what this server answers.
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(saga_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("saga.v1.SagaCoordinator")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
 }
 
 /// A database URL without its password, for error messages.
