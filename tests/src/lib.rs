@@ -46,6 +46,19 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// Keeps a child's configuration to what the test sets: no inherited `SAGAD_*` or `DEMO_*` variables,
+/// and quiet logs unless the person running the tests asked for them with `RUST_LOG`.
+pub fn isolate(command: &mut std::process::Command) {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SAGAD_") || key.starts_with("DEMO_") {
+            command.env_remove(key);
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "warn");
+    }
+}
+
 /// A child process killed when dropped, with its stdout readable line by line.
 pub struct Process {
     child: Child,
@@ -62,15 +75,7 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("SAGAD_") || key.starts_with("DEMO_") {
-                command.env_remove(key);
-            }
-        }
-        // Quiet children unless the person running the tests asked for logs.
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "warn");
-        }
+        isolate(command.as_std_mut());
         for (key, value) in env {
             command.env(key, value);
         }

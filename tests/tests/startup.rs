@@ -1,15 +1,11 @@
 //! sagad refuses to start on bad configuration with one clear line on stderr and a non-zero exit.
 
-use e2e_tests::{binary, repo_root};
+use e2e_tests::{binary, isolate, repo_root};
 
 /// Runs sagad with `env` (and nothing inherited from `SAGAD_*`), expecting it to exit by itself.
 fn run_sagad(env: &[(&str, String)]) -> (i32, String) {
     let mut command = std::process::Command::new(binary("sagad"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SAGAD_") {
-            command.env_remove(key);
-        }
-    }
+    isolate(&mut command);
     command
         .env("SAGAD_GRPC_ADDR", "127.0.0.1:0")
         .env("SAGAD_DEFINITIONS_DIR", repo_root().join("definitions"));

@@ -47,7 +47,7 @@ impl From<FailureReason> for pb::FailureReason {
 }
 
 /// A wire timestamp from a UTC time.
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: t.timestamp(),
         // Always below 2e9, so it fits.

@@ -5,7 +5,6 @@
 mod convert;
 mod json;
 
-pub use convert::timestamp;
 pub use json::{json_to_struct, struct_to_json};
 
 /// Generated code for package `saga.v1`.

@@ -39,11 +39,6 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    /// Wraps an existing pool.
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
     /// Applies the embedded migrations. Safe to run from several replicas at once: sqlx serialises
     /// them with a database lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
