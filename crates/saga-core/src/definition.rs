@@ -3,10 +3,32 @@
 //! A definition is parsed and validated once at load; a saga stores the snapshot it started with, so
 //! editing or removing a file never changes a saga in flight.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::ErrorKind;
+
+/// The gRPC status codes a participant can answer with, by their canonical names, except `OK`.
+pub const GRPC_ERROR_CODES: &[&str] = &[
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// Longest duration accepted anywhere in a definition; anything longer is almost surely a typo.
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -65,6 +87,10 @@ pub struct StepDefinition {
     /// The point of no return: once it succeeds the saga only moves forward.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pivot: bool,
+    /// Overrides of the default classification of the participant's gRPC codes, by code name, e.g.
+    /// `{NOT_FOUND: transient}` for a participant that answers NOT_FOUND while a replica catches up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, ErrorKind>,
 }
 
 /// How often and how fast to retry a call whose outcome is transient.
@@ -210,6 +236,19 @@ impl Definition {
             if let Some(retry) = &step.retry {
                 retry.validate(&at("retry"))?;
             }
+            if let Some(code) = step
+                .errors
+                .keys()
+                .find(|code| !GRPC_ERROR_CODES.contains(&code.as_str()))
+            {
+                return Err(invalid(
+                    at("errors"),
+                    format!(
+                        "{code:?} is not a gRPC error code (one of {})",
+                        GRPC_ERROR_CODES.join(", ")
+                    ),
+                ));
+            }
             if step.pivot {
                 if let Some(first) = pivot {
                     return Err(invalid(
@@ -236,6 +275,27 @@ impl Definition {
     /// The per-call deadline that applies to step `index`.
     pub fn timeout_for(&self, index: usize) -> Duration {
         self.steps[index].timeout.unwrap_or(self.step_timeout)
+    }
+}
+
+impl StepDefinition {
+    /// How a participant's non-OK gRPC code (by canonical name) is treated for this step: the step's
+    /// `errors` override, else the DESIGN.md table — the business refusals are definite, everything else
+    /// may have happened and is retried.
+    pub fn error_kind(&self, code: &str) -> ErrorKind {
+        if let Some(kind) = self.errors.get(code) {
+            return *kind;
+        }
+        match code {
+            "ABORTED"
+            | "FAILED_PRECONDITION"
+            | "INVALID_ARGUMENT"
+            | "NOT_FOUND"
+            | "ALREADY_EXISTS"
+            | "PERMISSION_DENIED"
+            | "OUT_OF_RANGE" => ErrorKind::Refusal,
+            _ => ErrorKind::Transient,
+        }
     }
 }
 
@@ -329,6 +389,23 @@ steps:
     }
 
     #[test]
+    fn a_step_can_reclassify_grpc_codes_and_keeps_the_default_table_for_the_rest() {
+        let text = PURCHASE.replace(
+            "action: ValidatePlan,",
+            "action: ValidatePlan, errors: {NOT_FOUND: transient, UNAVAILABLE: refusal},",
+        );
+        let d = parse(&text).unwrap();
+        let overridden = &d.steps[0];
+        assert_eq!(overridden.error_kind("NOT_FOUND"), ErrorKind::Transient);
+        assert_eq!(overridden.error_kind("UNAVAILABLE"), ErrorKind::Refusal);
+        assert_eq!(overridden.error_kind("ABORTED"), ErrorKind::Refusal);
+        assert_eq!(overridden.error_kind("INTERNAL"), ErrorKind::Transient);
+        let plain = &d.steps[1];
+        assert_eq!(plain.error_kind("NOT_FOUND"), ErrorKind::Refusal);
+        assert_eq!(plain.error_kind("UNAVAILABLE"), ErrorKind::Transient);
+    }
+
+    #[test]
     fn parses_the_purchase_plan_definition_with_defaults_filled_in() {
         let d = parse(PURCHASE).unwrap();
         assert_eq!(d.name, "purchase_plan");
@@ -412,6 +489,20 @@ steps:
                     "action: ValidatePlan, pivot: true,",
                 ),
                 "steps[1].compensate",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: ValidatePlan,",
+                    "action: ValidatePlan, errors: {NOT_FOUN: transient},",
+                ),
+                "steps[0].errors",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: ValidatePlan,",
+                    "action: ValidatePlan, errors: {OK: refusal},",
+                ),
+                "steps[0].errors",
             ),
         ];
         for (text, field) in cases {

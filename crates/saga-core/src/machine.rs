@@ -16,6 +16,8 @@
 //! - A compensation never refuses: every error is retried under the compensation policy; when it runs
 //!   out the saga parks in `FAILED` (`COMPENSATION_FAILED`).
 //! - Past the whole-saga deadline a saga that has not passed its pivot is compensated (`TIMED_OUT`).
+//! - An operator may abort a running saga that has not passed its pivot (compensate now, `ABORTED`), and
+//!   retry a parked one from the step where it stopped, with a fresh attempt budget.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -92,6 +94,16 @@ pub enum Input {
     },
     /// The whole-saga deadline passed.
     DeadlinePassed,
+    /// An operator asked to stop forward progress and compensate.
+    Abort {
+        /// Why, in the operator's words; kept in the history.
+        reason: String,
+    },
+    /// An operator asked to resume a parked (`FAILED`) saga where it stopped.
+    Retry {
+        /// Why, in the operator's words; kept in the history.
+        reason: String,
+    },
 }
 
 /// One entry of a saga's append-only history.
@@ -150,6 +162,18 @@ pub enum HistoryEvent {
         /// Why.
         reason: FailureReason,
     },
+    /// An operator aborted the saga.
+    SagaAborted {
+        /// The operator's reason.
+        reason: String,
+    },
+    /// An operator resumed a parked saga at `step`, with a fresh attempt budget.
+    SagaRetried {
+        /// The step that runs again.
+        step: usize,
+        /// The operator's reason.
+        reason: String,
+    },
 }
 
 impl HistoryEvent {
@@ -165,6 +189,8 @@ impl HistoryEvent {
             Self::SagaCompleted => "SAGA_COMPLETED",
             Self::SagaCompensated => "SAGA_COMPENSATED",
             Self::SagaParked { .. } => "SAGA_PARKED",
+            Self::SagaAborted { .. } => "SAGA_ABORTED",
+            Self::SagaRetried { .. } => "SAGA_RETRIED",
         }
     }
 }
@@ -180,9 +206,10 @@ pub struct Transition {
     pub events: Vec<HistoryEvent>,
 }
 
-/// A command or input that does not fit the saga's current state.
+/// A command or input that does not fit the saga's current state. Its text is written for the person
+/// who sent the input (an operator's abort of a finished saga lands here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("input does not match saga state: {0}")]
+#[error("{0}")]
 pub struct Mismatch(String);
 
 /// What to do next with `saga` at time `now`.
@@ -319,19 +346,9 @@ pub fn apply(
                 Some(t) => format!("saga did not finish within its {t} timeout"),
                 None => "saga deadline passed".to_owned(),
             };
-            if let Some(index) = next.current_step() {
-                // The step may have been attempted with an unknown outcome; treat it like a step
-                // whose retries ran out.
-                let s = &mut next.steps[index];
-                if s.status == StepStatus::Running {
-                    s.status = if saga.definition.steps[index].compensate.is_some() {
-                        StepStatus::Compensating
-                    } else {
-                        StepStatus::Failed
-                    };
-                    s.finished_at = Some(now);
-                }
-            }
+            // No call is in flight (the executor asked to expire), so only a step already attempted
+            // may have happened.
+            settle_current_step(&mut next, now, false);
             start_compensation(
                 &mut next,
                 FailureReason::TimedOut,
@@ -339,6 +356,20 @@ pub fn apply(
                 now,
                 &mut events,
             );
+        }
+        Input::Abort { reason } => {
+            check_abortable(saga)?;
+            // A call to the current step may be in flight right now, even before its first attempt is
+            // recorded: treat it as possibly done. Compensating a step that never ran is a no-op for a
+            // participant behind a barrier, and the barrier also stops the late action.
+            settle_current_step(&mut next, now, true);
+            let message = format!("aborted by an operator: {reason}");
+            events.push(HistoryEvent::SagaAborted { reason });
+            start_compensation(&mut next, FailureReason::Aborted, message, now, &mut events);
+        }
+        Input::Retry { reason } => {
+            let step = resume_parked(&mut next)?;
+            events.push(HistoryEvent::SagaRetried { step, reason });
         }
     }
     let changed_steps = (0..next.steps.len())
@@ -366,6 +397,91 @@ fn expect_command(saga: &Saga, now: DateTime<Utc>, expected: Command) -> Result<
             "{expected:?} does not answer {:?}",
             next_command(saga, now)
         )))
+    }
+}
+
+/// Settles the step the saga was on when it stops going forward. A step already attempted may have
+/// happened; so may one not yet recorded as attempted when `call_may_be_in_flight`. Such a step is
+/// compensated when it can be, and failed otherwise; a step never reached is left for
+/// [`start_compensation`] to skip.
+fn settle_current_step(saga: &mut Saga, now: DateTime<Utc>, call_may_be_in_flight: bool) {
+    let Some(index) = saga.current_step() else {
+        return;
+    };
+    let compensable = saga.definition.steps[index].compensate.is_some();
+    let s = &mut saga.steps[index];
+    let attempted = s.status == StepStatus::Running;
+    if compensable && (attempted || call_may_be_in_flight) {
+        s.status = StepStatus::Compensating;
+        s.finished_at = Some(now);
+    } else if attempted {
+        s.status = StepStatus::Failed;
+        s.finished_at = Some(now);
+    }
+}
+
+/// Only a running saga that has not passed its pivot can be aborted.
+fn check_abortable(saga: &Saga) -> Result<(), Mismatch> {
+    let refuse = |why: String| Err(Mismatch(why));
+    match saga.status {
+        SagaStatus::Running if saga.past_pivot() => {
+            let pivot = saga
+                .definition
+                .pivot_index()
+                .map(|p| saga.definition.steps[p].name.as_str())
+                .unwrap_or_default();
+            refuse(format!(
+                "saga passed its pivot step {pivot} and can only move forward; it cannot be aborted"
+            ))
+        }
+        SagaStatus::Running => Ok(()),
+        SagaStatus::Compensating => refuse("saga is already COMPENSATING".to_owned()),
+        SagaStatus::Failed => refuse(
+            "saga is FAILED (parked); fix the cause and use RetrySaga to resume it".to_owned(),
+        ),
+        done => refuse(format!("saga is {done}; there is nothing left to abort")),
+    }
+}
+
+/// Puts a parked saga back where it stopped with a fresh attempt budget for the stuck step, and returns
+/// that step's index.
+fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
+    let reason = saga.failure.as_ref().map(|f| f.reason);
+    if saga.status != SagaStatus::Failed {
+        return Err(Mismatch(format!(
+            "saga is {}; only a FAILED (parked) saga can be retried",
+            saga.status
+        )));
+    }
+    saga.finished_at = None;
+    match reason {
+        Some(FailureReason::CompensationFailed) => {
+            // The failure stays on record: the saga is finishing a compensation that once got stuck.
+            saga.status = SagaStatus::Compensating;
+            let index = saga
+                .next_to_compensate()
+                .ok_or_else(|| Mismatch("parked saga has no step left to compensate".to_owned()))?;
+            saga.steps[index].compensation_attempts = 0;
+            Ok(index)
+        }
+        Some(FailureReason::ForwardFailed) => {
+            saga.status = SagaStatus::Running;
+            saga.failure = None;
+            // The operator takes responsibility for going forward: a deadline that passed while the
+            // saga was parked must not turn it into a compensation it can no longer safely make.
+            saga.deadline_at = None;
+            let index = saga
+                .current_step()
+                .ok_or_else(|| Mismatch("parked saga has no step left to run".to_owned()))?;
+            let s = &mut saga.steps[index];
+            s.status = StepStatus::Running;
+            s.attempts = 0;
+            s.finished_at = None;
+            Ok(index)
+        }
+        other => Err(Mismatch(format!(
+            "saga parked for {other:?}, which RetrySaga does not know how to resume"
+        ))),
     }
 }
 
@@ -412,7 +528,9 @@ fn fail(
             step.name, error.message
         ),
     };
-    let may_have_happened = error.kind == ErrorKind::Transient;
+    // Refusals are never retried, so an earlier attempt ended in a transient error: even a refused step
+    // may have happened then (its answer lost), and must be treated as unknown.
+    let may_have_happened = error.kind == ErrorKind::Transient || attempt > 1;
     let s = &mut saga.steps[index];
     s.last_error = Some(error.message.clone());
     events.push(HistoryEvent::StepFailed {

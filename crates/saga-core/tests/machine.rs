@@ -74,9 +74,18 @@ fn drive_until(
     script: impl Fn(&str, Direction, u32) -> Answer,
     stop: impl Fn(&Saga) -> bool,
 ) -> Run {
-    let definition = definition();
-    let mut now = t0();
-    let mut saga = Saga::new(definition.clone(), payload(), None, now);
+    let saga = Saga::new(definition(), payload(), None, t0());
+    drive_from(saga, t0(), script, stop)
+}
+
+/// Continues driving `saga` from time `now`, as [`drive_until`] does.
+fn drive_from(
+    mut saga: Saga,
+    mut now: DateTime<Utc>,
+    script: impl Fn(&str, Direction, u32) -> Answer,
+    stop: impl Fn(&Saga) -> bool,
+) -> Run {
+    let definition = saga.definition.clone();
     let mut run_calls = Vec::new();
     let mut events = Vec::new();
     for _ in 0..1000 {
@@ -516,5 +525,187 @@ fn a_retry_wait_ends_early_when_the_deadline_comes_first() {
     assert_eq!(
         next_command(&failed, start + Duration::minutes(5)),
         Command::Expire
+    );
+}
+
+/// Applies an operator input to `run`'s saga one second after its last change.
+fn operator(run: &Run, input: Input) -> Result<saga_core::Transition, String> {
+    let now = run.saga.updated_at + Duration::seconds(1);
+    apply(&run.saga, input, now, 0.5).map_err(|e| e.to_string())
+}
+
+fn abort() -> Input {
+    Input::Abort {
+        reason: "customer cancelled".to_owned(),
+    }
+}
+
+fn retry() -> Input {
+    Input::Retry {
+        reason: "participant fixed".to_owned(),
+    }
+}
+
+#[test]
+fn abort_compensates_the_completed_steps_and_the_one_that_may_be_in_flight() {
+    let run = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(2));
+    let t = operator(&run, abort()).expect("a running saga can be aborted");
+    assert_eq!(t.saga.status, SagaStatus::Compensating);
+    let failure = t.saga.failure.clone().expect("failure");
+    assert_eq!(failure.reason, FailureReason::Aborted);
+    assert!(
+        failure.message.contains("customer cancelled"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        t.events,
+        [
+            HistoryEvent::SagaAborted {
+                reason: "customer cancelled".to_owned()
+            },
+            HistoryEvent::CompensationStarted {
+                reason: FailureReason::Aborted
+            },
+        ]
+    );
+    // ALLOCATE_DEVICE had not answered yet: it may be running, so it is compensated too.
+    assert_eq!(
+        statuses(&t.saga),
+        [
+            Succeeded,
+            Succeeded,
+            Compensating,
+            Skipped,
+            Skipped,
+            Skipped
+        ]
+    );
+    let rest = drive_from(t.saga, run.saga.updated_at, |_, _, _| Answer::Ok, |_| false);
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        names(&rest),
+        ["ALLOCATE_DEVICE:compensate:1", "CREATE_ORDER:compensate:1"]
+    );
+}
+
+#[test]
+fn abort_of_a_step_without_compensation_skips_it() {
+    let run = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(0));
+    let t = operator(&run, abort()).expect("abortable");
+    assert_eq!(t.saga.status, SagaStatus::Compensated);
+    assert_eq!(statuses(&t.saga), [Skipped; 6]);
+}
+
+#[test]
+fn abort_is_refused_once_the_saga_cannot_be_compensated_any_more() {
+    let completed = drive(|_, _, _| Answer::Ok);
+    let past_pivot = drive_until(|_, _, _| Answer::Ok, |saga| saga.past_pivot());
+    let compensating = drive_until(
+        |step, d, _| match (step, d) {
+            ("ALLOCATE_DEVICE", Direction::Execute) => Answer::Refuse,
+            _ => Answer::Ok,
+        },
+        |saga| saga.status == SagaStatus::Compensating,
+    );
+    let parked = drive(|step, _, _| match step {
+        "NOTIFY_USER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    for (run, expected) in [
+        (&completed, "saga is COMPLETED"),
+        (&past_pivot, "pivot step ACTIVATE_ORDER"),
+        (&compensating, "already COMPENSATING"),
+        (&parked, "RetrySaga"),
+    ] {
+        let err = operator(run, abort()).expect_err("abort refused");
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn retry_resumes_a_stuck_compensation_with_a_fresh_budget() {
+    let parked = drive(|step, d, _| match (step, d) {
+        ("ALLOCATE_DEVICE", Direction::Execute) => Answer::Refuse,
+        ("CREATE_ORDER", Direction::Compensate) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(parked.saga.status, SagaStatus::Failed);
+    let t = operator(&parked, retry()).expect("a parked saga can be retried");
+    assert_eq!(t.saga.status, SagaStatus::Compensating);
+    assert_eq!(t.saga.finished_at, None);
+    assert_eq!(t.saga.steps[1].compensation_attempts, 0);
+    assert_eq!(
+        t.events,
+        [HistoryEvent::SagaRetried {
+            step: 1,
+            reason: "participant fixed".to_owned()
+        }]
+    );
+    let rest = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Ok,
+        |_| false,
+    );
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
+    assert_eq!(
+        rest.saga.failure.map(|f| f.reason),
+        Some(FailureReason::CompensationFailed),
+        "the stuck compensation stays on record"
+    );
+}
+
+#[test]
+fn retry_resumes_a_step_after_the_pivot_and_the_saga_completes() {
+    let parked = drive(|step, _, _| match step {
+        "NOTIFY_USER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(
+        parked.saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::ForwardFailed)
+    );
+    let t = operator(&parked, retry()).expect("retryable");
+    assert_eq!(t.saga.status, SagaStatus::Running);
+    assert_eq!(t.saga.failure, None);
+    assert_eq!(t.saga.deadline_at, None);
+    let rest = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Ok,
+        |_| false,
+    );
+    assert_eq!(rest.saga.status, SagaStatus::Completed);
+    assert_eq!(names(&rest), ["NOTIFY_USER:execute:1"]);
+}
+
+#[test]
+fn retry_is_refused_unless_the_saga_is_parked() {
+    let running = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(1));
+    let completed = drive(|_, _, _| Answer::Ok);
+    for (run, expected) in [
+        (&running, "saga is RUNNING"),
+        (&completed, "saga is COMPLETED"),
+    ] {
+        let err = operator(run, retry()).expect_err("retry refused");
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains("only a FAILED"), "{err}");
+    }
+}
+
+#[test]
+fn a_refusal_after_a_lost_answer_compensates_the_step_because_the_first_attempt_may_have_happened()
+{
+    let run = drive(|step, d, attempt| match (step, d, attempt) {
+        ("ALLOCATE_DEVICE", Direction::Execute, 1) => Answer::Unavailable,
+        ("ALLOCATE_DEVICE", Direction::Execute, _) => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(run.saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        names(&run)[4..],
+        ["ALLOCATE_DEVICE:compensate:1", "CREATE_ORDER:compensate:1"]
     );
 }

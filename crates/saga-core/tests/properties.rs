@@ -1,0 +1,318 @@
+//! Property test of the state machine: for any definition shape and any sequence of participant answers
+//! (success, refusal, transient error, deadline — some of which took effect anyway), operator aborts and
+//! retries, every saga ends terminal and compensation obeys DESIGN.md §1–2:
+//! - compensations run in strict reverse order, each step at most once;
+//! - only steps that succeeded or whose outcome is unknown are compensated;
+//! - nothing is compensated once the pivot has succeeded, and nothing runs forward once compensation began;
+//! - a compensated saga has undone every effect a participant applied.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use saga_core::{
+    Command, Definition, ErrorKind, Input, JsonMap, Saga, SagaStatus, StepError, apply,
+    next_command,
+};
+
+/// What a participant does with one call.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Ok,
+    Refuse,
+    /// UNAVAILABLE; `applied` says whether the effect happened before the error.
+    Transient {
+        applied: bool,
+    },
+    /// No answer within the step's deadline; the effect may have happened.
+    Deadline {
+        applied: bool,
+    },
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    prop_oneof![
+        4 => Just(Answer::Ok),
+        1 => Just(Answer::Refuse),
+        2 => any::<bool>().prop_map(|applied| Answer::Transient { applied }),
+        1 => any::<bool>().prop_map(|applied| Answer::Deadline { applied }),
+    ]
+}
+
+/// The shape of a definition: per step whether it can be compensated, an optional pivot, retry budgets.
+#[derive(Debug, Clone)]
+struct Shape {
+    compensable: Vec<bool>,
+    pivot: Option<usize>,
+    max_attempts: u32,
+    compensation_attempts: u32,
+    timeout_secs: Option<u64>,
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    (1usize..=6)
+        .prop_flat_map(|n| {
+            (
+                proptest::collection::vec(any::<bool>(), n),
+                proptest::option::of(0..n),
+                1u32..=4,
+                1u32..=4,
+                proptest::option::of(5u64..120),
+            )
+        })
+        .prop_map(
+            |(compensable, pivot, max_attempts, compensation_attempts, timeout_secs)| Shape {
+                // Steps at and after the pivot are never compensated, so they cannot declare it.
+                compensable: compensable
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| c && pivot.is_none_or(|p| i < p))
+                    .collect(),
+                pivot,
+                max_attempts,
+                compensation_attempts,
+                timeout_secs,
+            },
+        )
+}
+
+impl Shape {
+    fn definition(&self) -> Arc<Definition> {
+        let mut yaml = format!(
+            "name: prop\nversion: 1\nstep_timeout: 3s\n\
+             retry: {{max_attempts: {}, initial_backoff: 1s, multiplier: 2.0, max_backoff: 4s}}\n\
+             compensation: {{max_attempts: {}, initial_backoff: 1s, multiplier: 2.0, max_backoff: 4s}}\n",
+            self.max_attempts, self.compensation_attempts
+        );
+        if let Some(t) = self.timeout_secs {
+            yaml.push_str(&format!("timeout: {t}s\n"));
+        }
+        yaml.push_str("steps:\n");
+        for (i, &compensable) in self.compensable.iter().enumerate() {
+            yaml.push_str(&format!("  - {{name: S{i}, participant: p, action: Do{i}"));
+            if compensable {
+                yaml.push_str(&format!(", compensate: Undo{i}"));
+            }
+            if self.pivot == Some(i) {
+                yaml.push_str(", pivot: true");
+            }
+            yaml.push_str("}\n");
+        }
+        let participants: HashSet<String> = ["p".to_owned()].into();
+        Arc::new(
+            Definition::from_yaml(&yaml, &participants).expect("generated definition is valid"),
+        )
+    }
+}
+
+/// An operator action taken before call number `at_call`.
+#[derive(Debug, Clone, Copy)]
+struct Operator {
+    at_call: usize,
+    /// Whether the call about to be made when the abort lands had already reached the participant
+    /// (and took effect) — the executor never learns its answer.
+    in_flight_applied: bool,
+}
+
+/// What the participant saw and did, recorded while driving.
+#[derive(Debug, Default)]
+struct World {
+    /// Whether each step's forward effect is applied and not undone.
+    applied: Vec<bool>,
+    /// Steps that answered OK, or whose effect is unknown to the coordinator.
+    maybe_happened: HashSet<usize>,
+    /// Indexes of successful compensations, in order.
+    compensated: Vec<usize>,
+    /// Whether any compensation was attempted yet, and whether the pivot had succeeded by then.
+    compensation_began: bool,
+    pivot_succeeded: bool,
+}
+
+fn error(kind: ErrorKind) -> StepError {
+    StepError {
+        kind,
+        message: format!("{kind:?}"),
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+/// Drives a saga to a terminal status and checks every rule on the way; returns the final saga.
+fn run(
+    shape: &Shape,
+    answers: &[Answer],
+    abort: Option<Operator>,
+    operator_retries: u32,
+    jitter: f64,
+) -> Result<(Saga, World), TestCaseError> {
+    let definition = shape.definition();
+    let n = definition.steps.len();
+    let mut now = t0();
+    let mut saga = Saga::new(definition.clone(), JsonMap::new(), None, now);
+    let mut world = World {
+        applied: vec![false; n],
+        ..World::default()
+    };
+    let mut answers = answers.iter().copied();
+    let mut calls = 0usize;
+    let mut retries_left = operator_retries;
+
+    for _ in 0..10_000 {
+        let command = next_command(&saga, now);
+        if let (Some(op), Command::Execute { index, .. } | Command::Compensate { index, .. }) =
+            (abort, command)
+            && op.at_call == calls
+        {
+            let input = Input::Abort {
+                reason: "test".to_owned(),
+            };
+            if let Ok(t) = apply(&saga, input, now, jitter) {
+                if matches!(command, Command::Execute { .. }) && op.in_flight_applied {
+                    world.applied[index] = true;
+                }
+                if matches!(command, Command::Execute { .. }) {
+                    world.maybe_happened.insert(index);
+                }
+                saga = t.saga;
+                calls += 1;
+                continue;
+            }
+        }
+        let input = match command {
+            Command::Done if saga.status == SagaStatus::Failed && retries_left > 0 => {
+                retries_left -= 1;
+                Input::Retry {
+                    reason: "test".to_owned(),
+                }
+            }
+            Command::Done => return Ok((saga, world)),
+            Command::WaitUntil(at) => {
+                prop_assert!(at > now, "waits move forward");
+                now = at;
+                continue;
+            }
+            Command::Expire => Input::DeadlinePassed,
+            Command::Execute { index, attempt } => {
+                calls += 1;
+                prop_assert!(
+                    !world.compensation_began || shape.pivot.is_some_and(|p| index >= p),
+                    "step {index} ran forward after compensation began"
+                );
+                let answer = answers.next().unwrap_or(Answer::Ok);
+                let started_at = now;
+                let result = match answer {
+                    Answer::Ok => {
+                        world.applied[index] = true;
+                        world.maybe_happened.insert(index);
+                        if shape.pivot == Some(index) {
+                            world.pivot_succeeded = true;
+                        }
+                        Ok(JsonMap::new())
+                    }
+                    Answer::Refuse => Err(error(ErrorKind::Refusal)),
+                    Answer::Transient { applied } | Answer::Deadline { applied } => {
+                        world.applied[index] |= applied;
+                        world.maybe_happened.insert(index);
+                        if matches!(answer, Answer::Deadline { .. }) {
+                            now += Duration::seconds(3);
+                        }
+                        Err(error(ErrorKind::Transient))
+                    }
+                };
+                Input::Executed {
+                    index,
+                    attempt,
+                    started_at,
+                    result,
+                }
+            }
+            Command::Compensate { index, attempt } => {
+                calls += 1;
+                world.compensation_began = true;
+                prop_assert!(
+                    !world.pivot_succeeded,
+                    "step {index} compensated after the pivot succeeded"
+                );
+                prop_assert!(
+                    world.maybe_happened.contains(&index),
+                    "step {index} compensated though it never succeeded nor may have"
+                );
+                prop_assert!(
+                    !world.compensated.contains(&index),
+                    "step {index} compensated twice"
+                );
+                let result = match answers.next().unwrap_or(Answer::Ok) {
+                    Answer::Ok => {
+                        world.applied[index] = false;
+                        world.compensated.push(index);
+                        Ok(())
+                    }
+                    _ => Err(error(ErrorKind::Transient)),
+                };
+                Input::Compensated {
+                    index,
+                    attempt,
+                    result,
+                }
+            }
+        };
+        now += Duration::seconds(1);
+        let t = apply(&saga, input, now, jitter)
+            .map_err(|e| TestCaseError::fail(format!("machine rejected its own command: {e}")))?;
+        saga = t.saga;
+    }
+    Err(TestCaseError::fail(format!(
+        "saga not terminal after 10000 transitions: {:?}",
+        saga.status
+    )))
+}
+
+proptest! {
+    // Failures print the minimal input; nothing is persisted into the source tree.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(2000)
+    })]
+
+    #[test]
+    fn every_saga_ends_terminal_and_compensation_keeps_its_promises(
+        shape in shape(),
+        answers in proptest::collection::vec(answer(), 0..40),
+        abort in proptest::option::of((0usize..12, any::<bool>())
+            .prop_map(|(at_call, in_flight_applied)| Operator { at_call, in_flight_applied })),
+        operator_retries in 0u32..3,
+        jitter in 0.0f64..1.0,
+    ) {
+        let (saga, world) = run(&shape, &answers, abort, operator_retries, jitter)?;
+        prop_assert!(saga.status.is_terminal(), "{:?}", saga.status);
+
+        let order = &world.compensated;
+        prop_assert!(
+            order.windows(2).all(|w| w[0] > w[1]),
+            "compensations out of reverse order: {order:?}"
+        );
+        match saga.status {
+            SagaStatus::Completed => {
+                prop_assert!(order.is_empty(), "a completed saga compensated {order:?}");
+                prop_assert!(world.applied.iter().all(|&a| a), "completed with a step not applied");
+            }
+            SagaStatus::Compensated => {
+                for (i, step) in saga.definition.steps.iter().enumerate() {
+                    prop_assert!(
+                        !(world.applied[i] && step.compensate.is_some()),
+                        "compensated saga left step {i}'s effect in place"
+                    );
+                }
+            }
+            SagaStatus::Failed => {
+                prop_assert!(saga.failure.is_some(), "a parked saga says why");
+            }
+            other => prop_assert!(false, "not terminal: {other:?}"),
+        }
+    }
+}
