@@ -8,10 +8,12 @@
 //! - [`machine`]: `next_command(saga, now)` says what to do next; `apply(saga, input)` folds an outcome
 //!   into a new saga plus the history events to append.
 //! - [`backoff`]: retry delays with exponential growth, a cap and jitter.
+//! - [`record`]: read models of the saga log (listing summaries, recorded history events).
 
 pub mod backoff;
 pub mod definition;
 pub mod machine;
+pub mod record;
 pub mod saga;
 pub mod status;
 
@@ -19,5 +21,6 @@ pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
 pub use machine::{
     Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
 };
+pub use record::{ListFilter, RecordedEvent, SagaSummary};
 pub use saga::{Direction, JsonMap, Saga, SagaId, Step};
 pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

@@ -14,7 +14,7 @@ mod rows;
 
 use std::future::Future;
 
-use saga_core::{Saga, SagaId, Transition};
+use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 
 pub use error::StoreError;
 pub use postgres::PgStore;
@@ -43,4 +43,19 @@ pub trait SagaStore: Send + Sync + 'static {
         &self,
         transition: &Transition,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Up to `limit` sagas matching `filter` whose id is below `before` (all when `None`), newest first.
+    /// Ids are time-ordered, so paging by the last id seen stays stable while sagas are added.
+    fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<SagaId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SagaSummary>, StoreError>> + Send;
+
+    /// A saga's history, oldest first; `None` when there is no such saga.
+    fn history(
+        &self,
+        id: SagaId,
+    ) -> impl Future<Output = Result<Option<Vec<RecordedEvent>>, StoreError>> + Send;
 }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use saga_core::{HistoryEvent, Saga, SagaId, Transition};
+use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use tracing::instrument;
 
-use crate::rows::{EventRow, SagaRow, StepRow};
+use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
 use crate::{Created, SagaStore, StoreError};
 
 /// Reads one saga and all its steps in a single statement.
@@ -159,7 +159,7 @@ impl SagaStore for PgStore {
             "WITH saga AS (
                 UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
                                  current_step = $7, next_attempt_at = $8, updated_at = $9,
-                                 finished_at = $10, revision = revision + 1
+                                 finished_at = $10, deadline_at = $13, revision = revision + 1
                 WHERE id = $1 AND revision = $2
                 RETURNING id, revision
              ),
@@ -193,10 +193,70 @@ impl SagaStore for PgStore {
         .bind(saga.finished_at)
         .bind(to_json(&steps))
         .bind(to_json(&events))
+        .bind(saga.deadline_at)
         .fetch_optional(&self.pool)
         .await?;
         updated
             .map(|(rev,)| rev)
             .ok_or(StoreError::Conflict(saga.id))
+    }
+
+    #[instrument(level = "debug", skip_all, err)]
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<SagaId>,
+        limit: u32,
+    ) -> Result<Vec<SagaSummary>, StoreError> {
+        // Only the predicates in use are written, so each filter combination gets a plan of its own
+        // (the status and type indexes lead with the filter column, then id).
+        let mut query = QueryBuilder::new(
+            "SELECT id, saga_type, definition_version, status, failure_reason, failure_message,
+                    definition->'steps'->current_step->>'name' AS current_step, idempotency_key,
+                    created_at, updated_at, finished_at
+             FROM sagas WHERE true",
+        );
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            query
+                .push(" AND status = ANY(")
+                .push_bind(statuses)
+                .push(")");
+        }
+        if let Some(saga_type) = &filter.saga_type {
+            query.push(" AND saga_type = ").push_bind(saga_type);
+        }
+        if let Some(after) = filter.created_after {
+            query.push(" AND created_at >= ").push_bind(after);
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND created_at < ").push_bind(before);
+        }
+        if let Some(id) = before {
+            query.push(" AND id < ").push_bind(id.0);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(SummaryRow::into_summary).collect()
+    }
+
+    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err)]
+    async fn history(&self, id: SagaId) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let rows: Vec<RecordedEventRow> = sqlx::query_as(
+            "SELECT id, detail, created_at FROM saga_events WHERE saga_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        // Every saga has at least its SAGA_STARTED event, written in the same statement as the saga.
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.into_iter()
+            .map(|row| row.into_event(id))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 }

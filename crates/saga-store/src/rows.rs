@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use saga_core::saga::Failure;
-use saga_core::{Definition, HistoryEvent, JsonMap, Saga, SagaId, Step};
+use saga_core::{
+    Definition, HistoryEvent, JsonMap, RecordedEvent, Saga, SagaId, SagaSummary, Step,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -80,6 +82,7 @@ impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
             | HistoryEvent::CompensationFailed { step, attempt, .. } => {
                 (Some(*step), Some(*attempt))
             }
+            HistoryEvent::SagaRetried { step, .. } => (Some(*step), None),
             _ => (None, None),
         };
         Self {
@@ -116,13 +119,8 @@ impl SagaRow {
         let corrupt = |message: String| StoreError::Corrupt { saga_id, message };
         let definition: Definition = serde_json::from_value(self.definition.0)
             .map_err(|e| corrupt(format!("definition snapshot: {e}")))?;
-        let failure = match (self.failure_reason, self.failure_message) {
-            (Some(reason), Some(message)) => Some(Failure {
-                reason: reason.parse().map_err(|e| corrupt(format!("{e}")))?,
-                message,
-            }),
-            _ => None,
-        };
+        let failure = failure(self.failure_reason, self.failure_message)
+            .map_err(|e| corrupt(format!("{e}")))?;
         let steps = self
             .steps
             .0
@@ -151,5 +149,78 @@ impl SagaRow {
             updated_at: self.updated_at,
             finished_at: self.finished_at,
         })
+    }
+}
+
+/// A `sagas` row as a listing reads it.
+#[derive(Debug, FromRow)]
+pub(crate) struct SummaryRow {
+    pub id: Uuid,
+    pub saga_type: String,
+    pub definition_version: i32,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub failure_message: Option<String>,
+    pub current_step: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl SummaryRow {
+    pub(crate) fn into_summary(self) -> Result<SagaSummary, StoreError> {
+        let saga_id = SagaId(self.id);
+        let corrupt = |message: String| StoreError::Corrupt { saga_id, message };
+        Ok(SagaSummary {
+            id: saga_id,
+            saga_type: self.saga_type,
+            definition_version: u32::try_from(self.definition_version)
+                .map_err(|e| corrupt(e.to_string()))?,
+            status: self.status.parse().map_err(|e| corrupt(format!("{e}")))?,
+            failure: failure(self.failure_reason, self.failure_message)
+                .map_err(|e| corrupt(format!("{e}")))?,
+            current_step: self.current_step,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// A `saga_events` row.
+#[derive(Debug, FromRow)]
+pub(crate) struct RecordedEventRow {
+    pub id: i64,
+    pub detail: sqlx::types::Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RecordedEventRow {
+    pub(crate) fn into_event(self, saga_id: SagaId) -> Result<RecordedEvent, StoreError> {
+        let event = serde_json::from_value(self.detail.0).map_err(|e| StoreError::Corrupt {
+            saga_id,
+            message: format!("history event {}: {e}", self.id),
+        })?;
+        Ok(RecordedEvent {
+            sequence: self.id,
+            recorded_at: self.created_at,
+            event,
+        })
+    }
+}
+
+/// The failure columns as a [`Failure`]; the table's CHECK keeps reason and message both set or both null.
+fn failure(
+    reason: Option<String>,
+    message: Option<String>,
+) -> Result<Option<Failure>, saga_core::UnknownStatus> {
+    match (reason, message) {
+        (Some(reason), Some(message)) => Ok(Some(Failure {
+            reason: reason.parse()?,
+            message,
+        })),
+        _ => Ok(None),
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use saga_core::{
-    Command, Definition, FailureReason, Input, JsonMap, Saga, SagaId, SagaStatus, StepStatus,
-    apply, next_command,
+    Command, Definition, FailureReason, HistoryEvent, Input, JsonMap, ListFilter, Saga, SagaId,
+    SagaStatus, StepStatus, apply, next_command,
 };
 use saga_store::{PgStore, SagaStore, StoreError};
 use saga_testkit::TestDatabase;
@@ -216,4 +216,147 @@ async fn the_schema_refuses_statuses_outside_the_enum() {
         .await
         .expect_err("check constraint");
     assert!(err.to_string().contains("sagas_status_check"), "{err}");
+}
+
+#[tokio::test]
+async fn listing_pages_newest_first_and_stays_stable_while_sagas_are_added() {
+    let (store, _db) = store().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let saga = new_saga(None);
+        store.create(&saga).await.expect("create");
+        ids.push(saga.id);
+    }
+    let filter = ListFilter::default();
+    let first = store.list(&filter, None, 2).await.expect("page 1");
+    assert_eq!(
+        first.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [ids[4], ids[3]]
+    );
+    // A saga started between pages lands before the first page, not inside the next ones.
+    store.create(&new_saga(None)).await.expect("create");
+    let second = store
+        .list(&filter, Some(first[1].id), 2)
+        .await
+        .expect("page 2");
+    assert_eq!(
+        second.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [ids[2], ids[1]]
+    );
+    let third = store
+        .list(&filter, Some(second[1].id), 2)
+        .await
+        .expect("page 3");
+    assert_eq!(third.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(third[0].current_step.as_deref(), Some("CREATE_ORDER"));
+    assert_eq!(third[0].saga_type, "purchase_plan");
+    assert_eq!(third[0].definition_version, 2);
+}
+
+#[tokio::test]
+async fn listing_filters_by_status_type_and_creation_time() {
+    let (store, _db) = store().await;
+    let running = new_saga(None);
+    store.create(&running).await.expect("create");
+    let refused = new_saga(None);
+    store.create(&refused).await.expect("create");
+    let refusal = saga_core::StepError {
+        kind: saga_core::ErrorKind::Refusal,
+        message: "no".to_owned(),
+    };
+    let compensated = step(&store, &refused, Err(refusal)).await;
+    assert_eq!(compensated.status, SagaStatus::Compensated);
+
+    let only = |statuses: Vec<SagaStatus>| ListFilter {
+        statuses,
+        ..ListFilter::default()
+    };
+    let found = store
+        .list(&only(vec![SagaStatus::Compensated]), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, refused.id);
+    assert_eq!(
+        found[0].failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::StepFailed)
+    );
+    assert_eq!(found[0].current_step, None);
+    let both = store
+        .list(
+            &only(vec![SagaStatus::Running, SagaStatus::Compensated]),
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(both.len(), 2);
+
+    let other_type = ListFilter {
+        saga_type: Some("withdrawal".to_owned()),
+        ..ListFilter::default()
+    };
+    assert!(
+        store
+            .list(&other_type, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let later = ListFilter {
+        created_after: Some(refused.created_at),
+        ..ListFilter::default()
+    };
+    let listed = store.list(&later, None, 10).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [refused.id]
+    );
+    let earlier = ListFilter {
+        created_before: Some(refused.created_at),
+        ..ListFilter::default()
+    };
+    let listed = store.list(&earlier, None, 10).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [running.id]
+    );
+}
+
+#[tokio::test]
+async fn history_returns_every_event_in_order_with_operator_actions() {
+    let (store, _db) = store().await;
+    let saga = new_saga(None);
+    store.create(&saga).await.expect("create");
+    let saga = step(&store, &saga, Ok(JsonMap::new())).await;
+    let abort = Input::Abort {
+        reason: "customer asked".to_owned(),
+    };
+    let transition = apply(&saga, abort, Utc::now(), 0.5).expect("abortable");
+    store.commit(&transition).await.expect("commit");
+
+    let history = store
+        .history(saga.id)
+        .await
+        .expect("history")
+        .expect("saga exists");
+    let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
+    assert_eq!(
+        events,
+        [
+            &HistoryEvent::SagaStarted,
+            &HistoryEvent::StepSucceeded {
+                step: 0,
+                attempt: 1
+            },
+            &HistoryEvent::SagaAborted {
+                reason: "customer asked".to_owned()
+            },
+            &HistoryEvent::CompensationStarted {
+                reason: FailureReason::Aborted
+            },
+        ]
+    );
+    assert!(history.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert_eq!(store.history(SagaId::new()).await.expect("history"), None);
 }
