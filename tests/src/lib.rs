@@ -143,8 +143,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts `demo-participants --service all` and `sagad` on port 0, each with its own database.
+    /// Starts `demo-participants --service all` and `sagad` on port 0, each with its own database, with
+    /// the shipped definitions.
     pub async fn start() -> Self {
+        Self::start_with(&repo_root().join("definitions")).await
+    }
+
+    /// Like [`Stack::start`], with sagad loading its definitions from `definitions`.
+    pub async fn start_with(definitions: &Path) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
 
@@ -173,10 +179,7 @@ impl Stack {
         let mut env = vec![
             ("SAGAD_DATABASE_URL", saga_database.url()),
             ("SAGAD_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "SAGAD_DEFINITIONS_DIR",
-                repo_root().join("definitions").display().to_string(),
-            ),
+            ("SAGAD_DEFINITIONS_DIR", definitions.display().to_string()),
         ];
         let keys = [
             "SAGAD_PARTICIPANTS__BILLING",

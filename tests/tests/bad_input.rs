@@ -3,7 +3,10 @@
 
 use e2e_tests::{object, repo_root};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{GetStatusRequest, StartSagaRequest};
+use saga_proto::v1::{
+    AbortSagaRequest, GetSagaHistoryRequest, GetStatusRequest, ListSagasRequest, RetrySagaRequest,
+    SagaStatus, StartSagaRequest, WatchSagaRequest,
+};
 use saga_testkit::TestDatabase;
 use sagad::{Application, Settings};
 use serde_json::json;
@@ -214,5 +217,251 @@ async fn beyond_max_in_flight_start_saga_answers_resource_exhausted_without_writ
         status.message()
     );
     assert_eq!(c.rows().await.0, 1);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn operator_rpcs_on_unknown_or_malformed_ids_are_told_apart() {
+    let c = Coordinator::start(|_| {}).await;
+    let unknown = "0193a5f2-7c1e-7d30-9b1a-2f4c6e8a0b1c";
+    for (id, code) in [(unknown, Code::NotFound), ("nope", Code::InvalidArgument)] {
+        let mut client = c.client.clone();
+        let saga_id = id.to_owned();
+        let history = client
+            .get_saga_history(GetSagaHistoryRequest {
+                saga_id: saga_id.clone(),
+            })
+            .await
+            .expect_err("history");
+        let watch = client
+            .watch_saga(WatchSagaRequest {
+                saga_id: saga_id.clone(),
+            })
+            .await
+            .expect_err("watch");
+        let reason = "operator test".to_owned();
+        let abort = client
+            .abort_saga(AbortSagaRequest {
+                saga_id: saga_id.clone(),
+                reason: reason.clone(),
+            })
+            .await
+            .expect_err("abort");
+        let retry = client
+            .retry_saga(RetrySagaRequest { saga_id, reason })
+            .await
+            .expect_err("retry");
+        for status in [history, watch, abort, retry] {
+            assert_eq!(status.code(), code, "{id}: {status:?}");
+            assert!(status.message().contains(id), "{}", status.message());
+        }
+    }
+    assert_eq!(c.rows().await, (0, 0));
+    c.stop().await;
+}
+
+/// The saga's revision and event count, to show a refused action changed nothing.
+async fn footprint(c: &Coordinator, id: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT revision, (SELECT count(*) FROM saga_events WHERE saga_id = $1::uuid)
+         FROM sagas WHERE id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&c.pool)
+    .await
+    .expect("saga row")
+}
+
+#[tokio::test]
+async fn operator_actions_that_do_not_fit_the_saga_are_refused_and_change_nothing() {
+    let mut c = Coordinator::start(|_| {}).await;
+    // No participant answers, so the saga sits retrying VALIDATE_PLAN (1 s backoff) while we act.
+    let id = c
+        .client
+        .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+
+    let before = footprint(&c, &id).await;
+    let retry = c
+        .client
+        .retry_saga(RetrySagaRequest {
+            saga_id: id.clone(),
+            reason: "try again".to_owned(),
+        })
+        .await
+        .expect_err("a running saga cannot be retried");
+    assert_eq!(retry.code(), Code::FailedPrecondition);
+    assert!(
+        retry.message().contains("only a FAILED"),
+        "{}",
+        retry.message()
+    );
+    let no_reason = c
+        .client
+        .abort_saga(AbortSagaRequest {
+            saga_id: id.clone(),
+            reason: "  ".to_owned(),
+        })
+        .await
+        .expect_err("a reason is required");
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    assert!(
+        no_reason.message().contains("reason is required"),
+        "{}",
+        no_reason.message()
+    );
+    let after = footprint(&c, &id).await;
+    assert!(
+        after.0 <= before.0 + 1 && after.1 <= before.1 + 1,
+        "only the executor's own attempt may have landed"
+    );
+
+    // Aborted before anything was done: nothing to undo, so it is compensated at once.
+    let aborted = c
+        .client
+        .abort_saga(AbortSagaRequest {
+            saga_id: id.clone(),
+            reason: "caller gave up".to_owned(),
+        })
+        .await
+        .expect("abort")
+        .into_inner()
+        .saga
+        .expect("saga");
+    assert_eq!(aborted.status(), SagaStatus::Compensated);
+    let finished = footprint(&c, &id).await;
+    let again = c
+        .client
+        .abort_saga(AbortSagaRequest {
+            saga_id: id.clone(),
+            reason: "twice".to_owned(),
+        })
+        .await
+        .expect_err("a finished saga cannot be aborted");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(
+        again.message().contains("saga is COMPENSATED"),
+        "{}",
+        again.message()
+    );
+    assert_eq!(
+        footprint(&c, &id).await,
+        finished,
+        "the refused abort wrote nothing"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn list_sagas_pages_through_everything_and_refuses_tampered_tokens() {
+    let mut c = Coordinator::start(|_| {}).await;
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        let id = c
+            .client
+            .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
+            .await
+            .expect("start")
+            .into_inner()
+            .saga_id;
+        started.push(id);
+    }
+    let request = |page_token: String| ListSagasRequest {
+        statuses: vec![SagaStatus::Running.into()],
+        saga_type: "purchase_plan".to_owned(),
+        page_size: 2,
+        page_token,
+        ..ListSagasRequest::default()
+    };
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .client
+            .list_sagas(request(token))
+            .await
+            .expect("ListSagas")
+            .into_inner();
+        pages += 1;
+        listed.extend(page.sagas.into_iter().map(|s| s.saga_id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+        if pages == 1 {
+            // Tampered and mismatched tokens are refused with a message that says what to do.
+            let mut tampered = token.clone().into_bytes();
+            tampered[5] = if tampered[5] == b'x' { b'y' } else { b'x' };
+            let err = c
+                .client
+                .list_sagas(request(String::from_utf8(tampered).expect("ascii")))
+                .await
+                .expect_err("tampered token");
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert!(
+                err.message().contains("not a token this server issued"),
+                "{}",
+                err.message()
+            );
+            let other_filter = ListSagasRequest {
+                page_token: token.clone(),
+                page_size: 2,
+                ..ListSagasRequest::default()
+            };
+            let err = c
+                .client
+                .list_sagas(other_filter)
+                .await
+                .expect_err("other filter");
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert!(
+                err.message().contains("different filters"),
+                "{}",
+                err.message()
+            );
+        }
+    }
+    assert_eq!(pages, 3);
+    started.reverse();
+    assert_eq!(listed, started, "newest first, each saga once");
+
+    for (bad, expected) in [
+        (
+            ListSagasRequest {
+                page_size: 5000,
+                ..ListSagasRequest::default()
+            },
+            "page_size",
+        ),
+        (
+            ListSagasRequest {
+                statuses: vec![99],
+                ..ListSagasRequest::default()
+            },
+            "not a saga status",
+        ),
+        (
+            ListSagasRequest {
+                created_after: Some(prost_types::Timestamp {
+                    seconds: 2_000_000_000,
+                    nanos: 0,
+                }),
+                created_before: Some(prost_types::Timestamp {
+                    seconds: 1_000_000_000,
+                    nanos: 0,
+                }),
+                ..ListSagasRequest::default()
+            },
+            "created_after must be earlier",
+        ),
+    ] {
+        let err = c.client.list_sagas(bad).await.expect_err("bad request");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(expected), "{}", err.message());
+    }
     c.stop().await;
 }

@@ -143,7 +143,7 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
     assert_eq!(saga.steps[1].compensation_attempts, 1);
     assert_eq!(saga.steps[2].attempts, 1, "a refusal is not retried");
     assert!(
-        saga.steps[2].last_error.contains("FailedPrecondition"),
+        saga.steps[2].last_error.contains("FAILED_PRECONDITION"),
         "{}",
         saga.steps[2].last_error
     );

@@ -222,7 +222,7 @@ pub fn next_command(saga: &Saga, now: DateTime<Utc>) -> Command {
     }
     if let Some(at) = saga.next_attempt_at.filter(|&at| at > now) {
         // Wake for the deadline if it comes before the retry.
-        let deadline = saga.deadline_at.filter(|_| deadline_applies(saga));
+        let deadline = saga.active_deadline();
         return Command::WaitUntil(deadline.map_or(at, |d| d.min(at)));
     }
     // Not terminal yet nothing to call: only reachable from a hand-edited saga log row.
@@ -244,13 +244,8 @@ fn pending_call(saga: &Saga) -> Option<Command> {
     })
 }
 
-/// The whole-saga deadline applies only before the pivot: past it the saga must move forward.
-fn deadline_applies(saga: &Saga) -> bool {
-    saga.status == SagaStatus::Running && !saga.past_pivot()
-}
-
 fn deadline_passed(saga: &Saga, now: DateTime<Utc>) -> bool {
-    deadline_applies(saga) && saga.deadline_at.is_some_and(|d| d <= now)
+    saga.active_deadline().is_some_and(|d| d <= now)
 }
 
 /// Folds `input` into `saga` at time `now`.

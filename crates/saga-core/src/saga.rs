@@ -173,6 +173,13 @@ impl Saga {
             .is_some_and(|p| self.steps[p].status == StepStatus::Succeeded)
     }
 
+    /// The whole-saga deadline, while it applies: only running forward before the pivot, since past the
+    /// pivot the saga must move forward and a compensation must finish whatever the time.
+    pub fn active_deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline_at
+            .filter(|_| self.status == SagaStatus::Running && !self.past_pivot())
+    }
+
     /// The step being executed (while running) or compensated (while compensating).
     pub fn current_step(&self) -> Option<usize> {
         match self.status {

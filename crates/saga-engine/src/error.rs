@@ -1,5 +1,6 @@
 //! The engine's error type.
 
+use saga_core::SagaId;
 use saga_store::StoreError;
 
 /// Why the engine could not do what was asked.
@@ -33,6 +34,15 @@ pub enum EngineError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// No saga has this id.
+    #[error("no saga with id {0}")]
+    NotFound(SagaId),
+    /// The saga's status does not allow the operator action; the text says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The saga kept changing under an operator action; it was not applied.
+    #[error("saga {0} kept changing while the action was being recorded; try again")]
+    Contended(SagaId),
     /// The saga log failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -4,12 +4,17 @@
 //! Nothing is written before a participant call, only after it: one commit per step outcome. A crash
 //! between the call and the commit re-sends the call with the same idempotency key, which participants
 //! answer from their barrier.
+//!
+//! `stop` ends the loop at its next await point, even mid-call: an operator action has been committed and
+//! a fresh executor continues from it. The abandoned call's outcome is unknown, which the state machine
+//! already assumes of the step that was in flight.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use saga_core::{Command, Direction, Input, Saga, apply, next_command};
 use saga_store::{SagaStore, StoreError};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Engine;
@@ -17,8 +22,12 @@ use crate::Engine;
 /// Pause between attempts to commit a transition while the database is failing.
 const COMMIT_RETRY: Duration = Duration::from_millis(500);
 
-/// Drives `saga` until it is terminal, its write is fenced off, or shutdown.
-pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga) {
+/// Drives `saga` until it is terminal, its write is fenced off, `stop` fires, or shutdown.
+pub(crate) async fn drive<S: SagaStore>(
+    engine: &Engine<S>,
+    mut saga: Saga,
+    stop: &CancellationToken,
+) {
     loop {
         if engine.shutdown.is_cancelled() {
             debug!("shutdown: leaving saga for recovery");
@@ -35,12 +44,17 @@ pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga) {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => continue,
                     () = engine.shutdown.cancelled() => continue,
+                    () = stop.cancelled() => return,
                 }
             }
             Command::Expire => Input::DeadlinePassed,
             Command::Execute { index, attempt } => {
                 let started_at = Utc::now();
-                let result = call(engine, &saga, index, Direction::Execute, attempt).await;
+                let Some(result) =
+                    call(engine, &saga, index, Direction::Execute, attempt, stop).await
+                else {
+                    return;
+                };
                 Input::Executed {
                     index,
                     attempt,
@@ -49,13 +63,15 @@ pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga) {
                 }
             }
             Command::Compensate { index, attempt } => {
-                let result = call(engine, &saga, index, Direction::Compensate, attempt)
-                    .await
-                    .map(drop);
+                let Some(result) =
+                    call(engine, &saga, index, Direction::Compensate, attempt, stop).await
+                else {
+                    return;
+                };
                 Input::Compensated {
                     index,
                     attempt,
-                    result,
+                    result: result.map(drop),
                 }
             }
         };
@@ -67,34 +83,39 @@ pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga) {
                 return;
             }
         };
-        match commit(engine, &transition).await {
+        match commit(engine, &transition, stop).await {
             Some(revision) => {
                 saga = transition.saga;
                 saga.revision = revision;
+                engine.watchers.publish(&saga);
             }
             None => return,
         }
     }
 }
 
+/// Calls one direction of a step; `None` when `stop` fired first.
 async fn call<S: SagaStore>(
     engine: &Engine<S>,
     saga: &Saga,
     index: usize,
     direction: Direction,
     attempt: u32,
-) -> Result<saga_core::JsonMap, saga_core::StepError> {
+    stop: &CancellationToken,
+) -> Option<Result<saga_core::JsonMap, saga_core::StepError>> {
     let step = &saga.definition.steps[index].name;
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
-    let result = engine
-        .participants
-        .call(saga, index, direction, attempt)
-        .instrument(span)
-        .await;
+    let result = tokio::select! {
+        result = engine.participants.call(saga, index, direction, attempt).instrument(span) => result,
+        () = stop.cancelled() => {
+            debug!(step = %step, attempt, "call abandoned: an operator action took the saga over");
+            return None;
+        }
+    };
     if let Err(e) = &result {
         warn!(step = %step, attempt, direction = direction.as_str(), kind = ?e.kind, error = %e.message, "step attempt failed");
     }
-    result
+    Some(result)
 }
 
 /// Commits a transition, retrying while the database is unavailable. Returns the new revision, or `None`
@@ -102,6 +123,7 @@ async fn call<S: SagaStore>(
 async fn commit<S: SagaStore>(
     engine: &Engine<S>,
     transition: &saga_core::Transition,
+    stop: &CancellationToken,
 ) -> Option<i64> {
     loop {
         match engine.store.commit(transition).await {
@@ -115,6 +137,7 @@ async fn commit<S: SagaStore>(
                 tokio::select! {
                     () = tokio::time::sleep(COMMIT_RETRY) => {}
                     () = engine.shutdown.cancelled() => return None,
+                    () = stop.cancelled() => return None,
                 }
             }
         }

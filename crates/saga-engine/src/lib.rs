@@ -2,17 +2,20 @@
 //! services, and writes every outcome to the saga log.
 //!
 //! # Layout
-//! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `shutdown`).
+//! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `list`, `history`, `watch`,
+//!   the operator actions `abort` and `retry`, and `drain` on shutdown).
 //! - `executor`: the per-saga loop — ask the core what to do, call the participant, commit the
 //!   transition, repeat.
 //! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
 //!   refusal / transient errors.
+//! - `watch`: hands every committed saga to the `WatchSaga` streams watching it.
 
 mod engine;
 mod error;
 mod executor;
 mod participants;
+mod watch;
 
-pub use engine::{Engine, EngineSettings, StartRequest};
+pub use engine::{Engine, EngineSettings, SagaWatch, StartRequest};
 pub use error::EngineError;
-pub use participants::{Participants, classify};
+pub use participants::Participants;

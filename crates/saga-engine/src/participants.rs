@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepError};
+use chrono::Utc;
+use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepError};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
@@ -12,6 +13,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::EngineError;
+
+/// Shortest deadline given to a call, so one started right at the saga deadline can still answer.
+const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Connections are attempted for at most this long before the call counts as a transient failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,7 +77,17 @@ impl Participants {
             });
         };
         let key = saga.idempotency_key_for(index, direction);
-        let timeout = saga.definition.timeout_for(index);
+        // A call never outlives the saga's deadline: past it the saga is compensated anyway, and waiting
+        // out a long step timeout would only delay that.
+        let until_deadline = saga.active_deadline().map(|d| {
+            (d - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(MIN_CALL_TIMEOUT)
+        });
+        let timeout = until_deadline.map_or(saga.definition.timeout_for(index), |left| {
+            left.min(saga.definition.timeout_for(index))
+        });
         let mut request = tonic::Request::new(StepRequest {
             saga_id: saga.id.to_string(),
             saga_type: saga.saga_type().to_owned(),
@@ -96,9 +110,12 @@ impl Participants {
             }
         };
         let started = Instant::now();
-        let deadline_exceeded = || StepError {
-            kind: ErrorKind::Transient,
-            message: format!("{:?}: no answer within {timeout:?}", Code::DeadlineExceeded),
+        let deadline_exceeded = || {
+            let code = code_name(Code::DeadlineExceeded);
+            StepError {
+                kind: step.error_kind(code),
+                message: format!("{code}: no answer within {timeout:?}"),
+            }
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response
@@ -108,39 +125,67 @@ impl Participants {
                 .unwrap_or_default()),
             // tonic enforces the grpc-timeout itself and reports it as CANCELLED; say what happened.
             Ok(Err(_)) if started.elapsed() >= timeout => Err(deadline_exceeded()),
-            Ok(Err(status)) => Err(classify(&status)),
+            Ok(Err(status)) => Err(classify(step, &status)),
             Err(_) => Err(deadline_exceeded()),
         }
     }
 }
 
-/// Maps a participant's gRPC status onto refusal or transient (DESIGN.md §1).
+/// Maps a participant's gRPC status onto refusal or transient: the step's `errors` overrides, else the
+/// DESIGN.md §1 table.
 ///
 /// Codes the table does not name (CANCELLED, UNIMPLEMENTED, DATA_LOSS, UNAUTHENTICATED) are transient:
 /// when in doubt the step may have happened, and retrying is the safe choice.
-pub fn classify(status: &Status) -> StepError {
-    let kind = match status.code() {
-        Code::Aborted
-        | Code::FailedPrecondition
-        | Code::InvalidArgument
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::OutOfRange => ErrorKind::Refusal,
-        _ => ErrorKind::Transient,
-    };
+pub(crate) fn classify(step: &StepDefinition, status: &Status) -> StepError {
+    let code = code_name(status.code());
     StepError {
-        kind,
-        message: format!("{:?}: {}", status.code(), status.message()),
+        kind: step.error_kind(code),
+        message: format!("{code}: {}", status.message()),
+    }
+}
+
+/// The canonical name of a gRPC code, as definitions spell it.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use saga_core::Definition;
+
     use super::*;
+
+    fn steps() -> Vec<StepDefinition> {
+        let participants: HashSet<String> = ["p".to_owned()].into();
+        let yaml = "name: t\nversion: 1\nsteps:\n  - {name: A, participant: p, action: Do}\n  - {name: B, participant: p, action: Do, errors: {NOT_FOUND: transient, UNAVAILABLE: refusal}}\n";
+        Definition::from_yaml(yaml, &participants)
+            .expect("valid")
+            .steps
+    }
 
     #[test]
     fn business_refusals_are_definite_and_everything_else_is_retried() {
+        let step = &steps()[0];
         let refusals = [
             Code::Aborted,
             Code::FailedPrecondition,
@@ -161,14 +206,14 @@ mod tests {
         ];
         for code in refusals {
             assert_eq!(
-                classify(&Status::new(code, "x")).kind,
+                classify(step, &Status::new(code, "x")).kind,
                 ErrorKind::Refusal,
                 "{code:?}"
             );
         }
         for code in transient {
             assert_eq!(
-                classify(&Status::new(code, "x")).kind,
+                classify(step, &Status::new(code, "x")).kind,
                 ErrorKind::Transient,
                 "{code:?}"
             );
@@ -176,9 +221,37 @@ mod tests {
     }
 
     #[test]
+    fn a_step_can_override_the_classification() {
+        let step = &steps()[1];
+        assert_eq!(
+            classify(step, &Status::not_found("replica lag")).kind,
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            classify(step, &Status::unavailable("closed for good")).kind,
+            ErrorKind::Refusal
+        );
+        assert_eq!(
+            classify(step, &Status::aborted("no")).kind,
+            ErrorKind::Refusal
+        );
+    }
+
+    #[test]
+    fn every_code_name_is_one_a_definition_may_use() {
+        for n in 1..=16 {
+            let name = code_name(Code::from_i32(n));
+            assert!(
+                saga_core::definition::GRPC_ERROR_CODES.contains(&name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn the_error_message_keeps_the_code_and_the_participants_words() {
-        let e = classify(&Status::failed_precondition("no devices left"));
-        assert_eq!(e.message, "FailedPrecondition: no devices left");
+        let e = classify(&steps()[0], &Status::failed_precondition("no devices left"));
+        assert_eq!(e.message, "FAILED_PRECONDITION: no devices left");
     }
 
     #[test]

@@ -304,7 +304,7 @@ async fn a_step_that_never_answers_hits_its_deadline_and_is_compensated_because_
             .last_error
             .as_deref()
             .unwrap_or_default()
-            .contains("DeadlineExceeded"),
+            .contains("DEADLINE_EXCEEDED"),
         "{:?}",
         saga.steps[1].last_error
     );

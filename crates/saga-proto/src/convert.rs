@@ -1,9 +1,13 @@
-//! Domain → wire conversions for the coordinator API. Generated types stop here: the rest of sagad works
-//! with `saga_core` types.
+//! Conversions between domain and wire types for the coordinator API. Generated types stop here: the
+//! rest of sagad works with `saga_core` types.
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
-use saga_core::{FailureReason, Saga, SagaStatus, StepStatus};
+use saga_core::saga::Failure;
+use saga_core::{
+    Definition, ErrorKind, FailureReason, HistoryEvent, RecordedEvent, Saga, SagaStatus,
+    SagaSummary, StepStatus,
+};
 
 use crate::json_to_struct;
 use crate::v1 as pb;
@@ -46,6 +50,36 @@ impl From<FailureReason> for pb::FailureReason {
     }
 }
 
+impl TryFrom<pb::SagaStatus> for SagaStatus {
+    /// `SAGA_STATUS_UNSPECIFIED` names no status.
+    type Error = ();
+
+    fn try_from(s: pb::SagaStatus) -> Result<Self, ()> {
+        match s {
+            pb::SagaStatus::Unspecified => Err(()),
+            pb::SagaStatus::Running => Ok(Self::Running),
+            pb::SagaStatus::Compensating => Ok(Self::Compensating),
+            pb::SagaStatus::Completed => Ok(Self::Completed),
+            pb::SagaStatus::Compensated => Ok(Self::Compensated),
+            pb::SagaStatus::Failed => Ok(Self::Failed),
+        }
+    }
+}
+
+impl From<ErrorKind> for pb::ErrorKind {
+    fn from(k: ErrorKind) -> Self {
+        match k {
+            ErrorKind::Refusal => Self::Refusal,
+            ErrorKind::Transient => Self::Transient,
+        }
+    }
+}
+
+/// A UTC time from a wire timestamp; `None` when it is out of range.
+pub fn to_datetime(t: &Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
 /// A wire timestamp from a UTC time.
 fn timestamp(t: DateTime<Utc>) -> Timestamp {
     Timestamp {
@@ -82,16 +116,8 @@ impl From<&Saga> for pb::Saga {
             saga_type: saga.saga_type().to_owned(),
             definition_version: definition.version,
             status: pb::SagaStatus::from(saga.status).into(),
-            failure_reason: saga
-                .failure
-                .as_ref()
-                .map_or(pb::FailureReason::Unspecified, |f| f.reason.into())
-                .into(),
-            failure_message: saga
-                .failure
-                .as_ref()
-                .map(|f| f.message.clone())
-                .unwrap_or_default(),
+            failure_reason: failure_reason(saga.failure.as_ref()).into(),
+            failure_message: failure_message(saga.failure.as_ref()),
             current_step: saga
                 .current_step()
                 .map(|i| definition.steps[i].name.clone())
@@ -102,6 +128,105 @@ impl From<&Saga> for pb::Saga {
             created_at: Some(timestamp(saga.created_at)),
             updated_at: Some(timestamp(saga.updated_at)),
             finished_at: saga.finished_at.map(timestamp),
+            revision: u64::try_from(saga.revision).unwrap_or_default(),
         }
     }
+}
+
+fn failure_reason(failure: Option<&Failure>) -> pb::FailureReason {
+    failure.map_or(pb::FailureReason::Unspecified, |f| f.reason.into())
+}
+
+fn failure_message(failure: Option<&Failure>) -> String {
+    failure.map(|f| f.message.clone()).unwrap_or_default()
+}
+
+impl From<&SagaSummary> for pb::SagaSummary {
+    fn from(s: &SagaSummary) -> Self {
+        Self {
+            saga_id: s.id.to_string(),
+            saga_type: s.saga_type.clone(),
+            definition_version: s.definition_version,
+            status: pb::SagaStatus::from(s.status).into(),
+            failure_reason: failure_reason(s.failure.as_ref()).into(),
+            failure_message: failure_message(s.failure.as_ref()),
+            current_step: s.current_step.clone().unwrap_or_default(),
+            idempotency_key: s.idempotency_key.clone().unwrap_or_default(),
+            created_at: Some(timestamp(s.created_at)),
+            updated_at: Some(timestamp(s.updated_at)),
+            finished_at: s.finished_at.map(timestamp),
+        }
+    }
+}
+
+/// A history event in wire form; `definition` names the steps.
+pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::HistoryEvent {
+    let mut out = pb::HistoryEvent {
+        sequence: u64::try_from(recorded.sequence).unwrap_or_default(),
+        recorded_at: Some(timestamp(recorded.recorded_at)),
+        ..pb::HistoryEvent::default()
+    };
+    let mut on_step = |step: usize, attempt: u32| {
+        out.step_index = u32::try_from(step).ok();
+        out.step = definition
+            .steps
+            .get(step)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        out.attempt = attempt;
+    };
+    let kind = match &recorded.event {
+        HistoryEvent::SagaStarted => pb::EventKind::SagaStarted,
+        HistoryEvent::StepSucceeded { step, attempt } => {
+            on_step(*step, *attempt);
+            pb::EventKind::StepSucceeded
+        }
+        HistoryEvent::StepCompensated { step, attempt } => {
+            on_step(*step, *attempt);
+            pb::EventKind::StepCompensated
+        }
+        HistoryEvent::StepFailed {
+            step,
+            attempt,
+            error,
+            retry_at,
+        }
+        | HistoryEvent::CompensationFailed {
+            step,
+            attempt,
+            error,
+            retry_at,
+        } => {
+            on_step(*step, *attempt);
+            out.error = error.message.clone();
+            out.error_kind = pb::ErrorKind::from(error.kind).into();
+            out.retry_at = retry_at.map(timestamp);
+            if matches!(recorded.event, HistoryEvent::StepFailed { .. }) {
+                pb::EventKind::StepFailed
+            } else {
+                pb::EventKind::CompensationFailed
+            }
+        }
+        HistoryEvent::CompensationStarted { reason } => {
+            out.failure_reason = pb::FailureReason::from(*reason).into();
+            pb::EventKind::CompensationStarted
+        }
+        HistoryEvent::SagaCompleted => pb::EventKind::SagaCompleted,
+        HistoryEvent::SagaCompensated => pb::EventKind::SagaCompensated,
+        HistoryEvent::SagaParked { reason } => {
+            out.failure_reason = pb::FailureReason::from(*reason).into();
+            pb::EventKind::SagaParked
+        }
+        HistoryEvent::SagaAborted { reason } => {
+            out.operator_reason = reason.clone();
+            pb::EventKind::SagaAborted
+        }
+        HistoryEvent::SagaRetried { step, reason } => {
+            on_step(*step, 0);
+            out.operator_reason = reason.clone();
+            pb::EventKind::SagaRetried
+        }
+    };
+    out.kind = kind.into();
+    out
 }

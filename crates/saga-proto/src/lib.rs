@@ -5,6 +5,7 @@
 mod convert;
 mod json;
 
+pub use convert::{history_event, to_datetime};
 pub use json::{json_to_struct, struct_to_json};
 
 /// Generated code for package `saga.v1`.

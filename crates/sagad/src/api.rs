@@ -1,29 +1,47 @@
 //! The `saga.v1.SagaCoordinator` service: validates input at the edge, then hands it to the engine.
 //! Bad input never reaches the store.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::Stream;
 use prost::Message;
-use saga_core::SagaId;
+use saga_core::{ListFilter, SagaId, SagaStatus};
 use saga_engine::{Engine, StartRequest};
-use saga_proto::struct_to_json;
 use saga_proto::v1::saga_coordinator_server::SagaCoordinator;
 use saga_proto::v1::{
-    self as pb, GetStatusRequest, GetStatusResponse, StartSagaRequest, StartSagaResponse,
+    self as pb, AbortSagaRequest, AbortSagaResponse, GetSagaHistoryRequest, GetSagaHistoryResponse,
+    GetStatusRequest, GetStatusResponse, ListSagasRequest, ListSagasResponse, RetrySagaRequest,
+    RetrySagaResponse, StartSagaRequest, StartSagaResponse, WatchSagaRequest, WatchSagaResponse,
 };
+use saga_proto::{history_event, struct_to_json, to_datetime};
 use saga_store::PgStore;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::instrument;
+use tracing::{info, instrument};
 
+use crate::page_token;
 use crate::status::engine_status;
 
 /// Longest accepted caller idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
+/// Longest accepted operator reason.
+const MAX_REASON_LEN: usize = 1024;
+
+/// `ListSagas` page size when the request leaves it 0, and the largest accepted.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchSagaResponse, Status>> + Send>>;
+
 /// The coordinator API.
 pub(crate) struct CoordinatorApi {
     pub engine: Arc<Engine<PgStore>>,
     pub max_payload_bytes: usize,
+    /// Fires when the server starts shutting down: open `WatchSaga` streams end then, so they do not
+    /// hold the graceful shutdown open.
+    pub shutdown: CancellationToken,
 }
 
 impl CoordinatorApi {
@@ -59,6 +77,65 @@ impl CoordinatorApi {
     }
 }
 
+/// The filters of a `ListSagas` request.
+fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
+    let statuses = request
+        .statuses
+        .iter()
+        .map(|&raw| {
+            pb::SagaStatus::try_from(raw)
+                .ok()
+                .and_then(|s| SagaStatus::try_from(s).ok())
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "statuses: {raw} is not a saga status (use RUNNING, COMPENSATING, COMPLETED, \
+                         COMPENSATED or FAILED)"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let time = |field: &str, t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| {
+                to_datetime(t).ok_or_else(|| {
+                    Status::invalid_argument(format!("{field} is not a valid timestamp"))
+                })
+            })
+            .transpose()
+    };
+    let filter = ListFilter {
+        statuses,
+        saga_type: Some(request.saga_type.clone()).filter(|t| !t.is_empty()),
+        created_after: time("created_after", &request.created_after)?,
+        created_before: time("created_before", &request.created_before)?,
+    };
+    if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+        && after >= before
+    {
+        return Err(Status::invalid_argument(
+            "created_after must be earlier than created_before",
+        ));
+    }
+    Ok(filter)
+}
+
+/// An operator's reason: required, so the history says why.
+fn operator_reason(reason: String) -> Result<String, Status> {
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() {
+        return Err(Status::invalid_argument(
+            "reason is required: say why, it is kept in the saga's history",
+        ));
+    }
+    if reason.len() > MAX_REASON_LEN {
+        return Err(Status::invalid_argument(format!(
+            "reason is {} bytes; the limit is {MAX_REASON_LEN}",
+            reason.len()
+        )));
+    }
+    Ok(reason)
+}
+
 fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
     text.parse().map_err(|_| {
         Status::invalid_argument(format!(
@@ -69,6 +146,8 @@ fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
 
 #[tonic::async_trait]
 impl SagaCoordinator for CoordinatorApi {
+    type WatchSagaStream = WatchStream;
+
     // Refused requests are the caller's business, not an incident: logged at debug, answered with a status.
     #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(level = "debug", Display))]
     async fn start_saga(
@@ -97,6 +176,129 @@ impl SagaCoordinator for CoordinatorApi {
             .map_err(engine_status)?
             .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))?;
         Ok(Response::new(GetStatusResponse {
+            saga: Some(pb::Saga::from(&saga)),
+        }))
+    }
+
+    #[instrument(skip_all, err(level = "debug", Display))]
+    async fn list_sagas(
+        &self,
+        request: Request<ListSagasRequest>,
+    ) -> Result<Response<ListSagasResponse>, Status> {
+        let request = request.into_inner();
+        let filter = list_filter(&request)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
+                )));
+            }
+            n => n,
+        };
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(page_token::decode(token, &filter)?),
+        };
+        // One more than the page, to know whether another page follows.
+        let mut sagas = self
+            .engine
+            .list(&filter, after, page_size + 1)
+            .await
+            .map_err(engine_status)?;
+        let more = sagas.len() > page_size as usize;
+        sagas.truncate(page_size as usize);
+        let next_page_token = match sagas.last() {
+            Some(last) if more => page_token::encode(last.id, &filter),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListSagasResponse {
+            sagas: sagas.iter().map(pb::SagaSummary::from).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
+    async fn watch_saga(
+        &self,
+        request: Request<WatchSagaRequest>,
+    ) -> Result<Response<Self::WatchSagaStream>, Status> {
+        let id = parse_saga_id(&request.get_ref().saga_id)?;
+        let watch = self.engine.watch(id).await.map_err(engine_status)?;
+        let shutdown = self.shutdown.clone();
+        let stream = futures::stream::unfold(Some(watch), move |watch| {
+            let shutdown = shutdown.clone();
+            async move {
+                let mut watch = watch?;
+                let next = tokio::select! {
+                    next = watch.next() => next.map_err(engine_status),
+                    () = shutdown.cancelled() => Err(Status::unavailable(
+                        "sagad is shutting down; watch again to continue on another instance",
+                    )),
+                };
+                match next {
+                    Ok(Some(saga)) => Some((
+                        Ok(WatchSagaResponse {
+                            saga: Some(pb::Saga::from(&saga)),
+                        }),
+                        Some(watch),
+                    )),
+                    Ok(None) => None,
+                    // Send the error, then end the stream.
+                    Err(status) => Some((Err(status), None)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
+    async fn get_saga_history(
+        &self,
+        request: Request<GetSagaHistoryRequest>,
+    ) -> Result<Response<GetSagaHistoryResponse>, Status> {
+        let id = parse_saga_id(&request.get_ref().saga_id)?;
+        let saga = self
+            .engine
+            .status(id)
+            .await
+            .map_err(engine_status)?
+            .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))?;
+        let events = self.engine.history(id).await.map_err(engine_status)?;
+        Ok(Response::new(GetSagaHistoryResponse {
+            events: events
+                .iter()
+                .map(|e| history_event(e, &saga.definition))
+                .collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
+    async fn abort_saga(
+        &self,
+        request: Request<AbortSagaRequest>,
+    ) -> Result<Response<AbortSagaResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_saga_id(&request.saga_id)?;
+        let reason = operator_reason(request.reason)?;
+        info!(saga_id = %id, %reason, "operator aborts saga");
+        let saga = self.engine.abort(id, reason).await.map_err(engine_status)?;
+        Ok(Response::new(AbortSagaResponse {
+            saga: Some(pb::Saga::from(&saga)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
+    async fn retry_saga(
+        &self,
+        request: Request<RetrySagaRequest>,
+    ) -> Result<Response<RetrySagaResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_saga_id(&request.saga_id)?;
+        let reason = operator_reason(request.reason)?;
+        info!(saga_id = %id, %reason, "operator retries saga");
+        let saga = self.engine.retry(id, reason).await.map_err(engine_status)?;
+        Ok(Response::new(RetrySagaResponse {
             saga: Some(pb::Saga::from(&saga)),
         }))
     }

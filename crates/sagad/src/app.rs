@@ -125,6 +125,7 @@ impl Application {
         let api = CoordinatorApi {
             engine: self.engine.clone(),
             max_payload_bytes: self.settings.max_payload_bytes,
+            shutdown: shutdown.clone(),
         };
 
         info!(

@@ -12,6 +12,7 @@
 mod api;
 pub mod app;
 pub mod definitions;
+mod page_token;
 pub mod settings;
 mod status;
 pub mod telemetry;

@@ -11,6 +11,10 @@ pub(crate) fn engine_status(err: EngineError) -> Status {
         EngineError::UnknownSagaType { .. } => Status::not_found(err.to_string()),
         EngineError::Overloaded { .. } => Status::resource_exhausted(err.to_string()),
         EngineError::ShuttingDown => Status::unavailable(err.to_string()),
+        EngineError::NotFound(_) => Status::not_found(err.to_string()),
+        EngineError::Refused(_) => Status::failed_precondition(err.to_string()),
+        // The gRPC code for "a concurrency conflict; retry the whole request".
+        EngineError::Contended(_) => Status::aborted(err.to_string()),
         EngineError::Store(_) | EngineError::InvalidEndpoint { .. } => {
             error!(error = %err, cause = ?std::error::Error::source(&err), "saga log operation failed");
             Status::unavailable("saga log unavailable; retry later")
