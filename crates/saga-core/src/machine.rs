@@ -221,7 +221,8 @@ pub fn next_command(saga: &Saga, now: DateTime<Utc>) -> Command {
         return Command::Expire;
     }
     if let Some(at) = saga.next_attempt_at.filter(|&at| at > now) {
-        // Wake for the deadline if it comes before the retry.
+        // `apply` already caps a wait at the deadline; a saga log row written otherwise still wakes
+        // for it.
         let deadline = saga.active_deadline();
         return Command::WaitUntil(deadline.map_or(at, |d| d.min(at)));
     }
@@ -366,6 +367,11 @@ pub fn apply(
             let step = resume_parked(&mut next)?;
             events.push(HistoryEvent::SagaRetried { step, reason });
         }
+    }
+    // A wait never outlasts the deadline that applies: the stored wake-up time alone then says when the
+    // saga is next due, for this instance or any other.
+    if let (Some(at), Some(deadline)) = (next.next_attempt_at, next.active_deadline()) {
+        next.next_attempt_at = Some(at.min(deadline));
     }
     let changed_steps = (0..next.steps.len())
         .filter(|&i| next.steps[i] != saga.steps[i])

@@ -88,6 +88,9 @@ pub struct Saga {
     pub deadline_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency revision: every write to the saga log requires the revision it read.
     pub revision: i64,
+    /// Lease epoch the reader holds: it increases on every takeover, and a write names the epoch it holds
+    /// so that an instance that lost the saga cannot overwrite its successor. The state machine ignores it.
+    pub epoch: i64,
     /// When the saga was accepted.
     pub created_at: DateTime<Utc>,
     /// When the saga log last changed.
@@ -155,6 +158,7 @@ impl Saga {
             next_attempt_at: None,
             deadline_at,
             revision: 0,
+            epoch: 0,
             created_at: now,
             updated_at: now,
             finished_at: None,

@@ -5,19 +5,66 @@
 //! - [`SagaStore::create`] commits the saga, its steps and its first event in one statement before
 //!   `StartSaga` answers.
 //! - [`SagaStore::commit`] writes one transition (changed step rows, saga progress, history events) in one
-//!   statement, so one commit per step outcome; it is fenced on the saga's revision, and a write that
-//!   matches no row is reported as [`StoreError::Conflict`], never applied over someone else's work.
+//!   statement, so one commit per step outcome; it is fenced on the saga's revision and on the lease
+//!   (owner and epoch) the writer holds, and a write that matches no row is reported as
+//!   [`StoreError::Conflict`], never applied over someone else's work.
+//!
+//! # Leases
+//! An instance owns the sagas it drives until `lease_until`, always computed by the database clock.
+//! Creating a saga leases it to its creator; [`SagaStore::claim_due`] leases due sagas whose lease is free
+//! or expired (`FOR UPDATE SKIP LOCKED`, so replicas never claim the same saga), bumping the epoch;
+//! [`SagaStore::renew`] extends all of an instance's leases in one statement; a commit can release the
+//! lease (terminal, or waiting long) or take it over (operator actions).
 
 mod error;
 mod postgres;
 mod rows;
 
 use std::future::Future;
+use std::time::Duration;
 
 use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 
 pub use error::StoreError;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, PgWakeups};
+
+/// The instance writing: its owner name (unique per process start) and how long its leases last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Unique per process start, so a restarted instance never mistakes its predecessor's leases for
+    /// its own.
+    pub name: String,
+    /// Lease length; renewed well before it runs out while the instance lives.
+    pub lease: Duration,
+}
+
+/// What a commit does with the saga's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAfter {
+    /// Keep it (the writer continues driving the saga). Fenced on owner and epoch.
+    Keep,
+    /// Give it up: the saga is terminal, or waits long enough that any instance may continue it.
+    /// Fenced on owner and epoch.
+    Release,
+    /// Take it over whoever holds it (operator actions): a new epoch, leased to the writer. Fenced on
+    /// the revision only.
+    TakeOver,
+}
+
+/// What [`SagaStore::commit`] wrote: the saga's new revision and the epoch the writer now holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The revision after the write.
+    pub revision: i64,
+    /// The lease epoch after the write.
+    pub epoch: i64,
+}
+
+/// Notifications that due work may be waiting (another instance released leases).
+pub trait Wakeups: Send + 'static {
+    /// Waits for the next notification.
+    fn recv(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
 /// What [`SagaStore::create`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,19 +77,58 @@ pub struct Created {
 
 /// The saga log.
 pub trait SagaStore: Send + Sync + 'static {
-    /// Persists a new saga (all steps `PENDING`, event `SAGA_STARTED`), or returns the saga that already
-    /// holds its (type, idempotency key).
-    fn create(&self, saga: &Saga) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    /// How [`SagaStore::listen`] delivers notifications.
+    type Wakeups: Wakeups;
+
+    /// Persists a new saga (all steps `PENDING`, event `SAGA_STARTED`) leased to `owner` at epoch 1, or
+    /// returns the saga that already holds its (type, idempotency key).
+    fn create(
+        &self,
+        saga: &Saga,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
 
     /// Loads one saga with its steps; `None` when there is no such saga.
     fn load(&self, id: SagaId) -> impl Future<Output = Result<Option<Saga>, StoreError>> + Send;
 
-    /// Writes a transition computed from a saga at revision `transition.saga.revision`, and returns the
-    /// new revision. Fails with [`StoreError::Conflict`] if the stored saga moved on meanwhile.
+    /// Writes a transition computed from a saga at revision `transition.saga.revision` that `owner`
+    /// holds at epoch `transition.saga.epoch`, and does `lease` with the lease. Fails with
+    /// [`StoreError::Conflict`] if the stored saga moved on or the lease was lost meanwhile.
     fn commit(
         &self,
         transition: &Transition,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+        owner: &Owner,
+        lease: LeaseAfter,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+
+    /// Leases to `owner` up to `limit` active sagas that are due (retry time or deadline reached, or
+    /// never scheduled) and whose lease is free or expired, and returns them at their new epoch.
+    fn claim_due(
+        &self,
+        owner: &Owner,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Saga>, StoreError>> + Send;
+
+    /// Extends `owner`'s leases on `ids` and returns the ids it still holds; any other was lost.
+    fn renew(
+        &self,
+        owner: &Owner,
+        ids: &[SagaId],
+    ) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send;
+
+    /// Releases every lease `owner` holds and notifies the other instances; returns how many.
+    fn release_all(&self, owner: &Owner) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Subscribes to notifications that due work may be waiting.
+    fn listen(&self) -> impl Future<Output = Result<Self::Wakeups, StoreError>> + Send;
+
+    /// Deletes up to `limit` sagas (with steps and events) that finished more than `older_than` ago by
+    /// the database clock, oldest first; returns how many.
+    fn purge_finished(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Up to `limit` sagas matching `filter` whose id is below `before` (all when `None`), newest first.
     /// Ids are time-ordered, so paging by the last id seen stays stable while sagas are added.

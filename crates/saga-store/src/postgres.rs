@@ -3,21 +3,29 @@
 use std::time::Duration;
 
 use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use tracing::instrument;
 
 use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
-use crate::{Created, SagaStore, StoreError};
+use crate::{Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Wakeups};
 
 /// Reads one saga and all its steps in a single statement.
-const SELECT_SAGA: &str = "
-    SELECT s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
-           s.idempotency_key, s.next_attempt_at, s.deadline_at, s.revision,
-           s.created_at, s.updated_at, s.finished_at,
-           COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
-                     FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps
-    FROM sagas s";
+const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
+
+/// The `sagas` columns a [`SagaRow`] reads besides `epoch`, with the steps aggregated.
+const SAGA_COLUMNS: &str = "
+    s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
+    s.idempotency_key, s.next_attempt_at, s.deadline_at, s.revision,
+    s.created_at, s.updated_at, s.finished_at,
+    COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
+              FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps";
+
+/// The statuses of sagas that still have work to do (the `sagas_active` partial index).
+const ACTIVE: &str = "s.status IN ('RUNNING', 'COMPENSATING')";
+
+/// The channel on which instances announce released leases.
+const WAKEUP_CHANNEL: &str = "sagad_due";
 
 /// The saga log in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -34,7 +42,8 @@ impl PgStore {
         PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            // While the database is down a caller should hear so quickly, not queue behind a long wait.
+            .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(options);
         Ok(Self { pool })
     }
@@ -51,13 +60,25 @@ impl PgStore {
         &self.pool
     }
 
+    /// The query plan of the recovery loop's claim, as `EXPLAIN` prints it (nothing is claimed).
+    pub async fn explain_claim_due(&self) -> Result<String, StoreError> {
+        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", claim_due_sql()))
+            .bind("explain")
+            .bind(1_000_i64)
+            .bind(100_i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(lines.join("\n"))
+    }
+
     async fn load_by_idempotency_key(
         &self,
         saga_type: &str,
         key: &str,
     ) -> Result<Saga, StoreError> {
         let row: SagaRow = sqlx::query_as(&format!(
-            "{SELECT_SAGA} WHERE s.saga_type = $1 AND s.idempotency_key = $2"
+            "{} WHERE s.saga_type = $1 AND s.idempotency_key = $2",
+            select_saga()
         ))
         .bind(saga_type)
         .bind(key)
@@ -67,14 +88,62 @@ impl PgStore {
     }
 }
 
+/// Claims due sagas for `$1` with lease length `$2` ms, at most `$3`.
+fn claim_due_sql() -> String {
+    format!(
+        "WITH due AS (
+            SELECT s.id FROM sagas s
+            WHERE {ACTIVE}
+              AND (s.lease_until IS NULL OR s.lease_until < now())
+              AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
+            ORDER BY s.next_attempt_at NULLS FIRST
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+         ),
+         claimed AS (
+            UPDATE sagas s SET owner = $1, lease_until = now() + $2 * interval '1 millisecond',
+                               epoch = s.epoch + 1
+            FROM due WHERE s.id = due.id
+            RETURNING s.id, s.epoch
+         )
+         SELECT c.epoch, {SAGA_COLUMNS} FROM sagas s JOIN claimed c ON c.id = s.id"
+    )
+}
+
+fn select_saga() -> String {
+    SELECT_SAGA.replace("{SAGA_COLUMNS}", SAGA_COLUMNS)
+}
+
+/// A duration as whole milliseconds for SQL (`$n * interval '1 millisecond'`).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     // Serializing plain data (maps, strings, numbers, timestamps) cannot fail.
     serde_json::to_value(value).unwrap_or_default()
 }
 
+/// [`Wakeups`] over PostgreSQL `LISTEN`.
+#[derive(Debug)]
+pub struct PgWakeups {
+    listener: PgListener,
+}
+
+impl Wakeups for PgWakeups {
+    async fn recv(&mut self) -> Result<(), StoreError> {
+        // PgListener reconnects by itself; notifications sent while it was away are lost, which the
+        // recovery loop's periodic scan covers.
+        self.listener.recv().await?;
+        Ok(())
+    }
+}
+
 impl SagaStore for PgStore {
+    type Wakeups = PgWakeups;
+
     #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err)]
-    async fn create(&self, saga: &Saga) -> Result<Created, StoreError> {
+    async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
         let steps: Vec<StepRow> = (0..saga.steps.len())
             .map(|i| StepRow::from_step(saga, i))
             .collect();
@@ -86,8 +155,9 @@ impl SagaStore for PgStore {
             "WITH saga AS (
                 INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
                                    current_step, idempotency_key, deadline_at, revision,
-                                   created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10)
+                                   created_at, updated_at, owner, lease_until, epoch)
+                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10,
+                        $13, now() + $14 * interval '1 millisecond', 1)
                 ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id
              ),
@@ -116,12 +186,17 @@ impl SagaStore for PgStore {
         .bind(saga.created_at)
         .bind(to_json(&steps))
         .bind(to_json(&events))
+        .bind(&owner.name)
+        .bind(millis(owner.lease))
         .fetch_optional(&self.pool)
         .await?;
 
         match (inserted, saga.idempotency_key.as_deref()) {
             (Some(_), _) => Ok(Created {
-                saga: saga.clone(),
+                saga: Saga {
+                    epoch: 1,
+                    ..saga.clone()
+                },
                 created: true,
             }),
             (None, Some(key)) => Ok(Created {
@@ -134,7 +209,7 @@ impl SagaStore for PgStore {
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err)]
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
-        let row: Option<SagaRow> = sqlx::query_as(&format!("{SELECT_SAGA} WHERE s.id = $1"))
+        let row: Option<SagaRow> = sqlx::query_as(&format!("{} WHERE s.id = $1", select_saga()))
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
@@ -142,7 +217,12 @@ impl SagaStore for PgStore {
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err)]
-    async fn commit(&self, transition: &Transition) -> Result<i64, StoreError> {
+    async fn commit(
+        &self,
+        transition: &Transition,
+        owner: &Owner,
+        lease: LeaseAfter,
+    ) -> Result<Committed, StoreError> {
         let saga = &transition.saga;
         let steps: Vec<StepRow> = transition
             .changed_steps
@@ -153,15 +233,28 @@ impl SagaStore for PgStore {
         let current_step = saga
             .current_step()
             .map(|i| i32::try_from(i).unwrap_or(i32::MAX));
-        // One statement: the saga row is updated only at the revision the transition was computed from;
-        // the step rows and events hang off that update, so a stale writer changes nothing at all.
-        let updated: Option<(i64,)> = sqlx::query_as(
+        let lease = match lease {
+            LeaseAfter::Keep => "keep",
+            LeaseAfter::Release => "release",
+            LeaseAfter::TakeOver => "takeover",
+        };
+        // One statement: the saga row is updated only at the revision the transition was computed from,
+        // and (unless taking over) only while the writer still holds the lease at its epoch; the step rows
+        // and events hang off that update, so a stale writer changes nothing at all.
+        let updated: Option<(i64, i64)> = sqlx::query_as(
             "WITH saga AS (
                 UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
                                  current_step = $7, next_attempt_at = $8, updated_at = $9,
-                                 finished_at = $10, deadline_at = $13, revision = revision + 1
+                                 finished_at = $10, deadline_at = $13, revision = revision + 1,
+                                 owner = CASE WHEN $16 = 'release' THEN NULL ELSE $14 END,
+                                 lease_until = CASE $16
+                                     WHEN 'release' THEN NULL
+                                     WHEN 'takeover' THEN now() + $17 * interval '1 millisecond'
+                                     ELSE lease_until END,
+                                 epoch = epoch + CASE WHEN $16 = 'takeover' THEN 1 ELSE 0 END
                 WHERE id = $1 AND revision = $2
-                RETURNING id, revision
+                  AND ($16 = 'takeover' OR (owner = $14 AND epoch = $15))
+                RETURNING id, revision, epoch
              ),
              steps AS (
                 UPDATE saga_steps st
@@ -179,7 +272,7 @@ impl SagaStore for PgStore {
                 FROM saga, jsonb_to_recordset($12::jsonb)
                     AS e(kind text, step_index integer, attempt integer, detail jsonb)
              )
-             SELECT revision FROM saga",
+             SELECT revision, epoch FROM saga",
         )
         .bind(saga.id.0)
         .bind(saga.revision)
@@ -194,11 +287,91 @@ impl SagaStore for PgStore {
         .bind(to_json(&steps))
         .bind(to_json(&events))
         .bind(saga.deadline_at)
+        .bind(&owner.name)
+        .bind(saga.epoch)
+        .bind(lease)
+        .bind(millis(owner.lease))
         .fetch_optional(&self.pool)
         .await?;
         updated
-            .map(|(rev,)| rev)
+            .map(|(revision, epoch)| Committed { revision, epoch })
             .ok_or(StoreError::Conflict(saga.id))
+    }
+
+    #[instrument(level = "debug", skip_all, err)]
+    async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Vec<Saga>, StoreError> {
+        // SKIP LOCKED: replicas claiming at the same moment take disjoint sets instead of queueing.
+        // The outer SELECT reads the rows as they were before the UPDATE (same snapshot), which is
+        // fine for everything but the epoch, taken from the UPDATE itself.
+        let rows: Vec<SagaRow> = sqlx::query_as(&claim_due_sql())
+            .bind(&owner.name)
+            .bind(millis(owner.lease))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(SagaRow::into_saga).collect()
+    }
+
+    #[instrument(level = "debug", skip_all, fields(sagas = ids.len()), err)]
+    async fn renew(&self, owner: &Owner, ids: &[SagaId]) -> Result<Vec<SagaId>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        let renewed: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
+            "UPDATE sagas s SET lease_until = now() + $2 * interval '1 millisecond'
+             WHERE {ACTIVE} AND s.owner = $1 AND s.id = ANY($3)
+             RETURNING s.id"
+        ))
+        .bind(&owner.name)
+        .bind(millis(owner.lease))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(renewed.into_iter().map(|(id,)| SagaId(id)).collect())
+    }
+
+    #[instrument(level = "debug", skip_all, err)]
+    async fn release_all(&self, owner: &Owner) -> Result<u64, StoreError> {
+        let released = sqlx::query(&format!(
+            "UPDATE sagas s SET owner = NULL, lease_until = NULL WHERE {ACTIVE} AND s.owner = $1"
+        ))
+        .bind(&owner.name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if released > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKEUP_CHANNEL)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(released)
+    }
+
+    async fn listen(&self) -> Result<PgWakeups, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WAKEUP_CHANNEL).await?;
+        Ok(PgWakeups { listener })
+    }
+
+    #[instrument(level = "debug", skip_all, err)]
+    async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        // Small batches, oldest first: each statement holds its row locks only briefly, and steps and
+        // events go with their saga (ON DELETE CASCADE).
+        let deleted = sqlx::query(
+            "WITH doomed AS (
+                SELECT id FROM sagas
+                WHERE finished_at < now() - $1 * interval '1 millisecond'
+                ORDER BY finished_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             )
+             DELETE FROM sagas s USING doomed WHERE s.id = doomed.id",
+        )
+        .bind(millis(older_than))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
     }
 
     #[instrument(level = "debug", skip_all, err)]

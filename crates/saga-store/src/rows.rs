@@ -97,6 +97,7 @@ impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
 /// A `sagas` row with its steps aggregated.
 #[derive(Debug, FromRow)]
 pub(crate) struct SagaRow {
+    pub epoch: i64,
     pub id: Uuid,
     pub definition: sqlx::types::Json<serde_json::Value>,
     pub status: String,
@@ -145,6 +146,7 @@ impl SagaRow {
             next_attempt_at: self.next_attempt_at,
             deadline_at: self.deadline_at,
             revision: self.revision,
+            epoch: self.epoch,
             created_at: self.created_at,
             updated_at: self.updated_at,
             finished_at: self.finished_at,

@@ -8,7 +8,7 @@ use saga_core::{
     Command, Definition, FailureReason, HistoryEvent, Input, JsonMap, ListFilter, Saga, SagaId,
     SagaStatus, StepStatus, apply, next_command,
 };
-use saga_store::{PgStore, SagaStore, StoreError};
+use saga_store::{LeaseAfter, Owner, PgStore, SagaStore, StoreError, Wakeups};
 use saga_testkit::TestDatabase;
 use serde_json::json;
 
@@ -21,6 +21,14 @@ steps:
   - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
   - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder}
 ";
+
+/// The instance the tests write as.
+fn owner() -> Owner {
+    Owner {
+        name: "test-instance".to_owned(),
+        lease: std::time::Duration::from_secs(30),
+    }
+}
 
 async fn store() -> (PgStore, TestDatabase) {
     let db = TestDatabase::create("saga_store").await;
@@ -66,9 +74,13 @@ async fn step(store: &PgStore, saga: &Saga, result: Result<JsonMap, saga_core::S
         result,
     };
     let transition = apply(saga, input, now, 0.5).expect("valid input");
-    let revision = store.commit(&transition).await.expect("commit");
+    let committed = store
+        .commit(&transition, &owner(), LeaseAfter::Keep)
+        .await
+        .expect("commit");
     Saga {
-        revision,
+        revision: committed.revision,
+        epoch: committed.epoch,
         ..transition.saga
     }
 }
@@ -77,10 +89,11 @@ async fn step(store: &PgStore, saga: &Saga, result: Result<JsonMap, saga_core::S
 async fn a_created_saga_loads_back_identically_with_pending_steps_and_a_start_event() {
     let (store, _db) = store().await;
     let saga = new_saga(None);
-    let created = store.create(&saga).await.expect("create");
+    let created = store.create(&saga, &owner()).await.expect("create");
     assert!(created.created);
+    assert_eq!(created.saga.epoch, 1, "leased to its creator");
     let loaded = store.load(saga.id).await.expect("load").expect("exists");
-    assert_eq!(loaded, saga);
+    assert_eq!(loaded, Saga { epoch: 1, ..saga });
     assert!(loaded.steps.iter().all(|s| s.status == StepStatus::Pending));
     assert_eq!(event_kinds(&store, saga.id).await, ["SAGA_STARTED"]);
 }
@@ -89,9 +102,9 @@ async fn a_created_saga_loads_back_identically_with_pending_steps_and_a_start_ev
 async fn the_same_idempotency_key_returns_the_existing_saga_instead_of_a_second_one() {
     let (store, _db) = store().await;
     let first = new_saga(Some("order-42"));
-    store.create(&first).await.expect("create");
+    let first = store.create(&first, &owner()).await.expect("create").saga;
     let again = new_saga(Some("order-42"));
-    let created = store.create(&again).await.expect("create again");
+    let created = store.create(&again, &owner()).await.expect("create again");
     assert!(!created.created);
     assert_eq!(created.saga.id, first.id);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
@@ -100,7 +113,7 @@ async fn the_same_idempotency_key_returns_the_existing_saga_instead_of_a_second_
         .expect("count");
     assert_eq!(count, 1);
     let other_key = store
-        .create(&new_saga(Some("order-43")))
+        .create(&new_saga(Some("order-43")), &owner())
         .await
         .expect("create");
     assert!(other_key.created);
@@ -110,7 +123,7 @@ async fn the_same_idempotency_key_returns_the_existing_saga_instead_of_a_second_
 async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() {
     let (store, _db) = store().await;
     let saga = new_saga(None);
-    store.create(&saga).await.expect("create");
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
 
     let output: JsonMap = json!({"orderId": "o-1"})
         .as_object()
@@ -165,7 +178,7 @@ async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() 
 async fn a_stale_writer_is_rejected_and_changes_nothing() {
     let (store, _db) = store().await;
     let saga = new_saga(None);
-    store.create(&saga).await.expect("create");
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
     let _moved_on = step(&store, &saga, Ok(JsonMap::new())).await;
 
     // A second writer still holding revision 0 computes its own transition.
@@ -186,7 +199,7 @@ async fn a_stale_writer_is_rejected_and_changes_nothing() {
     )
     .expect("valid input");
     let err = store
-        .commit(&stale)
+        .commit(&stale, &owner(), LeaseAfter::Keep)
         .await
         .expect_err("stale revision must fail");
     assert!(matches!(err, StoreError::Conflict(id) if id == saga.id));
@@ -209,7 +222,7 @@ async fn loading_an_unknown_saga_finds_nothing() {
 async fn the_schema_refuses_statuses_outside_the_enum() {
     let (store, _db) = store().await;
     let saga = new_saga(None);
-    store.create(&saga).await.expect("create");
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
     let err = sqlx::query("UPDATE sagas SET status = 'DONE' WHERE id = $1")
         .bind(saga.id.0)
         .execute(store.pool())
@@ -224,7 +237,7 @@ async fn listing_pages_newest_first_and_stays_stable_while_sagas_are_added() {
     let mut ids = Vec::new();
     for _ in 0..5 {
         let saga = new_saga(None);
-        store.create(&saga).await.expect("create");
+        let saga = store.create(&saga, &owner()).await.expect("create").saga;
         ids.push(saga.id);
     }
     let filter = ListFilter::default();
@@ -234,7 +247,10 @@ async fn listing_pages_newest_first_and_stays_stable_while_sagas_are_added() {
         [ids[4], ids[3]]
     );
     // A saga started between pages lands before the first page, not inside the next ones.
-    store.create(&new_saga(None)).await.expect("create");
+    store
+        .create(&new_saga(None), &owner())
+        .await
+        .expect("create");
     let second = store
         .list(&filter, Some(first[1].id), 2)
         .await
@@ -257,9 +273,9 @@ async fn listing_pages_newest_first_and_stays_stable_while_sagas_are_added() {
 async fn listing_filters_by_status_type_and_creation_time() {
     let (store, _db) = store().await;
     let running = new_saga(None);
-    store.create(&running).await.expect("create");
+    let running = store.create(&running, &owner()).await.expect("create").saga;
     let refused = new_saga(None);
-    store.create(&refused).await.expect("create");
+    let refused = store.create(&refused, &owner()).await.expect("create").saga;
     let refusal = saga_core::StepError {
         kind: saga_core::ErrorKind::Refusal,
         message: "no".to_owned(),
@@ -327,13 +343,16 @@ async fn listing_filters_by_status_type_and_creation_time() {
 async fn history_returns_every_event_in_order_with_operator_actions() {
     let (store, _db) = store().await;
     let saga = new_saga(None);
-    store.create(&saga).await.expect("create");
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
     let saga = step(&store, &saga, Ok(JsonMap::new())).await;
     let abort = Input::Abort {
         reason: "customer asked".to_owned(),
     };
     let transition = apply(&saga, abort, Utc::now(), 0.5).expect("abortable");
-    store.commit(&transition).await.expect("commit");
+    store
+        .commit(&transition, &owner(), LeaseAfter::Keep)
+        .await
+        .expect("commit");
 
     let history = store
         .history(saga.id)
@@ -359,4 +378,241 @@ async fn history_returns_every_event_in_order_with_operator_actions() {
     );
     assert!(history.windows(2).all(|w| w[0].sequence < w[1].sequence));
     assert_eq!(store.history(SagaId::new()).await.expect("history"), None);
+}
+
+fn instance(name: &str) -> Owner {
+    Owner {
+        name: name.to_owned(),
+        lease: std::time::Duration::from_secs(30),
+    }
+}
+
+/// Ends every lease on `id` as if its owner had stopped renewing long ago.
+async fn expire_lease(store: &PgStore, id: SagaId) {
+    sqlx::query("UPDATE sagas SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(id.0)
+        .execute(store.pool())
+        .await
+        .expect("expire");
+}
+
+/// The first execute of `saga`, succeeded, as a transition.
+fn first_step(saga: &Saga) -> saga_core::Transition {
+    let now = Utc::now();
+    let input = Input::Executed {
+        index: 0,
+        attempt: 1,
+        started_at: now,
+        result: Ok(JsonMap::new()),
+    };
+    apply(saga, input, now, 0.5).expect("valid input")
+}
+
+#[tokio::test]
+async fn a_writer_whose_lease_was_taken_over_cannot_commit_even_at_the_current_revision() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let b = instance("b");
+    let saga = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    // A stalls past its lease; B claims the saga.
+    expire_lease(&store, saga.id).await;
+    let claimed = store.claim_due(&b, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].epoch, 2, "takeover bumps the epoch");
+    assert_eq!(
+        claimed[0].revision, saga.revision,
+        "claiming writes no saga progress"
+    );
+
+    // A wakes up and writes the result of its call: refused, although the revision still matches.
+    let stale = store.commit(&first_step(&saga), &a, LeaseAfter::Keep).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(event_kinds(&store, saga.id).await, ["SAGA_STARTED"]);
+
+    let fresh = store
+        .commit(&first_step(&claimed[0]), &b, LeaseAfter::Keep)
+        .await
+        .expect("the new owner writes");
+    assert_eq!((fresh.revision, fresh.epoch), (1, 2));
+}
+
+#[tokio::test]
+async fn claims_take_due_sagas_with_free_or_expired_leases_and_never_the_same_one_twice() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let held = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    let orphaned = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    expire_lease(&store, orphaned.id).await;
+    // Released while waiting for a retry an hour away: not due yet.
+    let waiting = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    let mut later = first_step(&waiting);
+    later.saga.next_attempt_at = Some(Utc::now() + TimeDelta::hours(1));
+    store
+        .commit(&later, &a, LeaseAfter::Release)
+        .await
+        .expect("release");
+
+    let b = instance("b");
+    let claimed: Vec<SagaId> = store
+        .claim_due(&b, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(claimed, [orphaned.id]);
+    assert!(store.claim_due(&b, 10).await.expect("claim").is_empty());
+    let _ = held;
+
+    // Twenty due sagas, two replicas claiming at once: disjoint sets covering all of them.
+    let mut due = Vec::new();
+    for _ in 0..20 {
+        let s = store
+            .create(&new_saga(None), &a)
+            .await
+            .expect("create")
+            .saga;
+        expire_lease(&store, s.id).await;
+        due.push(s.id);
+    }
+    let c = instance("c");
+    let (left, right) = tokio::join!(store.claim_due(&b, 15), store.claim_due(&c, 15));
+    let mut all: Vec<SagaId> = left.expect("claim b").iter().map(|s| s.id).collect();
+    let right: Vec<SagaId> = right.expect("claim c").iter().map(|s| s.id).collect();
+    assert!(
+        all.iter().all(|id| !right.contains(id)),
+        "a saga claimed twice"
+    );
+    all.extend(right);
+    all.sort();
+    due.sort();
+    assert_eq!(all, due);
+}
+
+#[tokio::test]
+async fn renewal_extends_only_the_owners_leases_and_reports_the_lost_ones() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let kept = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    let lost = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    expire_lease(&store, lost.id).await;
+    store.claim_due(&instance("b"), 10).await.expect("claim");
+    let renewed = store.renew(&a, &[kept.id, lost.id]).await.expect("renew");
+    assert_eq!(renewed, [kept.id]);
+}
+
+#[tokio::test]
+async fn releasing_all_leases_frees_them_at_once_and_wakes_listeners() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let saga = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    let mut wakeups = store.listen().await.expect("listen");
+    assert_eq!(store.release_all(&a).await.expect("release"), 1);
+    tokio::time::timeout(std::time::Duration::from_secs(5), wakeups.recv())
+        .await
+        .expect("notified within 5 s")
+        .expect("notification");
+    let claimed = store.claim_due(&instance("b"), 10).await.expect("claim");
+    assert_eq!(claimed.iter().map(|s| s.id).collect::<Vec<_>>(), [saga.id]);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_finished_sagas_with_their_steps_and_events_in_batches() {
+    let (store, _db) = store().await;
+    let refusal = || saga_core::StepError {
+        kind: saga_core::ErrorKind::Refusal,
+        message: "no".to_owned(),
+    };
+    let mut finished = Vec::new();
+    for _ in 0..3 {
+        let s = store
+            .create(&new_saga(None), &owner())
+            .await
+            .expect("create")
+            .saga;
+        finished.push(step(&store, &s, Err(refusal())).await);
+    }
+    let running = store
+        .create(&new_saga(None), &owner())
+        .await
+        .expect("create")
+        .saga;
+    sqlx::query(
+        "UPDATE sagas SET finished_at = now() - interval '2 days' WHERE finished_at IS NOT NULL",
+    )
+    .execute(store.pool())
+    .await
+    .expect("age");
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 2);
+    assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 1);
+    assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 0);
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sagas), (SELECT count(*) FROM saga_steps),
+                (SELECT count(*) FROM saga_events)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("counts");
+    assert_eq!(
+        counts,
+        (1, 3, 1),
+        "only the running saga is left, with its steps and event"
+    );
+    assert!(store.load(running.id).await.expect("load").is_some());
+}
+
+#[tokio::test]
+async fn with_a_million_finished_sagas_the_claim_reads_only_the_active_partial_index() {
+    let (store, _db) = store().await;
+    let started = std::time::Instant::now();
+    sqlx::raw_sql(
+        "INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                            created_at, updated_at, finished_at)
+         SELECT gen_random_uuid(), 'purchase_plan', 1, '{}', 'COMPLETED', '{}', now(), now(), now()
+         FROM generate_series(1, 1000000);
+         ANALYZE sagas;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("a million finished sagas");
+    let a = instance("a");
+    for _ in 0..50 {
+        store.create(&new_saga(None), &a).await.expect("create");
+    }
+    let plan = store.explain_claim_due().await.expect("explain");
+    println!(
+        "claim plan with 1,000,000 finished sagas (inserted in {:?}):\n{plan}",
+        started.elapsed()
+    );
+    assert!(plan.contains("sagas_active"), "{plan}");
+    assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
 }
