@@ -1,7 +1,7 @@
 //! [`Engine`]: accepts sagas, owns the tasks that drive them, and carries out operator actions.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -9,8 +9,8 @@ use chrono::Utc;
 use saga_core::{
     Definition, Input, JsonMap, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, apply,
 };
-use saga_store::{Created, SagaStore, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
@@ -25,11 +25,37 @@ const OPERATOR_ATTEMPTS: usize = 10;
 /// commits arrive at once).
 const WATCH_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Engine limits.
+/// Engine limits and timings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// Sagas this instance drives at once; beyond it `start` answers [`EngineError::Overloaded`].
+    /// Sagas this instance drives at once; beyond it `start` answers [`EngineError::Overloaded`] and the
+    /// recovery loop claims no more.
     pub max_in_flight: usize,
+    /// How long a lease lasts; renewed every third of it. A crashed instance's sagas are taken over
+    /// about this long after its last renewal.
+    pub lease: Duration,
+    /// Retry waits longer than this release the lease (the wake-up time is already in the saga log), so
+    /// any instance continues the saga; shorter ones wait in memory.
+    pub hold_wait: Duration,
+    /// How often the recovery loop looks for due sagas when nothing wakes it earlier.
+    pub recovery_interval: Duration,
+    /// Most sagas claimed per recovery pass.
+    pub claim_batch: u32,
+    /// Finished sagas older than this are deleted; `None` keeps them forever.
+    pub retention: Option<Duration>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 10_000,
+            lease: Duration::from_secs(10),
+            hold_wait: Duration::from_secs(2),
+            recovery_interval: Duration::from_secs(1),
+            claim_batch: 100,
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
 }
 
 /// A request to start a saga, already validated at the edge.
@@ -49,10 +75,18 @@ pub struct Engine<S> {
     pub(crate) store: S,
     pub(crate) participants: Participants,
     definitions: HashMap<String, Arc<Definition>>,
-    in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) settings: EngineSettings,
+    /// This instance as the owner of its leases.
+    pub(crate) owner: Owner,
     tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// Wakes the recovery loop early (an in-flight slot freed up while due work was waiting).
+    pub(crate) recovery_wake: Notify,
+    /// Set when the recovery loop ran out of in-flight slots with work possibly left.
+    pub(crate) recovery_starved: AtomicBool,
+    /// Whether the saga log answered the last time it was used; sagad mirrors it into health.
+    pub(crate) store_healthy: watch::Sender<bool>,
     /// The executor driving each saga on this instance, so an operator action can replace it.
     drivers: Mutex<HashMap<SagaId, Driver>>,
     next_driver: AtomicU64,
@@ -80,9 +114,16 @@ impl<S: SagaStore> Engine<S> {
             participants,
             definitions,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
-            max_in_flight: settings.max_in_flight,
+            owner: Owner {
+                name: instance_name(),
+                lease: settings.lease,
+            },
+            settings: settings.clone(),
             tasks: TaskTracker::new(),
             shutdown,
+            recovery_wake: Notify::new(),
+            recovery_starved: AtomicBool::new(false),
+            store_healthy: watch::Sender::new(true),
             drivers: Mutex::default(),
             next_driver: AtomicU64::new(0),
             watchers: Arc::default(),
@@ -92,6 +133,26 @@ impl<S: SagaStore> Engine<S> {
     /// The loaded definitions by name.
     pub fn definitions(&self) -> &HashMap<String, Arc<Definition>> {
         &self.definitions
+    }
+
+    /// This instance's owner name in the saga log's leases.
+    pub fn instance(&self) -> &str {
+        &self.owner.name
+    }
+
+    /// Follows whether the saga log is reachable (false while writes fail).
+    pub fn store_health(&self) -> watch::Receiver<bool> {
+        self.store_healthy.subscribe()
+    }
+
+    /// Records the outcome of a saga log operation for health reporting.
+    pub(crate) fn observe<T>(&self, result: &Result<T, StoreError>) {
+        let healthy = !result.as_ref().is_err_and(StoreError::is_unavailable);
+        self.store_healthy.send_if_modified(|current| {
+            let changed = *current != healthy;
+            *current = healthy;
+            changed
+        });
     }
 
     /// Persists a new saga and starts driving it at once; an idempotency key that is already taken returns
@@ -105,13 +166,17 @@ impl<S: SagaStore> Engine<S> {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
+        // Fail fast while the saga log is known to be down, instead of queueing callers behind it.
+        if !*self.store_healthy.borrow() {
+            return Err(EngineError::StoreUnavailable);
+        }
         // Take the slot before writing, so an accepted saga always has an executor to drive it.
         let permit =
             self.in_flight
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| EngineError::Overloaded {
-                    limit: self.max_in_flight,
+                    limit: self.settings.max_in_flight,
                 })?;
         let saga = Saga::new(
             definition,
@@ -119,17 +184,19 @@ impl<S: SagaStore> Engine<S> {
             request.idempotency_key,
             Utc::now(),
         );
-        let created = self.store.create(&saga).await?;
+        let created = self.store.create(&saga, &self.owner).await;
+        self.observe(&created);
+        let created = created?;
         if created.created {
             info!(saga_id = %saga.id, saga_type = saga.saga_type(), "saga started");
-            self.spawn_driver(saga, Some(permit));
+            self.spawn_driver(created.saga.clone(), Some(permit));
         }
         Ok(created)
     }
 
-    /// Starts an executor for `saga`, replacing (stopping) any executor this instance already runs for it.
-    /// Without a `permit` the task waits for an in-flight slot first.
-    fn spawn_driver(self: &Arc<Self>, saga: Saga, permit: Option<OwnedSemaphorePermit>) {
+    /// Starts an executor for `saga` (leased to this instance), replacing (stopping) any executor this
+    /// instance already runs for it. Without a `permit` the task waits for an in-flight slot first.
+    pub(crate) fn spawn_driver(self: &Arc<Self>, saga: Saga, permit: Option<OwnedSemaphorePermit>) {
         let id = saga.id;
         let driver = Driver {
             id: self.next_driver.fetch_add(1, Ordering::Relaxed),
@@ -154,9 +221,16 @@ impl<S: SagaStore> Engine<S> {
                 if permit.is_some() {
                     executor::drive(&engine, saga, &stop).await;
                 }
-                let mut drivers = engine.lock_drivers();
-                if drivers.get(&id).is_some_and(|d| d.id == driver_id) {
-                    drivers.remove(&id);
+                {
+                    let mut drivers = engine.lock_drivers();
+                    if drivers.get(&id).is_some_and(|d| d.id == driver_id) {
+                        drivers.remove(&id);
+                    }
+                }
+                drop(permit);
+                if engine.recovery_starved.swap(false, Ordering::Relaxed) {
+                    // A slot is free: due work the recovery loop had to leave may now be claimed.
+                    engine.recovery_wake.notify_one();
                 }
             }
             .instrument(span),
@@ -165,6 +239,31 @@ impl<S: SagaStore> Engine<S> {
 
     fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Driver>> {
         self.drivers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a background task until shutdown, tracked so that `drain` waits for it.
+    pub(crate) fn spawn_task(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+        span: tracing::Span,
+    ) {
+        self.tasks.spawn(task.instrument(span));
+    }
+
+    /// The sagas this instance is driving.
+    pub(crate) fn driven(&self) -> Vec<SagaId> {
+        self.lock_drivers().keys().copied().collect()
+    }
+
+    /// Stops the executors of sagas whose lease this instance lost.
+    pub(crate) fn stop_drivers(&self, ids: &[SagaId]) {
+        let drivers = self.lock_drivers();
+        for id in ids {
+            if let Some(driver) = drivers.get(id) {
+                warn!(saga_id = %id, "lease lost; another instance continues this saga");
+                driver.stop.cancel();
+            }
+        }
     }
 
     /// Operator: stops forward progress of a running saga and compensates what it did.
@@ -201,10 +300,18 @@ impl<S: SagaStore> Engine<S> {
                 .ok_or(EngineError::NotFound(id))?;
             let transition = apply(&saga, input(), Utc::now(), fastrand::f64())
                 .map_err(|refused| EngineError::Refused(refused.to_string()))?;
-            match self.store.commit(&transition).await {
-                Ok(revision) => {
+            // Taking the lease over fences out whichever executor (here or on another instance) was
+            // driving the saga: its next write fails on the epoch.
+            let committed = self
+                .store
+                .commit(&transition, &self.owner, LeaseAfter::TakeOver)
+                .await;
+            self.observe(&committed);
+            match committed {
+                Ok(committed) => {
                     let mut saga = transition.saga;
-                    saga.revision = revision;
+                    saga.revision = committed.revision;
+                    saga.epoch = committed.epoch;
                     info!(saga_id = %id, status = %saga.status, events = ?transition.events, "operator action recorded");
                     self.watchers.publish(&saga);
                     self.spawn_driver(saga.clone(), None);
@@ -259,8 +366,9 @@ impl<S: SagaStore> Engine<S> {
         Ok(self.store.load(id).await?)
     }
 
-    /// Waits up to `grace` for saga tasks to reach a safe point after the shutdown token fired; returns
-    /// false if some were still running. Work they leave is in the saga log, ready to be resumed.
+    /// Waits up to `grace` for saga tasks to reach a safe point after the shutdown token fired, then
+    /// releases every lease this instance holds so other instances continue its sagas at once. Returns
+    /// false if some tasks were still running.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
@@ -269,6 +377,12 @@ impl<S: SagaStore> Engine<S> {
                 remaining = self.tasks.len(),
                 "saga tasks still running after the shutdown grace period"
             );
+        }
+        match self.store.release_all(&self.owner).await {
+            Ok(released) => info!(released, "leases released"),
+            Err(e) => {
+                warn!(error = %e, "cannot release leases; other instances take over when they expire");
+            }
         }
         drained
     }
@@ -327,4 +441,15 @@ impl<S: SagaStore> SagaWatch<S> {
         self.done = saga.status.is_terminal();
         saga
     }
+}
+
+/// A name for this process's leases: host, process id and a random suffix, so a restarted process on the
+/// same host never holds its predecessor's leases.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sagad".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }

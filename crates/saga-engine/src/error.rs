@@ -43,6 +43,9 @@ pub enum EngineError {
     /// The saga kept changing under an operator action; it was not applied.
     #[error("saga {0} kept changing while the action was being recorded; try again")]
     Contended(SagaId),
+    /// The saga log did not answer recently; nothing was written.
+    #[error("saga log unavailable; retry later")]
+    StoreUnavailable,
     /// The saga log failed.
     #[error(transparent)]
     Store(#[from] StoreError),

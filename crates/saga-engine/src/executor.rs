@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use saga_core::{Command, Direction, Input, Saga, apply, next_command};
-use saga_store::{SagaStore, StoreError};
+use saga_store::{Committed, LeaseAfter, SagaStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -83,13 +83,27 @@ pub(crate) async fn drive<S: SagaStore>(
                 return;
             }
         };
-        match commit(engine, &transition, stop).await {
-            Some(revision) => {
-                saga = transition.saga;
-                saga.revision = revision;
-                engine.watchers.publish(&saga);
+        // A long wait hands the saga to whichever instance is free when it is due (the wake-up time is
+        // in this very commit); a short one keeps the lease and waits here.
+        let now = Utc::now();
+        let lease = match next_command(&transition.saga, now) {
+            Command::WaitUntil(at)
+                if (at - now).to_std().unwrap_or_default() > engine.settings.hold_wait =>
+            {
+                LeaseAfter::Release
             }
-            None => return,
+            _ => LeaseAfter::Keep,
+        };
+        let Some(committed) = commit(engine, &transition, lease, stop).await else {
+            return;
+        };
+        saga = transition.saga;
+        saga.revision = committed.revision;
+        saga.epoch = committed.epoch;
+        engine.watchers.publish(&saga);
+        if lease == LeaseAfter::Release {
+            debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");
+            return;
         }
     }
 }
@@ -118,18 +132,22 @@ async fn call<S: SagaStore>(
     Some(result)
 }
 
-/// Commits a transition, retrying while the database is unavailable. Returns the new revision, or `None`
-/// when the saga must be dropped (fenced off by another writer, or shutdown while the database is down).
+/// Commits a transition, retrying while the database is unavailable. Returns what was committed, or
+/// `None` when the saga must be dropped (lease lost or fenced off by an operator action, or shutdown while
+/// the database is down).
 async fn commit<S: SagaStore>(
     engine: &Engine<S>,
     transition: &saga_core::Transition,
+    lease: LeaseAfter,
     stop: &CancellationToken,
-) -> Option<i64> {
+) -> Option<Committed> {
     loop {
-        match engine.store.commit(transition).await {
-            Ok(revision) => return Some(revision),
+        let result = engine.store.commit(transition, &engine.owner, lease).await;
+        engine.observe(&result);
+        match result {
+            Ok(committed) => return Some(committed),
             Err(StoreError::Conflict(_)) => {
-                warn!("saga changed under this executor; dropping it");
+                warn!("lease lost or saga taken over; leaving it to its new owner");
                 return None;
             }
             Err(e) => {

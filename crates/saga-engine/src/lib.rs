@@ -8,12 +8,14 @@
 //!   transition, repeat.
 //! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
 //!   refusal / transient errors.
+//! - `recovery`: the recovery loop (claims due and orphaned sagas), the lease heartbeat, retention.
 //! - `watch`: hands every committed saga to the `WatchSaga` streams watching it.
 
 mod engine;
 mod error;
 mod executor;
 mod participants;
+mod recovery;
 mod watch;
 
 pub use engine::{Engine, EngineSettings, SagaWatch, StartRequest};

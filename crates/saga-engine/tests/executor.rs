@@ -155,7 +155,10 @@ impl Harness {
             store.clone(),
             participants,
             HashMap::from([("shop".to_owned(), Arc::new(definition))]),
-            &EngineSettings { max_in_flight: 16 },
+            &EngineSettings {
+                max_in_flight: 16,
+                ..EngineSettings::default()
+            },
             shutdown.child_token(),
         );
         Self {

@@ -32,3 +32,26 @@ impl From<sqlx::Error> for StoreError {
         Self::Database(e)
     }
 }
+
+impl StoreError {
+    /// Whether the database itself is out of reach (down, restarting, refusing connections), as opposed
+    /// to an answer about this one operation.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // Class 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot
+            // connect now (the server is starting or stopping).
+            Self::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+}

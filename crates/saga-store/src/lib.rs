@@ -38,7 +38,7 @@ pub struct Owner {
     pub lease: Duration,
 }
 
-/// What a commit does with the saga's lease.
+/// What a commit does with the saga's lease. A commit that finishes the saga always releases it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseAfter {
     /// Keep it (the writer continues driving the saga). Fenced on owner and epoch.

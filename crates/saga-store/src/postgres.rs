@@ -246,10 +246,11 @@ impl SagaStore for PgStore {
                 UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
                                  current_step = $7, next_attempt_at = $8, updated_at = $9,
                                  finished_at = $10, deadline_at = $13, revision = revision + 1,
-                                 owner = CASE WHEN $16 = 'release' THEN NULL ELSE $14 END,
-                                 lease_until = CASE $16
-                                     WHEN 'release' THEN NULL
-                                     WHEN 'takeover' THEN now() + $17 * interval '1 millisecond'
+                                 owner = CASE WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
+                                              ELSE $14 END,
+                                 lease_until = CASE
+                                     WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
+                                     WHEN $16 = 'takeover' THEN now() + $17 * interval '1 millisecond'
                                      ELSE lease_until END,
                                  epoch = epoch + CASE WHEN $16 = 'takeover' THEN 1 ELSE 0 END
                 WHERE id = $1 AND revision = $2

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use saga_engine::{Engine, EngineError, EngineSettings, Participants};
+use saga_engine::{Engine, EngineError, Participants};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinatorServer;
 use saga_store::{PgStore, StoreError};
 use tokio::net::TcpListener;
@@ -93,9 +93,7 @@ impl Application {
             store,
             participants,
             definitions,
-            &EngineSettings {
-                max_in_flight: settings.max_in_flight,
-            },
+            &settings.engine(),
             engine_shutdown.clone(),
         );
         Ok(Self {
@@ -131,8 +129,38 @@ impl Application {
         info!(
             addr = %self.local_addr,
             definitions = self.engine.definitions().len(),
+            instance = self.engine.instance(),
             "sagad serving"
         );
+        self.engine.run_background();
+        // Health follows the saga log: NOT_SERVING while writes fail, so load balancers route around
+        // this instance until the database is back.
+        let mut store_health = self.engine.store_health();
+        let mirror = {
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        changed = store_health.changed() => if changed.is_err() { return },
+                    }
+                    let healthy = *store_health.borrow_and_update();
+                    if healthy {
+                        info!("saga log reachable again: serving");
+                        health
+                            .set_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+                            .await;
+                    } else {
+                        tracing::warn!("saga log unreachable: not serving until it is back");
+                        health
+                            .set_not_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+                            .await;
+                    }
+                }
+            }
+        };
+        tokio::spawn(mirror);
         let stopping = {
             let shutdown = shutdown.clone();
             let health = health.clone();

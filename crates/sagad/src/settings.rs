@@ -42,6 +42,20 @@ pub struct Settings {
     /// How long in-flight calls may finish after SIGTERM before the process exits.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a saga lease lasts without renewal: a killed instance's sagas move to another instance
+    /// about this long after it died.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Retry waits longer than this release the saga for any instance to continue; shorter ones wait
+    /// in memory.
+    #[serde(with = "humantime_serde")]
+    pub hold_wait: Duration,
+    /// How often the recovery loop looks for due or orphaned sagas (it is also woken by released leases).
+    #[serde(with = "humantime_serde")]
+    pub recovery_interval: Duration,
+    /// Finished sagas older than this are deleted with their history; `0s` keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
     /// `text` or `json`.
     pub log_format: LogFormat,
 }
@@ -66,6 +80,10 @@ impl Default for Settings {
             max_payload_bytes: 64 * 1024,
             max_in_flight: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            lease: Duration::from_secs(10),
+            hold_wait: Duration::from_secs(2),
+            recovery_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 24 * 3600),
             log_format: LogFormat::Text,
         }
     }
@@ -109,6 +127,18 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The engine's share of the settings.
+    pub fn engine(&self) -> saga_engine::EngineSettings {
+        saga_engine::EngineSettings {
+            max_in_flight: self.max_in_flight,
+            lease: self.lease,
+            hold_wait: self.hold_wait,
+            recovery_interval: self.recovery_interval,
+            retention: Some(self.retention).filter(|r| !r.is_zero()),
+            ..saga_engine::EngineSettings::default()
+        }
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |field, message: &str| {
@@ -125,6 +155,15 @@ impl Settings {
         }
         if self.max_payload_bytes == 0 {
             return invalid("max_payload_bytes", "must be 1 or more");
+        }
+        if self.lease < Duration::from_millis(300) {
+            return invalid(
+                "lease",
+                "must be at least 300ms (it is renewed every third of it)",
+            );
+        }
+        if self.recovery_interval.is_zero() {
+            return invalid("recovery_interval", "must be longer than zero");
         }
         if self.participants.is_empty() {
             return invalid(

@@ -10,7 +10,9 @@ pub(crate) fn engine_status(err: EngineError) -> Status {
     match &err {
         EngineError::UnknownSagaType { .. } => Status::not_found(err.to_string()),
         EngineError::Overloaded { .. } => Status::resource_exhausted(err.to_string()),
-        EngineError::ShuttingDown => Status::unavailable(err.to_string()),
+        EngineError::ShuttingDown | EngineError::StoreUnavailable => {
+            Status::unavailable(err.to_string())
+        }
         EngineError::NotFound(_) => Status::not_found(err.to_string()),
         EngineError::Refused(_) => Status::failed_precondition(err.to_string()),
         // The gRPC code for "a concurrency conflict; retry the whole request".

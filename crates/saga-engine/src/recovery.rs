@@ -1,0 +1,170 @@
+//! The background work every instance runs beside its executors:
+//! - the recovery loop claims due sagas (retry time reached, lease free or expired — a crashed or
+//!   stopped instance's work) in batches and drives them; it wakes on a timer, on `NOTIFY` from an
+//!   instance that released its leases, and when an in-flight slot frees up;
+//! - the heartbeat renews the leases of every saga this instance drives in one statement, and stops the
+//!   executors of any it lost;
+//! - retention deletes old finished sagas in small batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::sync::atomic::Ordering;
+
+use saga_store::{SagaStore, Wakeups};
+use tracing::{debug, info, info_span, warn};
+
+use crate::Engine;
+
+/// Sagas deleted per retention statement: small, so no statement holds many row locks for long.
+const RETENTION_BATCH: u32 = 500;
+
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+impl<S: SagaStore> Engine<S> {
+    /// Starts the recovery loop, the lease heartbeat and retention; they stop on shutdown.
+    pub fn run_background(self: &Arc<Self>) {
+        let engine = Arc::clone(self);
+        self.spawn_task(
+            async move { engine.recovery_loop().await },
+            info_span!("recovery"),
+        );
+        let engine = Arc::clone(self);
+        self.spawn_task(
+            async move { engine.heartbeat().await },
+            info_span!("heartbeat"),
+        );
+        if let Some(age) = self.settings.retention {
+            let engine = Arc::clone(self);
+            self.spawn_task(
+                async move { engine.retention(age).await },
+                info_span!("retention"),
+            );
+        }
+    }
+
+    async fn recovery_loop(self: Arc<Self>) {
+        let mut wakeups = None;
+        loop {
+            if wakeups.is_none() {
+                wakeups = self.store.listen().await.ok();
+            }
+            let claimed = self.claim_once().await;
+            // A full batch means more may be due right now; otherwise sleep until something happens.
+            if claimed == Some(self.settings.claim_batch as usize) {
+                continue;
+            }
+            let notified = async {
+                match wakeups.as_mut() {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.settings.recovery_interval) => {}
+                () = self.recovery_wake.notified() => {}
+                received = notified => {
+                    if let Err(e) = received {
+                        debug!(error = %e, "lost the wake-up listener; reconnecting");
+                        wakeups = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims as many due sagas as there are free in-flight slots (up to a batch) and drives them;
+    /// returns how many, or `None` when the saga log failed.
+    async fn claim_once(self: &Arc<Self>) -> Option<usize> {
+        let mut permits = Vec::new();
+        while permits.len() < self.settings.claim_batch as usize {
+            match Arc::clone(&self.in_flight).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let full_batch = permits.len() == self.settings.claim_batch as usize;
+        if permits.is_empty() {
+            self.recovery_starved.store(true, Ordering::Relaxed);
+            return Some(0);
+        }
+        let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
+        let claimed = self.store.claim_due(&self.owner, limit).await;
+        self.observe(&claimed);
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                warn!(error = %e, "cannot claim due sagas; retrying");
+                return None;
+            }
+        };
+        let count = claimed.len();
+        // Out of slots with work possibly left: ask the next finishing executor to wake the loop.
+        self.recovery_starved
+            .store(!full_batch && count == permits.len(), Ordering::Relaxed);
+        if count > 0 {
+            info!(count, "claimed due sagas");
+        }
+        for (saga, permit) in claimed.into_iter().zip(permits) {
+            self.spawn_driver(saga, Some(permit));
+        }
+        Some(count)
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        let every = self.settings.lease / 3;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let driven = self.driven();
+            if driven.is_empty() {
+                continue;
+            }
+            let renewed = self.store.renew(&self.owner, &driven).await;
+            self.observe(&renewed);
+            match renewed {
+                Ok(renewed) => {
+                    // A saga that finished or released its lease since `driven` was read is absent
+                    // too; its executor is gone or about to be, so stopping it changes nothing.
+                    let lost: Vec<_> = driven
+                        .into_iter()
+                        .filter(|id| !renewed.contains(id))
+                        .collect();
+                    self.stop_drivers(&lost);
+                }
+                Err(e) => warn!(error = %e, "cannot renew leases; retrying"),
+            }
+        }
+    }
+
+    async fn retention(self: Arc<Self>, age: Duration) {
+        loop {
+            let mut deleted = 0;
+            loop {
+                match self.store.purge_finished(age, RETENTION_BATCH).await {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < u64::from(RETENTION_BATCH) || self.shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "retention failed; retrying later");
+                        break;
+                    }
+                }
+            }
+            if deleted > 0 {
+                info!(deleted, "deleted finished sagas past retention");
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            }
+        }
+    }
+}
