@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// What the scripted participant does for one call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Behavior {
     Ok,
     Refuse,
     Unavailable,
     Hang,
+    /// Answer OK once the gate opens.
+    Gate(Arc<tokio::sync::Semaphore>),
 }
 
 type ScriptFn = dyn Fn(&str, &str, u32) -> Behavior + Send + Sync;
@@ -69,6 +71,10 @@ impl Scripted {
                 std::future::pending::<()>().await;
                 unreachable!()
             }
+            Behavior::Gate(gate) => {
+                drop(gate.acquire().await.expect("gate"));
+                Ok(Response::new(StepResponse { output: None }))
+            }
         }
     }
 }
@@ -106,8 +112,13 @@ steps:
 struct Harness {
     engine: Arc<Engine<PgStore>>,
     store: PgStore,
+    participant: String,
+    definition: Arc<Definition>,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// Stops the participant server and the engine.
     shutdown: CancellationToken,
+    /// Stops the engine only.
+    engine_shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     _db: TestDatabase,
 }
@@ -151,19 +162,24 @@ impl Harness {
         let known: HashSet<String> = participants.names();
         let mut definition = Definition::from_yaml(DEFINITION, &known).expect("definition");
         adjust(&mut definition);
+        let definition = Arc::new(definition);
+        let engine_shutdown = shutdown.child_token();
         let engine = Engine::new(
             store.clone(),
             participants,
-            HashMap::from([("shop".to_owned(), Arc::new(definition))]),
+            HashMap::from([("shop".to_owned(), definition.clone())]),
             &EngineSettings {
                 max_in_flight: 16,
                 ..EngineSettings::default()
             },
-            shutdown.child_token(),
+            engine_shutdown.clone(),
         );
         Self {
+            engine_shutdown,
             engine,
             store,
+            participant: format!("http://{addr}"),
+            definition,
             calls,
             shutdown,
             server,
@@ -200,6 +216,27 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(10), poll)
             .await
             .expect("saga finishes within 10s")
+    }
+
+    /// Another coordinator instance on the same saga log and participant, with its own shutdown token.
+    fn second_instance(
+        &self,
+        settings: EngineSettings,
+    ) -> (Arc<Engine<PgStore>>, CancellationToken) {
+        let participants = Participants::new(&HashMap::from([(
+            "shop".to_owned(),
+            self.participant.clone(),
+        )]))
+        .expect("participants");
+        let shutdown = CancellationToken::new();
+        let engine = Engine::new(
+            self.store.clone(),
+            participants,
+            HashMap::from([("shop".to_owned(), self.definition.clone())]),
+            &settings,
+            shutdown.clone(),
+        );
+        (engine, shutdown)
     }
 
     fn calls(&self) -> Vec<String> {
@@ -419,4 +456,103 @@ async fn shutdown_during_a_retry_wait_leaves_the_saga_running_in_the_log() {
         "nothing written after shutdown"
     );
     h.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_that_lost_its_lease_mid_call_cannot_write_its_stale_result() {
+    // Instance A's CHARGE call and then instance B's are each held until the test opens their gate.
+    let gates = [
+        Arc::new(tokio::sync::Semaphore::new(0)),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    ];
+    let charges = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = {
+        let gates = gates.clone();
+        Harness::start(
+            move |step, _, _| match step {
+                "CHARGE" => {
+                    let n = charges.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    gates
+                        .get(n)
+                        .map_or(Behavior::Ok, |gate| Behavior::Gate(gate.clone()))
+                }
+                _ => Behavior::Ok,
+            },
+            |d| d.steps[1].timeout = Some(Duration::from_secs(5)),
+        )
+        .await
+    };
+    let charge_calls = |n: usize| {
+        let h = &h;
+        async move {
+            let poll = async {
+                while h.calls().iter().filter(|c| c.starts_with("Charge")).count() < n {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), poll)
+                .await
+                .expect("CHARGE called");
+        }
+    };
+    let id = h.start_saga().await;
+    charge_calls(1).await;
+
+    // A stalls (its call hangs, it renews nothing) past its lease; B's recovery loop takes the saga
+    // over and calls CHARGE again.
+    sqlx::query("UPDATE sagas SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(id.0)
+        .execute(h.store.pool())
+        .await
+        .expect("expire A's lease");
+    let (b, b_shutdown) = h.second_instance(EngineSettings {
+        recovery_interval: Duration::from_millis(20),
+        ..EngineSettings::default()
+    });
+    b.run_background();
+    charge_calls(2).await;
+    let before = h.store.load(id).await.expect("load").expect("exists");
+    assert_eq!(before.epoch, 2, "B holds the saga at the second epoch");
+
+    // A resumes first: its call answers, and its write — at the very revision it read — is refused.
+    gates[0].add_permits(1);
+    h.engine_shutdown.cancel();
+    assert!(
+        h.engine.drain(Duration::from_secs(5)).await,
+        "A's executor ended after its refused write"
+    );
+    let after_a = h.store.load(id).await.expect("load").expect("exists");
+    assert_eq!(
+        after_a.revision, before.revision,
+        "A's stale result changed nothing"
+    );
+    assert_eq!(after_a.steps[1].status, StepStatus::Pending);
+
+    // B's call answers and B finishes the saga.
+    gates[1].add_permits(1);
+    let saga = h.wait_terminal(id).await;
+    assert_eq!(
+        saga.status,
+        SagaStatus::Completed,
+        "{saga:#?} {:?}",
+        h.calls()
+    );
+    let succeeded: Vec<usize> = h
+        .store
+        .history(id)
+        .await
+        .expect("history")
+        .expect("saga")
+        .iter()
+        .filter_map(|e| match e.event {
+            saga_core::HistoryEvent::StepSucceeded { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(succeeded, [0, 1, 2], "each step recorded once");
+    assert_eq!(h.calls(), ["Reserve#1", "Charge#1", "Charge#1", "Ship#1"]);
+    b_shutdown.cancel();
+    b.drain(Duration::from_secs(5)).await;
+    h.shutdown.cancel();
+    h.server.await.expect("server");
 }
