@@ -15,3 +15,10 @@ CREATE INDEX sagas_active ON sagas (next_attempt_at NULLS FIRST)
 
 -- Retention deletes the oldest finished sagas first.
 CREATE INDEX sagas_finished ON sagas (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Every claim is recorded in the history: which instance continued the saga, at which epoch.
+ALTER TABLE saga_events DROP CONSTRAINT saga_events_kind_check;
+ALTER TABLE saga_events ADD CONSTRAINT saga_events_kind_check
+    CHECK (kind IN ('SAGA_STARTED', 'STEP_SUCCEEDED', 'STEP_FAILED', 'COMPENSATION_STARTED',
+                    'STEP_COMPENSATED', 'COMPENSATION_FAILED', 'SAGA_COMPLETED', 'SAGA_COMPENSATED',
+                    'SAGA_PARKED', 'SAGA_ABORTED', 'SAGA_RETRIED', 'SAGA_CLAIMED'));

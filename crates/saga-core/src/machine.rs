@@ -167,6 +167,14 @@ pub enum HistoryEvent {
         /// The operator's reason.
         reason: String,
     },
+    /// An instance claimed the saga to drive it: its previous owner died, stopped, or released it for a
+    /// long wait. Written by the saga log's claim, never by [`apply`].
+    SagaClaimed {
+        /// The claiming instance.
+        owner: String,
+        /// The lease epoch it holds.
+        epoch: i64,
+    },
     /// An operator resumed a parked saga at `step`, with a fresh attempt budget.
     SagaRetried {
         /// The step that runs again.
@@ -191,6 +199,7 @@ impl HistoryEvent {
             Self::SagaParked { .. } => "SAGA_PARKED",
             Self::SagaAborted { .. } => "SAGA_ABORTED",
             Self::SagaRetried { .. } => "SAGA_RETRIED",
+            Self::SagaClaimed { .. } => "SAGA_CLAIMED",
         }
     }
 }

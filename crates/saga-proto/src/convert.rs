@@ -221,6 +221,11 @@ pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::H
             out.operator_reason = reason.clone();
             pb::EventKind::SagaAborted
         }
+        HistoryEvent::SagaClaimed { owner, epoch } => {
+            out.instance = owner.clone();
+            out.epoch = u64::try_from(*epoch).unwrap_or_default();
+            pb::EventKind::SagaClaimed
+        }
         HistoryEvent::SagaRetried { step, reason } => {
             on_step(*step, 0);
             out.operator_reason = reason.clone();

@@ -105,6 +105,12 @@ fn claim_due_sql() -> String {
                                epoch = s.epoch + 1
             FROM due WHERE s.id = due.id
             RETURNING s.id, s.epoch
+         ),
+         events AS (
+            INSERT INTO saga_events (saga_id, kind, detail)
+            SELECT c.id, 'SAGA_CLAIMED',
+                   jsonb_build_object('kind', 'SAGA_CLAIMED', 'owner', $1::text, 'epoch', c.epoch)
+            FROM claimed c
          )
          SELECT c.epoch, {SAGA_COLUMNS} FROM sagas s JOIN claimed c ON c.id = s.id"
     )

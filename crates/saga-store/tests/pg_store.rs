@@ -431,7 +431,23 @@ async fn a_writer_whose_lease_was_taken_over_cannot_commit_even_at_the_current_r
     // A wakes up and writes the result of its call: refused, although the revision still matches.
     let stale = store.commit(&first_step(&saga), &a, LeaseAfter::Keep).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-    assert_eq!(event_kinds(&store, saga.id).await, ["SAGA_STARTED"]);
+    assert_eq!(
+        event_kinds(&store, saga.id).await,
+        ["SAGA_STARTED", "SAGA_CLAIMED"],
+        "the takeover is in the history, A's result is not"
+    );
+    let history = store
+        .history(saga.id)
+        .await
+        .expect("history")
+        .expect("saga");
+    assert_eq!(
+        history[1].event,
+        HistoryEvent::SagaClaimed {
+            owner: "b".to_owned(),
+            epoch: 2
+        }
+    );
 
     let fresh = store
         .commit(&first_step(&claimed[0]), &b, LeaseAfter::Keep)
