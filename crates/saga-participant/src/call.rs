@@ -106,7 +106,10 @@ impl StepCall {
 
     /// A required UUID field (a string in the payload).
     pub fn uuid(&self, name: &str) -> Result<Uuid, StepError> {
-        Uuid::parse_str(self.str(name)?).map_err(|_| wrong_type(name, "a uuid"))
+        self.field(name)?
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| wrong_type(name, "a uuid"))
     }
 
     /// An optional UUID field: absent or null is `None`.
@@ -241,7 +244,9 @@ mod tests {
 
     #[test]
     fn accessors_refuse_missing_or_mistyped_fields_with_a_readable_message() {
-        let call = call(json!({"userId": "", "amountCents": 1.5, "orderId": "x", "planId": 7}));
+        let call = call(json!({
+            "userId": "", "amountCents": 1.5, "orderId": "x", "planId": 7, "paymentId": 7
+        }));
         assert_eq!(
             message(call.str("planName").expect_err("missing")),
             "missing field \"planName\" in payload"
@@ -261,6 +266,10 @@ mod tests {
         assert_eq!(
             message(call.opt_uuid("orderId").expect_err("not a uuid")),
             "field \"orderId\" must be a uuid"
+        );
+        assert_eq!(
+            message(call.uuid("paymentId").expect_err("a number")),
+            "field \"paymentId\" must be a uuid"
         );
     }
 }

@@ -1,9 +1,12 @@
 //! The demo participants against real PostgreSQL, over gRPC, each test on a fresh database.
 
+mod bad_requests;
 mod billing;
 mod binary;
 mod device;
 mod faults;
+mod migrations;
 mod payment;
 mod purchase;
 mod support;
+mod withdrawal;

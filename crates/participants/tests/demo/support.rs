@@ -24,7 +24,7 @@ pub struct Db {
 }
 
 impl Db {
-    async fn create() -> Result<Self> {
+    pub async fn create() -> Result<Self> {
         let database = TestDatabase::create(DATABASE_PREFIX).await;
         let pool = PgPool::connect(&database.url()).await?;
         Ok(Self { pool, database })
