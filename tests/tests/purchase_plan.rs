@@ -13,7 +13,7 @@ fn statuses(saga: &saga_proto::v1::Saga) -> Vec<StepStatus> {
 }
 
 #[tokio::test]
-async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_captured_payment() {
+async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_successful_payment() {
     let mut stack = Stack::start().await;
     let saga_id = stack
         .start_saga("purchase_plan", json!({"userId": "u1", "planId": "pro"}))
@@ -62,7 +62,7 @@ async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_cap
 
     let saga_uuid: Uuid = saga_id.parse().expect("uuid");
     let order =
-        sqlx::query("SELECT status, amount_cents, saga_id FROM billing_orders WHERE id = $1")
+        sqlx::query("SELECT status, amount_cents, saga_id FROM billing.orders WHERE id = $1")
             .bind(order_id)
             .fetch_one(&stack.demo_db)
             .await
@@ -70,18 +70,18 @@ async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_cap
     assert_eq!(order.get::<String, _>("status"), "ACTIVE");
     assert_eq!(order.get::<i64, _>("amount_cents"), 2999);
     assert_eq!(order.get::<Uuid, _>("saga_id"), saga_uuid);
-    let device: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+    let device: String = sqlx::query_scalar("SELECT status FROM device.devices WHERE id = $1")
         .bind(device_id)
         .fetch_one(&stack.demo_db)
         .await
         .expect("device row");
     assert_eq!(device, "ALLOCATED");
-    let payment = sqlx::query("SELECT status, amount_cents FROM payments WHERE id = $1")
+    let payment = sqlx::query("SELECT status, amount_cents FROM payment.payments WHERE id = $1")
         .bind(payment_id)
         .fetch_one(&stack.demo_db)
         .await
         .expect("payment row");
-    assert_eq!(payment.get::<String, _>("status"), "CAPTURED");
+    assert_eq!(payment.get::<String, _>("status"), "SUCCESS");
     assert_eq!(payment.get::<i64, _>("amount_cents"), 2999);
 
     // The saga log: one commit per step outcome after the start (revision counts them), and the history.
@@ -154,22 +154,23 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
     );
 
     let saga_uuid: Uuid = saga_id.parse().expect("uuid");
-    let order: String = sqlx::query_scalar("SELECT status FROM billing_orders WHERE saga_id = $1")
+    let order: String = sqlx::query_scalar("SELECT status FROM billing.orders WHERE saga_id = $1")
         .bind(saga_uuid)
         .fetch_one(&stack.demo_db)
         .await
         .expect("order row");
     assert_eq!(order, "CANCELLED");
-    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE saga_id = $1")
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM device.devices WHERE saga_id = $1")
         .bind(saga_uuid)
         .fetch_one(&stack.demo_db)
         .await
         .expect("count");
-    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE saga_id = $1")
-        .bind(saga_uuid)
-        .fetch_one(&stack.demo_db)
-        .await
-        .expect("count");
+    let payments: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment.payments WHERE saga_id = $1")
+            .bind(saga_uuid)
+            .fetch_one(&stack.demo_db)
+            .await
+            .expect("count");
     assert_eq!((devices, payments), (0, 0));
     // The participants' own record of every call they received (their idempotency barrier): nothing
     // for the steps after the refusal.
