@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest};
+use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest, StepStatus};
 use saga_testkit::TestDatabase;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -301,6 +301,32 @@ pub async fn wait_terminal(client: &mut SagaCoordinatorClient<Channel>, saga_id:
     tokio::time::timeout(Duration::from_secs(30), poll)
         .await
         .unwrap_or_else(|_| panic!("saga {saga_id} not terminal within 30s"))
+}
+
+/// The status of every step of `saga`, in order.
+pub fn step_statuses(saga: &Saga) -> Vec<StepStatus> {
+    saga.steps.iter().map(|step| step.status()).collect()
+}
+
+/// The saga's id as a uuid.
+///
+/// # Panics
+/// When the id is not a uuid.
+pub fn saga_uuid(saga: &Saga) -> uuid::Uuid {
+    saga.saga_id.parse().expect("saga id is a uuid")
+}
+
+/// A uuid the steps put into the saga's state, e.g. `orderId`.
+///
+/// # Panics
+/// When the state has no such uuid.
+pub fn state_uuid(saga: &Saga, key: &str) -> uuid::Uuid {
+    let state = saga_proto::struct_to_json(saga.state.clone().expect("saga state"));
+    state
+        .get(key)
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no uuid {key} in the state of saga {}", saga.saga_id))
 }
 
 /// A JSON object as a protobuf Struct.
