@@ -236,18 +236,7 @@ impl Stack {
 
     /// Starts a saga and returns its id.
     pub async fn start_saga(&mut self, saga_type: &str, payload: Value) -> String {
-        let response = self
-            .client
-            .start_saga(StartSagaRequest {
-                saga_type: saga_type.to_owned(),
-                payload: Some(object(payload)),
-                idempotency_key: String::new(),
-            })
-            .await
-            .expect("StartSaga")
-            .into_inner();
-        assert!(response.created);
-        response.saga_id
+        start_saga(&mut self.client, saga_type, payload).await
     }
 
     /// Polls `GetStatus` until the saga is terminal.
@@ -271,6 +260,28 @@ impl Stack {
         self.saga_db.close().await;
         drop(self.databases);
     }
+}
+
+/// Starts a saga (no idempotency key) and returns its id.
+///
+/// # Panics
+/// When sagad refuses it.
+pub async fn start_saga(
+    client: &mut SagaCoordinatorClient<Channel>,
+    saga_type: &str,
+    payload: Value,
+) -> String {
+    let response = client
+        .start_saga(StartSagaRequest {
+            saga_type: saga_type.to_owned(),
+            payload: Some(object(payload)),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("StartSaga")
+        .into_inner();
+    assert!(response.created);
+    response.saga_id
 }
 
 /// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.
