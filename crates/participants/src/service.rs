@@ -61,7 +61,7 @@ impl Service {
     }
 
     /// The service's actions.
-    pub(crate) fn router(self) -> Router {
+    pub fn router(self) -> Router {
         match self {
             Service::Billing => billing::router(),
             Service::Device => device::router(),

@@ -3,6 +3,7 @@
 mod bad_requests;
 mod billing;
 mod binary;
+mod definitions;
 mod device;
 mod faults;
 mod migrations;
