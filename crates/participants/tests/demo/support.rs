@@ -39,7 +39,7 @@ impl Db {
     }
 }
 
-/// The three demo services served in-process on port 0 against a fresh database.
+/// The four demo services served in-process on port 0 against a fresh database.
 pub struct Demo {
     pub db: Db,
     clients: Vec<(Service, SagaParticipantClient<Channel>)>,
