@@ -160,17 +160,18 @@ impl Stack {
     /// Starts `demo-participants --service all` and `sagad` with the shipped definitions, each process
     /// on port 0 with its own database.
     pub async fn start() -> Self {
-        Self::start_with(repo_root().join("definitions"), None).await
+        Self::start_with(repo_root().join("definitions"), None, "warn").await
     }
 
     /// Like [`Stack::start`] with [`definitions::fast`] definitions: every step deadline is
-    /// `step_timeout` and every backoff a few milliseconds.
+    /// `step_timeout` and every backoff a few milliseconds. Tests using it inject faults by the hundred,
+    /// so the processes log errors only (unless `RUST_LOG` says otherwise).
     pub async fn start_fast(step_timeout: Duration) -> Self {
         let dir = definitions::fast(step_timeout);
-        Self::start_with(dir.path().to_owned(), Some(dir)).await
+        Self::start_with(dir.path().to_owned(), Some(dir), "error").await
     }
 
-    async fn start_with(definitions_dir: PathBuf, keep: Option<TempDir>) -> Self {
+    async fn start_with(definitions_dir: PathBuf, keep: Option<TempDir>, log_level: &str) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
 
@@ -180,11 +181,13 @@ impl Stack {
             args.push("127.0.0.1:0".to_owned());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut demo = Process::spawn(
-            &binary("demo-participants"),
-            &args,
-            &[("DEMO_DATABASE_URL", demo_database.url())],
-        );
+        let mut log = Vec::new();
+        if std::env::var_os("RUST_LOG").is_none() {
+            log.push(("RUST_LOG", log_level.to_owned()));
+        }
+        let mut demo_env = log.clone();
+        demo_env.push(("DEMO_DATABASE_URL", demo_database.url()));
+        let mut demo = Process::spawn(&binary("demo-participants"), &args, &demo_env);
         let mut participants = BTreeMap::new();
         for service in PARTICIPANTS {
             let addr = demo
@@ -210,6 +213,7 @@ impl Stack {
         let env: Vec<(&str, String)> = env
             .iter()
             .map(|(key, value)| (key.as_str(), value.clone()))
+            .chain(log)
             .collect();
         let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
         let sagad_addr = sagad.wait_for_listening("sagad listening on").await;
