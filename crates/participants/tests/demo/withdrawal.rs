@@ -1,3 +1,5 @@
+//! The withdrawal service step by step over gRPC: money frozen, sent, deducted, and every step undone.
+
 use anyhow::Result;
 use participants::Service::Withdrawal;
 use serde_json::{Value, json};
