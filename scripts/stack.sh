@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole stack locally: PostgreSQL (started or installed if needed), the demo participants
-# (billing, device, payment on ports 50061-50063) and sagad on port 50051, from a release build
+# (billing, device, payment, withdrawal on ports 50061-50064) and sagad on port 50051, from a release build
 # (the first build takes a few minutes). Ctrl-C stops both. Extra arguments go to sagad.
 set -euo pipefail
 cd "$(dirname "$0")/.."

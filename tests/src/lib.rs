@@ -2,18 +2,28 @@
 //! processes on port 0 against fresh databases, and talks to them over gRPC.
 //!
 //! The binaries must be built first (`cargo build --bins`); the README's test command does that.
+//!
+//! # Layout
+//! - [`Stack`], [`Process`]: the processes and clients.
+//! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
 
+pub mod definitions;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest};
+use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest, StepStatus};
 use saga_testkit::TestDatabase;
 use serde_json::Value;
+use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tonic::transport::Channel;
+
+use crate::definitions::PARTICIPANTS;
 
 /// How long a process may take to print its readiness line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,63 +142,84 @@ pub struct Stack {
     pub client: SagaCoordinatorClient<Channel>,
     /// sagad's gRPC address.
     pub sagad_addr: String,
+    /// Each participant service's gRPC endpoint (`http://…`), by name.
+    pub participants: BTreeMap<String, String>,
     /// Pool on the participants' database, to check business invariants.
     pub demo_db: sqlx::PgPool,
     /// Pool on sagad's saga log, to check what was persisted.
     pub saga_db: sqlx::PgPool,
     sagad: Process,
-    participants: Process,
+    demo: Process,
     /// Dropped (and so removed) after the processes and pools are gone.
     databases: Vec<TestDatabase>,
+    /// Definitions written for this stack, if any; removed on drop.
+    _definitions: Option<TempDir>,
 }
 
 impl Stack {
-    /// Starts `demo-participants --service all` and `sagad` on port 0, each with its own database, with
-    /// the shipped definitions.
+    /// Starts `demo-participants --service all` and `sagad` with the shipped definitions, each process
+    /// on port 0 with its own database.
     pub async fn start() -> Self {
-        Self::start_with(&repo_root().join("definitions")).await
+        Self::start_with(repo_root().join("definitions"), None, "warn").await
+    }
+
+    /// Like [`Stack::start`] with [`definitions::fast`] definitions: every step deadline is
+    /// `step_timeout` and every backoff a few milliseconds. Tests using it inject faults by the hundred,
+    /// so the processes log errors only (unless `RUST_LOG` says otherwise).
+    pub async fn start_fast(step_timeout: Duration) -> Self {
+        let dir = definitions::fast(step_timeout);
+        Self::start_with(dir.path().to_owned(), Some(dir), "error").await
     }
 
     /// Like [`Stack::start`], with sagad loading its definitions from `definitions`.
-    pub async fn start_with(definitions: &Path) -> Self {
+    pub async fn start_in(definitions: &Path) -> Self {
+        Self::start_with(definitions.to_owned(), None, "warn").await
+    }
+
+    async fn start_with(definitions_dir: PathBuf, keep: Option<TempDir>, log_level: &str) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
 
-        let mut participants = Process::spawn(
-            &binary("demo-participants"),
-            &[
-                "--service",
-                "all",
-                "--billing-addr",
-                "127.0.0.1:0",
-                "--device-addr",
-                "127.0.0.1:0",
-                "--payment-addr",
-                "127.0.0.1:0",
-            ],
-            &[("DEMO_DATABASE_URL", demo_database.url())],
-        );
-        let mut endpoints = Vec::new();
-        for service in ["billing", "device", "payment"] {
-            let addr = participants
+        let mut args = vec!["--service".to_owned(), "all".to_owned()];
+        for service in PARTICIPANTS {
+            args.push(format!("--{service}-addr"));
+            args.push("127.0.0.1:0".to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut log = Vec::new();
+        if std::env::var_os("RUST_LOG").is_none() {
+            log.push(("RUST_LOG", log_level.to_owned()));
+        }
+        let mut demo_env = log.clone();
+        demo_env.push(("DEMO_DATABASE_URL", demo_database.url()));
+        let mut demo = Process::spawn(&binary("demo-participants"), &args, &demo_env);
+        let mut participants = BTreeMap::new();
+        for service in PARTICIPANTS {
+            let addr = demo
                 .wait_for_listening(&format!("{service} listening on"))
                 .await;
-            endpoints.push((service, format!("http://{addr}")));
+            participants.insert(service.to_owned(), format!("http://{addr}"));
         }
 
         let mut env = vec![
-            ("SAGAD_DATABASE_URL", saga_database.url()),
-            ("SAGAD_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("SAGAD_DEFINITIONS_DIR", definitions.display().to_string()),
+            ("SAGAD_DATABASE_URL".to_owned(), saga_database.url()),
+            ("SAGAD_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "SAGAD_DEFINITIONS_DIR".to_owned(),
+                definitions_dir.display().to_string(),
+            ),
         ];
-        let keys = [
-            "SAGAD_PARTICIPANTS__BILLING",
-            "SAGAD_PARTICIPANTS__DEVICE",
-            "SAGAD_PARTICIPANTS__PAYMENT",
-        ];
-        for (key, (_, endpoint)) in keys.iter().zip(&endpoints) {
-            env.push((key, endpoint.clone()));
+        for (service, endpoint) in &participants {
+            env.push((
+                format!("SAGAD_PARTICIPANTS__{}", service.to_uppercase()),
+                endpoint.clone(),
+            ));
         }
+        let env: Vec<(&str, String)> = env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.clone()))
+            .chain(log)
+            .collect();
         let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
         let sagad_addr = sagad.wait_for_listening("sagad listening on").await;
         let client = SagaCoordinatorClient::connect(format!("http://{sagad_addr}"))
@@ -198,6 +229,7 @@ impl Stack {
         Self {
             client,
             sagad_addr,
+            participants,
             demo_db: sqlx::PgPool::connect(&demo_database.url())
                 .await
                 .expect("demo database"),
@@ -205,25 +237,15 @@ impl Stack {
                 .await
                 .expect("saga database"),
             sagad,
-            participants,
+            demo,
             databases: vec![saga_database, demo_database],
+            _definitions: keep,
         }
     }
 
     /// Starts a saga and returns its id.
     pub async fn start_saga(&mut self, saga_type: &str, payload: Value) -> String {
-        let response = self
-            .client
-            .start_saga(StartSagaRequest {
-                saga_type: saga_type.to_owned(),
-                payload: Some(object(payload)),
-                idempotency_key: String::new(),
-            })
-            .await
-            .expect("StartSaga")
-            .into_inner();
-        assert!(response.created);
-        response.saga_id
+        start_saga(&mut self.client, saga_type, payload).await
     }
 
     /// Polls `GetStatus` until the saga is terminal.
@@ -231,19 +253,44 @@ impl Stack {
         wait_terminal(&mut self.client, saga_id).await
     }
 
+    /// Starts a saga and waits until it is terminal.
+    pub async fn run_saga(&mut self, saga_type: &str, payload: Value) -> Saga {
+        let saga_id = self.start_saga(saga_type, payload).await;
+        self.wait_terminal(&saga_id).await
+    }
+
     /// Stops both processes with SIGTERM, checks they exit cleanly, and drops the databases.
     pub async fn stop(self) {
         let sagad = self.sagad.terminate().await;
         assert!(sagad.success(), "sagad exited with {sagad}");
-        let participants = self.participants.terminate().await;
-        assert!(
-            participants.success(),
-            "demo-participants exited with {participants}"
-        );
+        let demo = self.demo.terminate().await;
+        assert!(demo.success(), "demo-participants exited with {demo}");
         self.demo_db.close().await;
         self.saga_db.close().await;
         drop(self.databases);
     }
+}
+
+/// Starts a saga (no idempotency key) and returns its id.
+///
+/// # Panics
+/// When sagad refuses it.
+pub async fn start_saga(
+    client: &mut SagaCoordinatorClient<Channel>,
+    saga_type: &str,
+    payload: Value,
+) -> String {
+    let response = client
+        .start_saga(StartSagaRequest {
+            saga_type: saga_type.to_owned(),
+            payload: Some(object(payload)),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("StartSaga")
+        .into_inner();
+    assert!(response.created);
+    response.saga_id
 }
 
 /// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.
@@ -274,6 +321,32 @@ pub async fn wait_terminal(client: &mut SagaCoordinatorClient<Channel>, saga_id:
     tokio::time::timeout(Duration::from_secs(30), poll)
         .await
         .unwrap_or_else(|_| panic!("saga {saga_id} not terminal within 30s"))
+}
+
+/// The status of every step of `saga`, in order.
+pub fn step_statuses(saga: &Saga) -> Vec<StepStatus> {
+    saga.steps.iter().map(|step| step.status()).collect()
+}
+
+/// The saga's id as a uuid.
+///
+/// # Panics
+/// When the id is not a uuid.
+pub fn saga_uuid(saga: &Saga) -> uuid::Uuid {
+    saga.saga_id.parse().expect("saga id is a uuid")
+}
+
+/// A uuid the steps put into the saga's state, e.g. `orderId`.
+///
+/// # Panics
+/// When the state has no such uuid.
+pub fn state_uuid(saga: &Saga, key: &str) -> uuid::Uuid {
+    let state = saga_proto::struct_to_json(saga.state.clone().expect("saga state"));
+    state
+        .get(key)
+        .and_then(Value::as_str)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no uuid {key} in the state of saga {}", saga.saga_id))
 }
 
 /// A JSON object as a protobuf Struct.

@@ -30,7 +30,7 @@ impl Coordinator {
             database_url: db.url(),
             definitions_dir: repo_root().join("definitions"),
             // Nothing listens here: sagas that get past the edge simply wait to retry.
-            participants: ["billing", "device", "payment"]
+            participants: ["billing", "device", "payment", "withdrawal"]
                 .map(|p| (p.to_owned(), "http://127.0.0.1:9".to_owned()))
                 .into(),
             max_payload_bytes: 1024,

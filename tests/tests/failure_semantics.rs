@@ -113,7 +113,7 @@ fn step<'a>(saga: &'a Saga, name: &str) -> &'a saga_proto::v1::Step {
 }
 
 async fn order_status(stack: &Stack, saga_id: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM billing_orders WHERE saga_id = $1::uuid")
+    sqlx::query_scalar("SELECT status FROM billing.orders WHERE saga_id = $1::uuid")
         .bind(saga_id)
         .fetch_one(&stack.demo_db)
         .await
@@ -123,7 +123,7 @@ async fn order_status(stack: &Stack, saga_id: &str) -> String {
 #[tokio::test]
 async fn transient_errors_are_retried_with_backoff_and_every_attempt_is_in_the_history() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan",
@@ -180,7 +180,7 @@ async fn transient_errors_are_retried_with_backoff_and_every_attempt_is_in_the_h
 #[tokio::test]
 async fn a_refusal_is_not_retried_and_the_steps_before_it_are_compensated() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan",
@@ -211,7 +211,7 @@ async fn a_refusal_is_not_retried_and_the_steps_before_it_are_compensated() {
 #[tokio::test]
 async fn a_step_that_hangs_past_its_deadline_is_retried_then_compensated_including_itself() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan_short_timeout",
@@ -247,7 +247,7 @@ async fn a_step_that_hangs_past_its_deadline_is_retried_then_compensated_includi
 #[tokio::test]
 async fn the_saga_deadline_cuts_a_hanging_call_short_and_compensates_with_timed_out() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let started = Instant::now();
     let id = start(
         &mut stack,
@@ -281,7 +281,7 @@ async fn the_saga_deadline_cuts_a_hanging_call_short_and_compensates_with_timed_
 #[tokio::test]
 async fn a_compensation_that_fails_three_times_is_retried_until_it_succeeds() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan",
@@ -305,12 +305,12 @@ async fn a_compensation_that_fails_three_times_is_retried_until_it_succeeds() {
 async fn exhausted_compensation_parks_the_saga_and_retry_finishes_it_once_the_participant_is_fixed()
 {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     // The billing database refuses to change orders: CancelOrder fails with INTERNAL on every attempt.
     sqlx::raw_sql(
         "CREATE FUNCTION maintenance() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN RAISE EXCEPTION 'billing_orders is read-only for maintenance'; END $$;
-         CREATE TRIGGER maintenance BEFORE UPDATE ON billing_orders
+             BEGIN RAISE EXCEPTION 'billing.orders is read-only for maintenance'; END $$;
+         CREATE TRIGGER maintenance BEFORE UPDATE ON billing.orders
              FOR EACH ROW EXECUTE FUNCTION maintenance();",
     )
     .execute(&stack.demo_db)
@@ -340,7 +340,7 @@ async fn exhausted_compensation_parks_the_saga_and_retry_finishes_it_once_the_pa
     );
     assert_eq!(order_status(&stack, &id).await, "PENDING");
 
-    sqlx::raw_sql("DROP TRIGGER maintenance ON billing_orders")
+    sqlx::raw_sql("DROP TRIGGER maintenance ON billing.orders")
         .execute(&stack.demo_db)
         .await
         .expect("drop trigger");
@@ -384,7 +384,7 @@ async fn exhausted_compensation_parks_the_saga_and_retry_finishes_it_once_the_pa
 #[tokio::test]
 async fn abort_mid_saga_stops_the_hanging_step_and_compensates_everything_done() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan",
@@ -442,7 +442,7 @@ async fn abort_mid_saga_stops_the_hanging_step_and_compensates_everything_done()
     );
     assert_eq!(order_status(&stack, &id).await, "CANCELLED");
     let charged: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM payments WHERE saga_id = $1::uuid AND status <> 'REFUNDED'",
+        "SELECT count(*) FROM payment.payments WHERE saga_id = $1::uuid AND status <> 'REFUNDED'",
     )
     .bind(&id)
     .fetch_one(&stack.demo_db)
@@ -461,7 +461,7 @@ async fn abort_mid_saga_stops_the_hanging_step_and_compensates_everything_done()
 #[tokio::test]
 async fn fifty_concurrent_starts_with_one_idempotency_key_make_one_saga() {
     let defs = definitions();
-    let stack = Stack::start_with(defs.path()).await;
+    let stack = Stack::start_in(defs.path()).await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let mut client = stack.client.clone();
@@ -495,7 +495,7 @@ async fn fifty_concurrent_starts_with_one_idempotency_key_make_one_saga() {
     let mut client = stack.client.clone();
     let saga = wait_terminal(&mut client, &id).await;
     assert_eq!(saga.status(), SagaStatus::Completed);
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_orders")
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM billing.orders")
         .fetch_one(&stack.demo_db)
         .await
         .expect("count");
@@ -506,7 +506,7 @@ async fn fifty_concurrent_starts_with_one_idempotency_key_make_one_saga() {
 #[tokio::test]
 async fn watch_delivers_every_transition_in_order_and_ends_at_the_terminal_one() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     // Two transient failures give the watch time to attach before the end, and more transitions.
     let id = start(
         &mut stack,
@@ -543,7 +543,7 @@ async fn watch_delivers_every_transition_in_order_and_ends_at_the_terminal_one()
 #[tokio::test]
 async fn an_open_watch_ends_with_unavailable_when_sagad_shuts_down_instead_of_holding_it_open() {
     let defs = definitions();
-    let mut stack = Stack::start_with(defs.path()).await;
+    let mut stack = Stack::start_in(defs.path()).await;
     let id = start(
         &mut stack,
         "purchase_plan_slow_retry",

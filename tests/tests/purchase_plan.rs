@@ -1,19 +1,17 @@
 //! The purchase_plan saga end to end: real `sagad` and `demo-participants` processes, real gRPC, real
 //! PostgreSQL, checked through the API and through the participants' own tables.
 
-use e2e_tests::Stack;
+use std::time::Duration;
+
+use e2e_tests::{Stack, saga_uuid, step_statuses};
 use saga_proto::struct_to_json;
 use saga_proto::v1::{FailureReason, SagaStatus, StepStatus};
 use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
 
-fn statuses(saga: &saga_proto::v1::Saga) -> Vec<StepStatus> {
-    saga.steps.iter().map(|s| s.status()).collect()
-}
-
 #[tokio::test]
-async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_captured_payment() {
+async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_successful_payment() {
     let mut stack = Stack::start().await;
     let saga_id = stack
         .start_saga("purchase_plan", json!({"userId": "u1", "planId": "pro"}))
@@ -24,7 +22,7 @@ async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_cap
     assert_eq!(saga.failure_reason(), FailureReason::Unspecified);
     assert_eq!(saga.definition_version, 1);
     assert_eq!(saga.steps.len(), 5);
-    assert_eq!(statuses(&saga), [StepStatus::Succeeded; 5]);
+    assert_eq!(step_statuses(&saga), [StepStatus::Succeeded; 5]);
     for step in &saga.steps {
         assert_eq!(step.attempts, 1, "{}", step.name);
         let (started, finished) = (
@@ -62,7 +60,7 @@ async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_cap
 
     let saga_uuid: Uuid = saga_id.parse().expect("uuid");
     let order =
-        sqlx::query("SELECT status, amount_cents, saga_id FROM billing_orders WHERE id = $1")
+        sqlx::query("SELECT status, amount_cents, saga_id FROM billing.orders WHERE id = $1")
             .bind(order_id)
             .fetch_one(&stack.demo_db)
             .await
@@ -70,18 +68,18 @@ async fn a_purchase_completes_with_an_active_order_an_allocated_device_and_a_cap
     assert_eq!(order.get::<String, _>("status"), "ACTIVE");
     assert_eq!(order.get::<i64, _>("amount_cents"), 2999);
     assert_eq!(order.get::<Uuid, _>("saga_id"), saga_uuid);
-    let device: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+    let device: String = sqlx::query_scalar("SELECT status FROM device.devices WHERE id = $1")
         .bind(device_id)
         .fetch_one(&stack.demo_db)
         .await
         .expect("device row");
     assert_eq!(device, "ALLOCATED");
-    let payment = sqlx::query("SELECT status, amount_cents FROM payments WHERE id = $1")
+    let payment = sqlx::query("SELECT status, amount_cents FROM payment.payments WHERE id = $1")
         .bind(payment_id)
         .fetch_one(&stack.demo_db)
         .await
         .expect("payment row");
-    assert_eq!(payment.get::<String, _>("status"), "CAPTURED");
+    assert_eq!(payment.get::<String, _>("status"), "SUCCESS");
     assert_eq!(payment.get::<i64, _>("amount_cents"), 2999);
 
     // The saga log: one commit per step outcome after the start (revision counts them), and the history.
@@ -131,7 +129,7 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
         saga.failure_message
     );
     assert_eq!(
-        statuses(&saga),
+        step_statuses(&saga),
         [
             StepStatus::Succeeded, // VALIDATE_PLAN has nothing to undo
             StepStatus::Compensated,
@@ -154,22 +152,23 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
     );
 
     let saga_uuid: Uuid = saga_id.parse().expect("uuid");
-    let order: String = sqlx::query_scalar("SELECT status FROM billing_orders WHERE saga_id = $1")
+    let order: String = sqlx::query_scalar("SELECT status FROM billing.orders WHERE saga_id = $1")
         .bind(saga_uuid)
         .fetch_one(&stack.demo_db)
         .await
         .expect("order row");
     assert_eq!(order, "CANCELLED");
-    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE saga_id = $1")
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM device.devices WHERE saga_id = $1")
         .bind(saga_uuid)
         .fetch_one(&stack.demo_db)
         .await
         .expect("count");
-    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE saga_id = $1")
-        .bind(saga_uuid)
-        .fetch_one(&stack.demo_db)
-        .await
-        .expect("count");
+    let payments: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment.payments WHERE saga_id = $1")
+            .bind(saga_uuid)
+            .fetch_one(&stack.demo_db)
+            .await
+            .expect("count");
     assert_eq!((devices, payments), (0, 0));
     // The participants' own record of every call they received (their idempotency barrier): nothing
     // for the steps after the refusal.
@@ -182,6 +181,109 @@ async fn a_refused_device_allocation_cancels_the_order_and_never_charges() {
     .await
     .expect("count");
     assert_eq!(later_calls, 0);
+    stack.stop().await;
+}
+
+/// The purchase's rows: order status, device statuses, (payment status, provider-refunded cents).
+async fn purchase_rows(
+    stack: &Stack,
+    saga: &saga_proto::v1::Saga,
+) -> (Option<String>, Vec<String>, Vec<(String, i64)>) {
+    let saga_id = saga_uuid(saga);
+    let order = sqlx::query_scalar("SELECT status FROM billing.orders WHERE saga_id = $1")
+        .bind(saga_id)
+        .fetch_optional(&stack.demo_db)
+        .await
+        .expect("order");
+    let devices = sqlx::query_scalar("SELECT status FROM device.devices WHERE saga_id = $1")
+        .bind(saga_id)
+        .fetch_all(&stack.demo_db)
+        .await
+        .expect("devices");
+    let payments = sqlx::query_as(
+        "SELECT p.status, coalesce(r.amount_cents, 0)::bigint FROM payment.payments p
+         LEFT JOIN payment.provider_refunds r ON r.payment_id = p.id WHERE p.saga_id = $1",
+    )
+    .bind(saga_id)
+    .fetch_all(&stack.demo_db)
+    .await
+    .expect("payments");
+    (order, devices, payments)
+}
+
+#[tokio::test]
+async fn an_order_that_cannot_be_created_leaves_nothing_behind() {
+    let mut stack = Stack::start().await;
+
+    let saga = stack
+        .run_saga(
+            "purchase_plan",
+            json!({"userId": "u3", "planId": "pro", "faults": {"CREATE_ORDER": "refuse"}}),
+        )
+        .await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(saga.steps[1].status(), StepStatus::Failed);
+    assert_eq!(purchase_rows(&stack, &saga).await, (None, vec![], vec![]));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_payment_releases_the_device_and_cancels_the_order() {
+    let mut stack = Stack::start().await;
+
+    let saga = stack
+        .run_saga(
+            "purchase_plan",
+            json!({"userId": "u4", "planId": "pro", "faults": {"PROCESS_PAYMENT": "refuse"}}),
+        )
+        .await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(
+        step_statuses(&saga),
+        [
+            StepStatus::Succeeded,
+            StepStatus::Compensated,
+            StepStatus::Compensated,
+            StepStatus::Failed,
+            StepStatus::Skipped,
+        ]
+    );
+    assert_eq!(
+        purchase_rows(&stack, &saga).await,
+        (
+            Some("CANCELLED".to_owned()),
+            vec!["RELEASED".to_owned()],
+            vec![]
+        )
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_charge_whose_answers_are_all_lost_is_refunded_by_the_provider() {
+    let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
+
+    // The money was taken on the first attempt; the saga never heard so. After its retries it
+    // compensates the charge too, and the refund gives the money back exactly once.
+    let saga = stack
+        .run_saga(
+            "purchase_plan",
+            json!({"userId": "u5", "planId": "pro", "faults": {"PROCESS_PAYMENT": "apply-then-fail"}}),
+        )
+        .await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(saga.steps[3].status(), StepStatus::Compensated);
+    assert_eq!(
+        purchase_rows(&stack, &saga).await,
+        (
+            Some("CANCELLED".to_owned()),
+            vec!["RELEASED".to_owned()],
+            vec![("REFUNDED".to_owned(), 2999)]
+        )
+    );
     stack.stop().await;
 }
 

@@ -1,40 +1,19 @@
-//! billing: validates plans and owns the order lifecycle PENDING → ACTIVE, or → CANCELLED when the
-//! saga compensates.
+//! billing: validates plans and owns the order lifecycle: PENDING → ACTIVE when a purchase completes,
+//! PENDING → CANCELLED when it compensates, ACTIVE → REFUNDED when its payment is refunded.
 
-use saga_participant::{StepCall, StepError, StepHandler, StepOutput, output};
+use saga_participant::{Router, StepCall, StepError, StepOutput, output};
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::Service;
-
-/// The billing service's step handler.
-pub(crate) struct Billing;
-
-impl StepHandler for Billing {
-    async fn execute(
-        &self,
-        call: &StepCall,
-        tx: &mut PgConnection,
-    ) -> Result<StepOutput, StepError> {
-        match call.action.as_str() {
-            "ValidatePlan" => validate_plan(call, tx).await,
-            "CreateOrder" => create_order(call, tx).await,
-            "ActivateOrder" => activate_order(call, tx).await,
-            other => Err(Service::Billing.unknown_action(other)),
-        }
-    }
-
-    async fn compensate(
-        &self,
-        call: &StepCall,
-        tx: &mut PgConnection,
-    ) -> Result<StepOutput, StepError> {
-        match call.action.as_str() {
-            "CancelOrder" => cancel_order(call, tx).await,
-            other => Err(Service::Billing.unknown_action(other)),
-        }
-    }
+/// The billing service's actions.
+pub(crate) fn router() -> Router {
+    Router::new()
+        .execute("ValidatePlan", validate_plan)
+        .execute("CreateOrder", create_order)
+        .compensate("CancelOrder", cancel_order)
+        .execute("ActivateOrder", activate_order)
+        .execute("MarkOrderRefunded", mark_order_refunded)
 }
 
 #[derive(sqlx::FromRow)]
@@ -63,7 +42,7 @@ async fn create_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutp
     let plan = active_plan(tx, call.str("planId")?).await?;
     let order_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO billing_orders (id, saga_id, user_id, plan_id, amount_cents, status)
+        "INSERT INTO billing.orders (id, saga_id, user_id, plan_id, amount_cents, status)
          VALUES ($1, $2, $3, $4, $5, 'PENDING')",
     )
     .bind(order_id)
@@ -79,43 +58,12 @@ async fn create_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutp
     ]))
 }
 
-/// PENDING → ACTIVE: `{"orderStatus": "ACTIVE"}`. Activating an active order is a no-op.
-async fn activate_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
-    let order_id = call.uuid("orderId")?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM billing_orders WHERE id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match status.as_deref() {
-        None => {
-            return Err(StepError::not_found(format!(
-                "order {order_id} does not exist"
-            )));
-        }
-        Some("CANCELLED") => {
-            return Err(StepError::failed_precondition(format!(
-                "order {order_id} is cancelled"
-            )));
-        }
-        Some(_) => {}
-    }
-    sqlx::query(
-        "UPDATE billing_orders SET status = 'ACTIVE', updated_at = now()
-         WHERE id = $1 AND status = 'PENDING'",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(output([("orderStatus", json!("ACTIVE"))]))
-}
-
 /// Cancels the saga's order: `{"cancelledOrders": n}`. Without an `orderId` in the payload (the
 /// CreateOrder answer was lost) it finds the order by saga; finding nothing to cancel is fine.
 async fn cancel_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
     let cancelled = sqlx::query(
-        "UPDATE billing_orders SET status = 'CANCELLED', updated_at = now()
-         WHERE saga_id = $1 AND ($2::uuid IS NULL OR id = $2) AND status <> 'CANCELLED'",
+        "UPDATE billing.orders SET status = 'CANCELLED', updated_at = now()
+         WHERE saga_id = $1 AND ($2::uuid IS NULL OR id = $2) AND status IN ('PENDING', 'PAID')",
     )
     .bind(call.saga_id)
     .bind(call.opt_uuid("orderId")?)
@@ -125,9 +73,58 @@ async fn cancel_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutp
     Ok(output([("cancelledOrders", json!(cancelled))]))
 }
 
+/// PENDING or PAID → ACTIVE: `{"orderStatus": "ACTIVE"}`. Activating an active order is a no-op.
+async fn activate_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
+    let order_id = call.uuid("orderId")?;
+    move_order(tx, order_id, &["PENDING", "PAID"], "ACTIVE").await
+}
+
+/// ACTIVE → REFUNDED, once the order's payment went back: `{"orderStatus": "REFUNDED"}`.
+async fn mark_order_refunded(
+    call: &StepCall,
+    tx: &mut PgConnection,
+) -> Result<StepOutput, StepError> {
+    let order_id = call.uuid("orderId")?;
+    move_order(tx, order_id, &["ACTIVE"], "REFUNDED").await
+}
+
+/// Moves an order from one of `from` to `to`, or leaves it if it is already there; any other status is
+/// a refusal naming it.
+async fn move_order(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    from: &[&str],
+    to: &str,
+) -> Result<StepOutput, StepError> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM billing.orders WHERE id = $1 FOR UPDATE")
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(status) = status else {
+        return Err(StepError::not_found(format!(
+            "order {order_id} does not exist"
+        )));
+    };
+    if status != to {
+        if !from.contains(&status.as_str()) {
+            return Err(StepError::failed_precondition(format!(
+                "order {order_id} is {}",
+                status.to_lowercase()
+            )));
+        }
+        sqlx::query("UPDATE billing.orders SET status = $2, updated_at = now() WHERE id = $1")
+            .bind(order_id)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(output([("orderStatus", json!(to))]))
+}
+
 async fn active_plan(tx: &mut PgConnection, plan_id: &str) -> Result<Plan, StepError> {
     let plan: Option<Plan> =
-        sqlx::query_as("SELECT id, price_cents, active FROM billing_plans WHERE id = $1")
+        sqlx::query_as("SELECT id, price_cents, active FROM billing.plans WHERE id = $1")
             .bind(plan_id)
             .fetch_optional(&mut *tx)
             .await?;

@@ -1,18 +1,27 @@
-//! Fault injection for tests and demos: the saga payload names the steps that should misbehave.
+//! Fault injection for tests, benchmarks and demos: the saga payload names the steps that misbehave.
 //!
 //! ```json
 //! {"faults": {"ALLOCATE_DEVICE": "refuse", "CREATE_ORDER:compensate": "unavailable:2"}}
 //! ```
-//! The key is a step name (its execute) or `STEP:compensate` (its compensation). Modes: `refuse`
-//! (FAILED_PRECONDITION), `unavailable` (UNAVAILABLE on every attempt), `unavailable:N` (UNAVAILABLE
-//! for attempts 1..=N, then normal) and `hang` (never answer; the caller's deadline ends the call).
+//! The key is a step name (its execute) or `STEP:compensate` (its compensation). Modes:
+//! - `refuse`: FAILED_PRECONDITION, a definite refusal;
+//! - `unavailable`: UNAVAILABLE, the step not run;
+//! - `hang`: no answer at all; the caller's deadline ends the call, the step not run;
+//! - `apply-then-fail`: the step runs for real through the barrier and commits, then the answer is
+//!   replaced by UNAVAILABLE, as when a reply is lost; the retry is absorbed by the barrier;
+//! - `delay:<duration>` (e.g. `delay:200ms`): waits, then runs the step normally.
 //!
-//! Faults are checked in front of the SDK's barrier so that an injected failure records nothing: a
-//! later attempt without the fault runs the step for real.
+//! `unavailable`, `hang` and `apply-then-fail` hit every attempt, or with `:N` (e.g. `hang:1`) only
+//! attempts 1..=N; `refuse` and `delay` hit every attempt.
+//!
+//! Faults that skip the step sit in front of the SDK's barrier so that they record nothing: a later
+//! attempt without the fault runs the step for real.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use prost_types::value::Kind;
+use saga_participant::Direction;
 use saga_proto::v1::saga_participant_server::SagaParticipant;
 use saga_proto::v1::{StepRequest, StepResponse};
 use tokio_util::sync::CancellationToken;
@@ -22,42 +31,72 @@ use tracing::info;
 /// The payload field holding the faults.
 const FAULTS_FIELD: &str = "faults";
 
-/// A [`SagaParticipant`] that applies the payload's faults before delegating to `inner`.
+/// A [`SagaParticipant`] that applies the payload's faults around `inner`.
 pub(crate) struct FaultInjection<S> {
     inner: S,
-    /// Ends `hang` faults on shutdown, so a hanging call without a deadline cannot block the drain.
+    /// Ends `hang` and `delay` faults on shutdown, so a call without a deadline cannot block the drain.
     shutdown: CancellationToken,
 }
 
-impl<S> FaultInjection<S> {
+impl<S: SagaParticipant> FaultInjection<S> {
     pub(crate) fn new(inner: S, shutdown: CancellationToken) -> Self {
         Self { inner, shutdown }
     }
 
-    async fn inject(&self, request: &StepRequest, direction: Direction) -> Result<(), Status> {
-        let Some(fault) = fault_for(request, direction)? else {
-            return Ok(());
+    async fn call(
+        &self,
+        request: Request<StepRequest>,
+        direction: Direction,
+    ) -> Result<Response<StepResponse>, Status> {
+        let fault = fault_for(request.get_ref(), direction)?
+            .filter(|fault| fault.hits_attempt(request.get_ref().attempt));
+        let Some(fault) = fault else {
+            return self.forward(request, direction).await;
         };
-        if !fault.fails_attempt(request.attempt) {
-            return Ok(());
-        }
+        let step = request.get_ref();
         info!(
-            saga_id = %request.saga_id,
-            step = %request.step,
+            saga_id = %step.saga_id,
+            step = %step.step,
             direction = direction.as_str(),
-            attempt = request.attempt,
+            attempt = step.attempt,
             ?fault,
             "injecting fault"
         );
         match fault {
             Fault::Refuse => Err(Status::failed_precondition("injected fault: refuse")),
-            Fault::Unavailable { .. } => Err(Status::unavailable("injected fault: unavailable")),
-            Fault::Hang => {
+            Fault::Unavailable(_) => Err(Status::unavailable("injected fault: unavailable")),
+            Fault::Hang(_) => {
                 self.shutdown.cancelled().await;
                 Err(Status::unavailable(
                     "injected fault: hang ended by shutdown",
                 ))
             }
+            Fault::Delay(delay) => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => self.forward(request, direction).await,
+                    () = self.shutdown.cancelled() => Err(Status::unavailable(
+                        "injected fault: delay ended by shutdown",
+                    )),
+                }
+            }
+            Fault::ApplyThenFail(_) => {
+                let answer = self.forward(request, direction).await;
+                info!(applied = answer.is_ok(), "dropping the step's answer");
+                Err(Status::unavailable(
+                    "injected fault: apply-then-fail, the step ran and its answer was dropped",
+                ))
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        request: Request<StepRequest>,
+        direction: Direction,
+    ) -> Result<Response<StepResponse>, Status> {
+        match direction {
+            Direction::Execute => self.inner.execute(request).await,
+            Direction::Compensate => self.inner.compensate(request).await,
         }
     }
 }
@@ -68,78 +107,76 @@ impl<S: SagaParticipant> SagaParticipant for FaultInjection<S> {
         &self,
         request: Request<StepRequest>,
     ) -> Result<Response<StepResponse>, Status> {
-        self.inject(request.get_ref(), Direction::Execute).await?;
-        self.inner.execute(request).await
+        self.call(request, Direction::Execute).await
     }
 
     async fn compensate(
         &self,
         request: Request<StepRequest>,
     ) -> Result<Response<StepResponse>, Status> {
-        self.inject(request.get_ref(), Direction::Compensate)
-            .await?;
-        self.inner.compensate(request).await
+        self.call(request, Direction::Compensate).await
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Direction {
-    Execute,
-    Compensate,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
-        }
-    }
-}
+/// Which attempts a fault hits: `None` every attempt, `Some(n)` attempts 1..=n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempts(Option<u32>);
 
 /// How a step misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Refuse,
-    /// `None`: every attempt fails; `Some(n)`: attempts 1..=n fail.
-    Unavailable {
-        failing_attempts: Option<u32>,
-    },
-    Hang,
+    Unavailable(Attempts),
+    Hang(Attempts),
+    ApplyThenFail(Attempts),
+    Delay(Duration),
 }
 
 impl Fault {
-    fn fails_attempt(self, attempt: u32) -> bool {
+    fn hits_attempt(self, attempt: u32) -> bool {
         match self {
-            Fault::Unavailable {
-                failing_attempts: Some(n),
-            } => attempt <= n,
-            Fault::Refuse | Fault::Unavailable { .. } | Fault::Hang => true,
+            Fault::Unavailable(Attempts(Some(n)))
+            | Fault::Hang(Attempts(Some(n)))
+            | Fault::ApplyThenFail(Attempts(Some(n))) => attempt <= n,
+            Fault::Refuse
+            | Fault::Delay(_)
+            | Fault::Unavailable(_)
+            | Fault::Hang(_)
+            | Fault::ApplyThenFail(_) => true,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("expected refuse, unavailable, unavailable:N or hang")]
+#[error(
+    "expected refuse, unavailable[:N], hang[:N], apply-then-fail[:N] or delay:<duration> (e.g. delay:200ms)"
+)]
 struct UnknownFault;
 
 impl FromStr for Fault {
     type Err = UnknownFault;
 
     fn from_str(mode: &str) -> Result<Self, Self::Err> {
-        match mode {
-            "refuse" => Ok(Fault::Refuse),
-            "unavailable" => Ok(Fault::Unavailable {
-                failing_attempts: None,
-            }),
-            "hang" => Ok(Fault::Hang),
-            _ => {
-                let attempts = mode.strip_prefix("unavailable:").ok_or(UnknownFault)?;
-                let attempts = attempts.parse().map_err(|_| UnknownFault)?;
-                Ok(Fault::Unavailable {
-                    failing_attempts: Some(attempts),
-                })
-            }
+        let (name, argument) = match mode.split_once(':') {
+            Some((name, argument)) => (name, Some(argument)),
+            None => (mode, None),
+        };
+        let attempts = || match argument {
+            None => Ok(Attempts(None)),
+            Some(n) => n
+                .parse()
+                .map(|n| Attempts(Some(n)))
+                .map_err(|_| UnknownFault),
+        };
+        match (name, argument) {
+            ("refuse", None) => Ok(Fault::Refuse),
+            ("unavailable", _) => attempts().map(Fault::Unavailable),
+            ("hang", _) => attempts().map(Fault::Hang),
+            ("apply-then-fail", _) => attempts().map(Fault::ApplyThenFail),
+            ("delay", Some(delay)) => humantime::parse_duration(delay)
+                .map(Fault::Delay)
+                .map_err(|_| UnknownFault),
+            _ => Err(UnknownFault),
         }
     }
 }
@@ -196,34 +233,48 @@ mod tests {
 
     #[test]
     fn parses_every_mode() {
-        assert_eq!("refuse".parse::<Fault>().ok(), Some(Fault::Refuse));
-        assert_eq!("hang".parse::<Fault>().ok(), Some(Fault::Hang));
-        assert_eq!(
-            "unavailable".parse::<Fault>().ok(),
-            Some(Fault::Unavailable {
-                failing_attempts: None
-            })
-        );
-        assert_eq!(
-            "unavailable:3".parse::<Fault>().ok(),
-            Some(Fault::Unavailable {
-                failing_attempts: Some(3)
-            })
-        );
-        for bad in ["", "explode", "unavailable:", "unavailable:-1", "refuse:2"] {
+        let cases = [
+            ("refuse", Fault::Refuse),
+            ("unavailable", Fault::Unavailable(Attempts(None))),
+            ("unavailable:3", Fault::Unavailable(Attempts(Some(3)))),
+            ("hang", Fault::Hang(Attempts(None))),
+            ("hang:1", Fault::Hang(Attempts(Some(1)))),
+            ("apply-then-fail", Fault::ApplyThenFail(Attempts(None))),
+            ("apply-then-fail:2", Fault::ApplyThenFail(Attempts(Some(2)))),
+            ("delay:200ms", Fault::Delay(Duration::from_millis(200))),
+            ("delay:1s", Fault::Delay(Duration::from_secs(1))),
+        ];
+        for (mode, fault) in cases {
+            assert_eq!(mode.parse::<Fault>().ok(), Some(fault), "{mode}");
+        }
+        for bad in [
+            "",
+            "explode",
+            "unavailable:",
+            "unavailable:-1",
+            "refuse:2",
+            "delay",
+            "delay:soon",
+            "hang:x",
+        ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad:?} should not parse");
         }
     }
 
     #[test]
-    fn a_bounded_unavailable_fails_only_the_first_attempts() {
-        let fault = Fault::Unavailable {
-            failing_attempts: Some(2),
-        };
-        assert!(fault.fails_attempt(1));
-        assert!(fault.fails_attempt(2));
-        assert!(!fault.fails_attempt(3));
-        assert!(Fault::Refuse.fails_attempt(9));
+    fn a_bounded_fault_hits_only_the_first_attempts() {
+        for fault in [
+            Fault::Unavailable(Attempts(Some(2))),
+            Fault::Hang(Attempts(Some(2))),
+            Fault::ApplyThenFail(Attempts(Some(2))),
+        ] {
+            assert!(fault.hits_attempt(1), "{fault:?}");
+            assert!(fault.hits_attempt(2), "{fault:?}");
+            assert!(!fault.hits_attempt(3), "{fault:?}");
+        }
+        assert!(Fault::Refuse.hits_attempt(9));
+        assert!(Fault::Hang(Attempts(None)).hits_attempt(9));
+        assert!(Fault::Delay(Duration::from_millis(1)).hits_attempt(9));
     }
 
     #[test]
@@ -236,7 +287,7 @@ mod tests {
         );
         assert_eq!(
             fault_for(&charge, Direction::Compensate).ok(),
-            Some(Some(Fault::Hang))
+            Some(Some(Fault::Hang(Attempts(None))))
         );
         let other = request("ALLOCATE_DEVICE", payload);
         assert_eq!(fault_for(&other, Direction::Execute).ok(), Some(None));

@@ -1,11 +1,14 @@
-//! Demo participant services (billing, device, payment) built on the `saga-participant` SDK. Each keeps
-//! real rows in its own tables so tests can check business invariants: no money created or lost, no
-//! device without a paid order.
+//! Demo participant services (billing, device, payment, withdrawal) built on the `saga-participant` SDK.
+//! Each keeps real rows in its own PostgreSQL schema so tests can check business invariants: no money
+//! created or lost, no device without a paid order, no balance left frozen.
 //!
 //! # Layout
-//! - [`Service`] (`service`): which demo service, its default address, its barrier name.
-//! - `billing`, `device`, `payment`: one [`saga_participant::StepHandler`] each, dispatching on the action.
-//! - `faults`: makes a chosen saga's step refuse, fail or hang, driven by the saga payload.
+//! - [`Service`] (`service`): which demo service, its default address, its actions and migrations.
+//! - `billing`, `device`, `payment`, `withdrawal`: one [`saga_participant::Router`] each, an `async fn`
+//!   per action; `device`'s container runtime, `payment`'s provider and `withdrawal`'s bank are
+//!   simulated in submodules.
+//! - `faults`: makes a chosen saga's step refuse, fail, hang, wait or lose its answer, driven by the saga
+//!   payload.
 //! - [`Settings`], [`DemoServices`] (`startup`): connect, migrate, bind, serve; what the
 //!   `demo-participants` binary and in-process tests both use.
 //!
@@ -28,6 +31,7 @@ mod faults;
 mod payment;
 mod service;
 mod startup;
+mod withdrawal;
 
 pub use service::Service;
 pub use startup::{DEFAULT_DATABASE_URL, DemoServices, RunError, Settings, StartupError, migrate};

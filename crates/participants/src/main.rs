@@ -1,4 +1,5 @@
-//! `demo-participants`: serves the billing, device and payment demo participants, each on its own port.
+//! `demo-participants`: serves the billing, device, payment and withdrawal demo participants, each on its
+//! own port.
 //!
 //! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
 //! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-/// Serves the sagad demo participants (billing, device, payment).
+/// Serves the sagad demo participants (billing, device, payment, withdrawal).
 #[derive(Debug, Parser)]
 #[command(name = "demo-participants", version)]
 struct Cli {
@@ -31,6 +32,9 @@ struct Cli {
     /// Listen address of the payment service.
     #[arg(long, default_value_t = Service::Payment.default_addr(), env = "DEMO_PAYMENT_ADDR")]
     payment_addr: SocketAddr,
+    /// Listen address of the withdrawal service.
+    #[arg(long, default_value_t = Service::Withdrawal.default_addr(), env = "DEMO_WITHDRAWAL_ADDR")]
+    withdrawal_addr: SocketAddr,
     /// PostgreSQL URL of the demo database (created if it does not exist).
     #[arg(long, default_value = DEFAULT_DATABASE_URL, env = "DEMO_DATABASE_URL")]
     database_url: String,
@@ -44,6 +48,7 @@ enum Selection {
     Billing,
     Device,
     Payment,
+    Withdrawal,
     All,
 }
 
@@ -60,11 +65,13 @@ impl Cli {
             Selection::Billing => service == Service::Billing,
             Selection::Device => service == Service::Device,
             Selection::Payment => service == Service::Payment,
+            Selection::Withdrawal => service == Service::Withdrawal,
         };
         let addr = |service| match service {
             Service::Billing => self.billing_addr,
             Service::Device => self.device_addr,
             Service::Payment => self.payment_addr,
+            Service::Withdrawal => self.withdrawal_addr,
         };
         Settings {
             database_url: self.database_url.clone(),

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{ParticipantService, ServeError, StepHandler, serve};
+use saga_participant::{ParticipantService, ServeError, serve};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -17,10 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::Service;
-use crate::billing::Billing;
-use crate::device::Device;
 use crate::faults::FaultInjection;
-use crate::payment::Payment;
 
 /// The demo database used when none is configured.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/sagad_demo";
@@ -104,13 +101,13 @@ pub enum RunError {
     Panicked(#[from] JoinError),
 }
 
-/// Creates or upgrades every demo table and the SDK's barrier table.
-pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+/// Creates or upgrades the SDK's barrier table and the schemas of `services`.
+pub async fn migrate(pool: &PgPool, services: &[Service]) -> Result<(), MigrateError> {
     saga_participant::migrate(pool).await?;
-    // The barrier's migrations share `_sqlx_migrations` with ours: tolerate their versions.
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await
+    for service in services {
+        service.migrate(pool).await?;
+    }
+    Ok(())
 }
 
 /// The demo services, connected, migrated and bound, not yet serving.
@@ -130,7 +127,8 @@ impl DemoServices {
     /// configured service.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = connect(&settings.database_url).await?;
-        migrate(&pool).await?;
+        let services: Vec<Service> = settings.services.keys().copied().collect();
+        migrate(&pool, &services).await?;
         let mut listeners = Vec::with_capacity(settings.services.len());
         for (service, addr) in settings.services {
             let bind_error = |source| StartupError::Bind {
@@ -171,11 +169,7 @@ impl DemoServices {
         let mut tasks = JoinSet::new();
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
-            match bound.service {
-                Service::Billing => spawn(&mut tasks, bound, &self.pool, Billing, &stop),
-                Service::Device => spawn(&mut tasks, bound, &self.pool, Device, &stop),
-                Service::Payment => spawn(&mut tasks, bound, &self.pool, Payment, &stop),
-            }
+            spawn(&mut tasks, bound, &self.pool, &stop);
         }
 
         let mut first_error = None;
@@ -193,14 +187,14 @@ impl DemoServices {
     }
 }
 
-fn spawn<H: StepHandler>(
+fn spawn(
     tasks: &mut JoinSet<(Service, Result<(), ServeError>)>,
     bound: BoundService,
     pool: &PgPool,
-    handler: H,
     stop: &CancellationToken,
 ) {
-    let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), handler);
+    let router = bound.service.router();
+    let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
     let served = serve(bound.listener, participant, stop.clone());
     tasks.spawn(async move { (bound.service, served.await) });

@@ -378,7 +378,7 @@ impl<S: SagaStore> Engine<S> {
                 "saga tasks still running after the shutdown grace period"
             );
         }
-        match self.store.release_all(&self.owner).await {
+        match self.store.release(&self.owner, None).await {
             Ok(released) => info!(released, "leases released"),
             Err(e) => {
                 warn!(error = %e, "cannot release leases; other instances take over when they expire");

@@ -77,21 +77,20 @@ impl<S: SagaStore> Engine<S> {
 
     /// Claims as many due sagas as there are free in-flight slots (up to a batch) and drives them;
     /// returns how many, or `None` when the saga log failed.
+    ///
+    /// Slots are not held while the claim runs, so `StartSaga` never finds them taken by a claim in
+    /// progress; a claimed saga that then finds no slot is released at once for another instance.
     async fn claim_once(self: &Arc<Self>) -> Option<usize> {
-        let mut permits = Vec::new();
-        while permits.len() < self.settings.claim_batch as usize {
-            match Arc::clone(&self.in_flight).try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        let full_batch = permits.len() == self.settings.claim_batch as usize;
-        if permits.is_empty() {
+        let free = self.in_flight.available_permits();
+        let limit = free.min(self.settings.claim_batch as usize);
+        if limit == 0 {
             self.recovery_starved.store(true, Ordering::Relaxed);
             return Some(0);
         }
-        let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
-        let claimed = self.store.claim_due(&self.owner, limit).await;
+        let claimed = self
+            .store
+            .claim_due(&self.owner, u32::try_from(limit).unwrap_or(u32::MAX))
+            .await;
         self.observe(&claimed);
         let claimed = match claimed {
             Ok(claimed) => claimed,
@@ -102,13 +101,25 @@ impl<S: SagaStore> Engine<S> {
         };
         let count = claimed.len();
         // Out of slots with work possibly left: ask the next finishing executor to wake the loop.
-        self.recovery_starved
-            .store(!full_batch && count == permits.len(), Ordering::Relaxed);
+        self.recovery_starved.store(
+            limit < self.settings.claim_batch as usize && count == limit,
+            Ordering::Relaxed,
+        );
         if count > 0 {
             info!(count, "claimed due sagas");
         }
-        for (saga, permit) in claimed.into_iter().zip(permits) {
-            self.spawn_driver(saga, Some(permit));
+        let mut no_slot = Vec::new();
+        for saga in claimed {
+            match Arc::clone(&self.in_flight).try_acquire_owned() {
+                Ok(permit) => self.spawn_driver(saga, Some(permit)),
+                Err(_) => no_slot.push(saga.id),
+            }
+        }
+        if !no_slot.is_empty() {
+            self.recovery_starved.store(true, Ordering::Relaxed);
+            if let Err(e) = self.store.release(&self.owner, Some(&no_slot)).await {
+                warn!(error = %e, "cannot release claimed sagas; they move on when their lease expires");
+            }
         }
         Some(count)
     }

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{Refusal, StepCall, StepError, StepOutput};
+use crate::{Direction, Refusal, StepCall, StepError, StepOutput};
 
 /// Creates or upgrades the `saga_barrier` table in the participant's database.
 ///
@@ -22,22 +22,6 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
     migrator.run(pool).await
-}
-
-/// Which way a step is being driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Direction {
-    Execute,
-    Compensate,
-}
-
-impl Direction {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
-        }
-    }
 }
 
 /// The `outcome` column.
@@ -192,6 +176,26 @@ impl<'a> Barrier<'a> {
         .bind(self.step)
         .bind(refusal.as_str())
         .bind(message)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts one delivery the row answered without running the handler, so operators (and tests) can
+    /// see how many duplicates the barrier absorbed.
+    pub(crate) async fn count_replay(
+        self,
+        conn: &mut PgConnection,
+        direction: Direction,
+    ) -> Result<(), StepError> {
+        sqlx::query(
+            "UPDATE saga_barrier SET replays = replays + 1
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = $4",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(direction.as_str())
         .execute(conn)
         .await?;
         Ok(())

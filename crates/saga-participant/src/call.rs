@@ -11,6 +11,9 @@ use crate::StepError;
 /// gRPC metadata entry the coordinator also puts the idempotency key in.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";
 
+/// gRPC metadata entry carrying the saga's W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// One step request as a handler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepCall {
@@ -28,17 +31,24 @@ pub struct StepCall {
     pub idempotency_key: String,
     /// The saga state so far: the start payload merged with every earlier step's output.
     pub payload: Map<String, Value>,
+    /// The W3C `traceparent` the coordinator sent as metadata, if any, to continue the saga's trace.
+    pub traceparent: Option<String>,
 }
 
 impl StepCall {
     /// Decodes a request. The request's `idempotency_key` field is authoritative; the
     /// `x-idempotency-key` metadata entry is only a fallback for callers that leave the field empty.
     pub(crate) fn from_request(request: Request<StepRequest>) -> Result<Self, StepError> {
-        let header_key = request
-            .metadata()
-            .get(IDEMPOTENCY_KEY_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        let header = |name| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let header_key = header(IDEMPOTENCY_KEY_HEADER);
+        let traceparent = header(TRACEPARENT_HEADER);
         let request = request.into_inner();
 
         let saga_id = Uuid::parse_str(&request.saga_id).map_err(|_| {
@@ -52,7 +62,7 @@ impl StepCall {
         }
         let idempotency_key = Some(request.idempotency_key)
             .filter(|key| !key.is_empty())
-            .or(header_key.filter(|key| !key.is_empty()))
+            .or(header_key)
             .ok_or_else(|| StepError::invalid_argument("missing idempotency key"))?;
 
         Ok(Self {
@@ -63,6 +73,7 @@ impl StepCall {
             attempt: request.attempt,
             idempotency_key,
             payload: request.payload.map(struct_to_json).unwrap_or_default(),
+            traceparent,
         })
     }
 
@@ -95,7 +106,10 @@ impl StepCall {
 
     /// A required UUID field (a string in the payload).
     pub fn uuid(&self, name: &str) -> Result<Uuid, StepError> {
-        Uuid::parse_str(self.str(name)?).map_err(|_| wrong_type(name, "a uuid"))
+        self.field(name)?
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| wrong_type(name, "a uuid"))
     }
 
     /// An optional UUID field: absent or null is `None`.
@@ -156,6 +170,18 @@ mod tests {
         assert_eq!(call.attempt, 2);
         assert_eq!(call.idempotency_key, "key-1");
         assert_eq!(call.payload["userId"], json!("u1"));
+        assert_eq!(call.traceparent, None);
+    }
+
+    #[test]
+    fn the_trace_context_comes_from_the_traceparent_metadata() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut request = Request::new(request(json!({})));
+        request
+            .metadata_mut()
+            .insert(TRACEPARENT_HEADER, traceparent.parse().expect("ascii"));
+        let decoded = StepCall::from_request(request).expect("valid");
+        assert_eq!(decoded.traceparent.as_deref(), Some(traceparent));
     }
 
     #[test]
@@ -218,7 +244,9 @@ mod tests {
 
     #[test]
     fn accessors_refuse_missing_or_mistyped_fields_with_a_readable_message() {
-        let call = call(json!({"userId": "", "amountCents": 1.5, "orderId": "x", "planId": 7}));
+        let call = call(json!({
+            "userId": "", "amountCents": 1.5, "orderId": "x", "planId": 7, "paymentId": 7
+        }));
         assert_eq!(
             message(call.str("planName").expect_err("missing")),
             "missing field \"planName\" in payload"
@@ -238,6 +266,10 @@ mod tests {
         assert_eq!(
             message(call.opt_uuid("orderId").expect_err("not a uuid")),
             "field \"orderId\" must be a uuid"
+        );
+        assert_eq!(
+            message(call.uuid("paymentId").expect_err("a number")),
+            "field \"paymentId\" must be a uuid"
         );
     }
 }

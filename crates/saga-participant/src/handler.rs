@@ -10,11 +10,38 @@ use crate::{StepCall, StepError};
 /// What a step hands back to the saga: merged into the saga state (top-level keys, later wins).
 pub type StepOutput = Map<String, Value>;
 
-/// The business side of a participant service.
+/// Which way a step is being driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The step's forward action (`Execute`).
+    Execute,
+    /// The step's compensating action (`Compensate`).
+    Compensate,
+}
+
+impl Direction {
+    /// `execute` or `compensate`: how the barrier stores it and how logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Execute => "execute",
+            Direction::Compensate => "compensate",
+        }
+    }
+}
+
+/// The business side of a participant service. [`crate::Router`] implements it from a table of
+/// `async fn`s, one per action; implement it by hand only to dispatch in some other way.
 ///
 /// Both methods run inside the barrier's database transaction: do every database write through `tx` so
 /// that the work and the barrier row commit together, or not at all. Dispatch on [`StepCall::action`].
 pub trait StepHandler: Send + Sync + 'static {
+    /// Whether `action` exists in `direction`. The service answers `INVALID_ARGUMENT` for any other
+    /// action before it touches the database. The default accepts every action.
+    fn handles(&self, direction: Direction, action: &str) -> bool {
+        let _ = (direction, action);
+        true
+    }
+
     /// Runs a step forward. Called at most once per (saga, step) that commits; a refusal rolls back
     /// whatever was written through `tx` and is replayed to every retry.
     fn execute(

@@ -8,7 +8,9 @@
 //! that overtook its step fences that step off.
 //!
 //! # Layout
-//! - [`StepHandler`] and [`StepOutput`] (`handler`): what a participant author implements.
+//! - [`Router`] (`router`): one `async fn` per action and direction; what a participant author writes.
+//! - [`StepHandler`], [`StepOutput`], [`Direction`] (`handler`): the trait a router implements, for
+//!   handlers that dispatch some other way.
 //! - [`StepCall`] (`call`): one decoded step request, with typed payload accessors that refuse bad input.
 //! - [`StepError`] and [`Refusal`] (`error`): refusal or transient, and the gRPC status each becomes.
 //! - [`migrate`] (`barrier`): the `saga_barrier` table and the claim/replay rules.
@@ -16,47 +18,28 @@
 //! - [`serve`] (`server`): serves it with `grpc.health.v1` on a listener the caller bound.
 //!
 //! # Usage
+//! A complete participant is `examples/inventory.rs` (also in the README): an `async fn` per action,
+//! a [`Router`] naming them, [`migrate`], then [`serve`] a [`ParticipantService`].
+//!
 //! ```no_run
-//! use saga_participant::{ParticipantService, StepCall, StepError, StepHandler, StepOutput, output};
-//! use serde_json::json;
+//! use saga_participant::{ParticipantService, Router, StepCall, StepError, StepOutput};
 //! use sqlx::{PgConnection, PgPool};
 //! use tokio::net::TcpListener;
 //! use tokio_util::sync::CancellationToken;
 //!
-//! struct Stock;
-//!
-//! impl StepHandler for Stock {
-//!     async fn execute(&self, call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
-//!         match call.action.as_str() {
-//!             "Reserve" => {
-//!                 let sku = call.str("sku")?;
-//!                 let reserved = sqlx::query("UPDATE stock SET reserved = reserved + 1 WHERE sku = $1")
-//!                     .bind(sku)
-//!                     .execute(&mut *tx)
-//!                     .await?;
-//!                 if reserved.rows_affected() == 0 {
-//!                     return Err(StepError::not_found(format!("unknown sku {sku}")));
-//!                 }
-//!                 Ok(output([("reservedSku", json!(sku))]))
-//!             }
-//!             other => Err(StepError::invalid_argument(format!("unknown action {other}"))),
-//!         }
-//!     }
-//!
-//!     async fn compensate(&self, call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
-//!         sqlx::query("UPDATE stock SET reserved = reserved - 1 WHERE sku = $1")
-//!             .bind(call.str("sku")?)
-//!             .execute(&mut *tx)
-//!             .await?;
-//!         Ok(StepOutput::new())
-//!     }
+//! async fn reserve(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
+//!     sqlx::query("UPDATE stock SET reserved = reserved + 1 WHERE sku = $1")
+//!         .bind(call.str("sku")?)
+//!         .execute(&mut *tx)
+//!         .await?;
+//!     Ok(StepOutput::new())
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = PgPool::connect("postgres://postgres@127.0.0.1:5432/stock").await?;
 //! saga_participant::migrate(&pool).await?;
 //! let listener = TcpListener::bind("0.0.0.0:50070").await?;
-//! let service = ParticipantService::new("stock", pool, Stock);
+//! let service = ParticipantService::new("stock", pool, Router::new().execute("Reserve", reserve));
 //! saga_participant::serve(listener, service, CancellationToken::new()).await?;
 //! # Ok(())
 //! # }
@@ -66,12 +49,14 @@ mod barrier;
 mod call;
 mod error;
 mod handler;
+mod router;
 mod server;
 mod service;
 
 pub use barrier::migrate;
-pub use call::{IDEMPOTENCY_KEY_HEADER, StepCall};
+pub use call::{IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER};
 pub use error::{BoxError, Refusal, StepError, UnknownRefusal};
-pub use handler::{StepHandler, StepOutput, output};
+pub use handler::{Direction, StepHandler, StepOutput, output};
+pub use router::{Action, ActionFn, ActionFuture, Router};
 pub use server::{ServeError, serve};
 pub use service::ParticipantService;

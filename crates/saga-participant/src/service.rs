@@ -8,14 +8,18 @@ use sqlx::{Connection, PgPool};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::barrier::{Barrier, Direction, Outcome, Recorded};
-use crate::{StepCall, StepError, StepHandler, StepOutput};
+use crate::barrier::{Barrier, Outcome, Recorded};
+use crate::{Direction, Refusal, StepCall, StepError, StepHandler, StepOutput};
 
 /// A participant service: a [`StepHandler`] wrapped in the idempotency barrier.
 ///
-/// - A repeated execute or compensate returns the first answer without calling the handler again.
+/// - A repeated execute or compensate returns the first answer without calling the handler again, and
+///   counts the repeat in the row's `replays` column.
 /// - A refusal is recorded (the handler's work rolled back) and replayed; a transient error records
 ///   nothing, so the retry runs the handler afresh.
+/// - `INVALID_ARGUMENT` (including an action the handler does not [handle](StepHandler::handles)) writes
+///   nothing at all, barrier row included: by gRPC's definition it depends on the request alone, so
+///   every repeat gets the same answer without a record.
 /// - A compensation for a step that never ran calls nothing and fences the step: a late execute answers
 ///   `ABORTED` ("null compensation" and "hanging request" protection).
 ///
@@ -38,6 +42,22 @@ impl<H: StepHandler> ParticipantService<H> {
         }
     }
 
+    /// Validates a request before anything touches the database.
+    fn decode(
+        &self,
+        request: Request<StepRequest>,
+        direction: Direction,
+    ) -> Result<StepCall, StepError> {
+        let call = StepCall::from_request(request)?;
+        if !self.handler.handles(direction, &call.action) {
+            return Err(StepError::invalid_argument(format!(
+                "unknown action {} for service {}",
+                call.action, self.service
+            )));
+        }
+        Ok(call)
+    }
+
     async fn execute_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
         let mut tx = self.pool.begin().await?;
@@ -51,6 +71,8 @@ impl<H: StepHandler> ParticipantService<H> {
             .await?;
         if let Some(recorded) = claimed {
             debug!(outcome = ?recorded.outcome(), "replaying the recorded execute outcome");
+            barrier.count_replay(&mut tx, Direction::Execute).await?;
+            tx.commit().await?;
             return recorded.replay_execute();
         }
 
@@ -67,6 +89,18 @@ impl<H: StepHandler> ParticipantService<H> {
                 tx.commit().await?;
                 debug!("step executed");
                 Ok(output)
+            }
+            Err(
+                invalid @ StepError::Refused {
+                    refusal: Refusal::InvalidArgument,
+                    ..
+                },
+            ) => {
+                // The claim goes too: an answer that depends on the request alone needs no record.
+                work.rollback().await?;
+                tx.rollback().await?;
+                info!(reason = %invalid, "invalid request");
+                Err(invalid)
             }
             Err(StepError::Refused { refusal, message }) => {
                 work.rollback().await?;
@@ -105,6 +139,8 @@ impl<H: StepHandler> ParticipantService<H> {
             .await?;
         if let Some(recorded) = claimed {
             debug!(outcome = ?recorded.outcome(), "replaying the recorded compensate outcome");
+            barrier.count_replay(&mut tx, Direction::Compensate).await?;
+            tx.commit().await?;
             return recorded.replay_compensate();
         }
         if !must_undo {
@@ -134,7 +170,7 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         &self,
         request: Request<StepRequest>,
     ) -> Result<Response<StepResponse>, Status> {
-        let call = StepCall::from_request(request)?;
+        let call = self.decode(request, Direction::Execute)?;
         let span = step_span(Direction::Execute, &self.service, &call);
         async { answer(self.execute_step(&call).await) }
             .instrument(span)
@@ -145,7 +181,7 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         &self,
         request: Request<StepRequest>,
     ) -> Result<Response<StepResponse>, Status> {
-        let call = StepCall::from_request(request)?;
+        let call = self.decode(request, Direction::Compensate)?;
         let span = step_span(Direction::Compensate, &self.service, &call);
         async { answer(self.compensate_step(&call).await) }
             .instrument(span)
@@ -163,6 +199,7 @@ fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::S
         step = %call.step,
         action = %call.action,
         attempt = call.attempt,
+        traceparent = call.traceparent.as_deref(),
     )
 }
 

@@ -65,6 +65,7 @@ impl StepHandler for Recorder {
         }
         match call.action.as_str() {
             "Refuse" => Err(StepError::failed_precondition("out of stock")),
+            "Invalid" => Err(StepError::invalid_argument("sku must be a string")),
             "FlakyOnce" if call.attempt == 1 => Err(StepError::unavailable("warehouse is down")),
             _ => Ok(output([("run", json!(run))])),
         }
@@ -162,6 +163,23 @@ impl Participant {
         )
     }
 
+    /// The `replays` column of the step's barrier row for `direction`.
+    async fn replays(&self, saga_id: Uuid, direction: &str) -> Result<i32> {
+        Ok(sqlx::query_scalar(
+            "SELECT replays FROM saga_barrier WHERE saga_id = $1 AND direction = $2",
+        )
+        .bind(saga_id)
+        .bind(direction)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn barrier_rows(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM saga_barrier")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn stop(self) -> Result<()> {
         self.shutdown.cancel();
         self.server.await??;
@@ -204,6 +222,74 @@ async fn a_repeated_execute_returns_the_first_output_and_runs_the_handler_once()
     assert_eq!(first["run"], json!(1));
     assert_eq!(repeat, first);
     assert_eq!(participant.handler.executions(), 1);
+    assert_eq!(participant.ledger(saga).await?, ["execute"]);
+    assert_eq!(participant.replays(saga, "execute").await?, 1);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_wait_for_the_first_delivery_and_all_get_its_answer() -> Result<()> {
+    const DUPLICATES: usize = 4;
+    let gate = Arc::new(Gate::default());
+    let handler = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    };
+    let participant = Arc::new(Participant::start(handler).await?);
+    let saga = Uuid::new_v4();
+    let deliver = |attempt| {
+        let participant = participant.clone();
+        tokio::spawn(async move {
+            participant
+                .execute(execute_step(saga, "Reserve", attempt))
+                .await
+        })
+    };
+
+    let first = deliver(1);
+    gate.entered.notified().await;
+    let duplicates: Vec<_> = (2..).take(DUPLICATES).map(deliver).collect();
+    wait_for_lock_waiters(&participant.pool, DUPLICATES).await?;
+    gate.release.notify_one();
+
+    let first = first.await??;
+    for duplicate in duplicates {
+        assert_eq!(duplicate.await??, first);
+    }
+    assert_eq!(first["run"], json!(1));
+    assert_eq!(participant.handler.executions(), 1);
+    assert_eq!(participant.ledger(saga).await?, ["execute"]);
+    assert_eq!(
+        participant.replays(saga, "execute").await?,
+        i32::try_from(DUPLICATES)?
+    );
+
+    Arc::into_inner(participant)
+        .context("participant still shared")?
+        .stop()
+        .await
+}
+
+#[tokio::test]
+async fn an_invalid_argument_writes_nothing_not_even_a_barrier_row() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    let first = participant
+        .execute(execute_step(saga, "Invalid", 1))
+        .await
+        .expect_err("invalid");
+
+    assert_eq!(first.code(), Code::InvalidArgument);
+    assert_eq!(first.message(), "sku must be a string");
+    assert_eq!(participant.barrier_rows().await?, 0);
+    assert!(participant.ledger(saga).await?.is_empty());
+
+    // Nothing fences the step: the same key with a corrected request runs the handler.
+    let fixed = participant
+        .execute(execute_step(saga, "Reserve", 2))
+        .await?;
+    assert_eq!(fixed["run"], json!(2));
     assert_eq!(participant.ledger(saga).await?, ["execute"]);
     participant.stop().await
 }
@@ -278,6 +364,12 @@ async fn a_compensation_before_the_step_ran_undoes_nothing_and_the_late_execute_
     assert_eq!(participant.handler.executions(), 0);
     assert_eq!(participant.handler.compensations(), 0);
     assert!(participant.ledger(saga).await?.is_empty());
+    assert_eq!(
+        participant.replays(saga, "execute").await?,
+        1,
+        "the late execute"
+    );
+    assert_eq!(participant.replays(saga, "compensate").await?, 1);
     participant.stop().await
 }
 
@@ -306,6 +398,29 @@ async fn a_compensation_after_the_step_ran_calls_the_handler_once_even_when_repe
     assert_eq!(participant.handler.executions(), 1);
     assert_eq!(participant.handler.compensations(), 1);
     assert_eq!(participant.ledger(saga).await?, ["execute", "compensate"]);
+    assert_eq!(participant.replays(saga, "compensate").await?, 1);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn an_execute_that_arrives_after_its_compensation_is_aborted_and_never_runs() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+
+    // The coordinator gave up on the forward call (its deadline passed while the request was still in
+    // the network) and compensated; then the forward request arrives.
+    participant.compensate(compensate_step(saga, 1)).await?;
+    for attempt in 1..=2 {
+        let late = participant
+            .execute(execute_step(saga, "Reserve", attempt))
+            .await
+            .expect_err("fenced");
+        assert_eq!(late.code(), Code::Aborted, "attempt {attempt}");
+    }
+
+    assert_eq!(participant.handler.executions(), 0);
+    assert!(participant.ledger(saga).await?.is_empty());
+    assert_eq!(participant.replays(saga, "execute").await?, 2);
     participant.stop().await
 }
 
@@ -344,7 +459,7 @@ async fn a_compensation_racing_an_in_flight_execute_waits_for_it_then_undoes_it(
         let participant = participant.clone();
         async move { participant.compensate(compensate_step(saga, 1)).await }
     });
-    wait_for_a_lock_waiter(&participant.pool).await?;
+    wait_for_lock_waiters(&participant.pool, 1).await?;
     gate.release.notify_one();
 
     let executed = execute.await??;
@@ -360,9 +475,10 @@ async fn a_compensation_racing_an_in_flight_execute_waits_for_it_then_undoes_it(
         .await
 }
 
-/// Polls until some session of the test database is blocked on a lock: the compensation's claim
-/// waiting on the execute's uncommitted barrier row.
-async fn wait_for_a_lock_waiter(pool: &PgPool) -> Result<()> {
+/// Polls until `count` sessions of the test database are blocked on a lock: later claims waiting on the
+/// first execute's uncommitted barrier row.
+async fn wait_for_lock_waiters(pool: &PgPool, count: usize) -> Result<()> {
+    let count = i64::try_from(count)?;
     let waiting = async {
         loop {
             let waiters: i64 = sqlx::query_scalar(
@@ -371,7 +487,7 @@ async fn wait_for_a_lock_waiter(pool: &PgPool) -> Result<()> {
             )
             .fetch_one(pool)
             .await?;
-            if waiters > 0 {
+            if waiters >= count {
                 return anyhow::Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -379,7 +495,7 @@ async fn wait_for_a_lock_waiter(pool: &PgPool) -> Result<()> {
     };
     tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
-        .context("the compensation never waited on the execute's barrier row")?
+        .context("the later requests never waited on the first execute's barrier row")?
 }
 
 #[tokio::test]

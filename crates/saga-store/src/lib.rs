@@ -116,8 +116,13 @@ pub trait SagaStore: Send + Sync + 'static {
         ids: &[SagaId],
     ) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send;
 
-    /// Releases every lease `owner` holds and notifies the other instances; returns how many.
-    fn release_all(&self, owner: &Owner) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Releases `owner`'s leases on `ids` (all of its leases when `None`) and notifies the other
+    /// instances; returns how many were released.
+    fn release(
+        &self,
+        owner: &Owner,
+        ids: Option<&[SagaId]>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Subscribes to notifications that due work may be waiting.
     fn listen(&self) -> impl Future<Output = Result<Self::Wakeups, StoreError>> + Send;

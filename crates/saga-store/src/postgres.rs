@@ -336,11 +336,14 @@ impl SagaStore for PgStore {
     }
 
     #[instrument(level = "debug", skip_all, err)]
-    async fn release_all(&self, owner: &Owner) -> Result<u64, StoreError> {
+    async fn release(&self, owner: &Owner, ids: Option<&[SagaId]>) -> Result<u64, StoreError> {
+        let ids: Option<Vec<uuid::Uuid>> = ids.map(|ids| ids.iter().map(|id| id.0).collect());
         let released = sqlx::query(&format!(
-            "UPDATE sagas s SET owner = NULL, lease_until = NULL WHERE {ACTIVE} AND s.owner = $1"
+            "UPDATE sagas s SET owner = NULL, lease_until = NULL
+             WHERE {ACTIVE} AND s.owner = $1 AND ($2::uuid[] IS NULL OR s.id = ANY($2))"
         ))
         .bind(&owner.name)
+        .bind(ids)
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -551,7 +551,7 @@ async fn releasing_all_leases_frees_them_at_once_and_wakes_listeners() {
         .expect("create")
         .saga;
     let mut wakeups = store.listen().await.expect("listen");
-    assert_eq!(store.release_all(&a).await.expect("release"), 1);
+    assert_eq!(store.release(&a, None).await.expect("release"), 1);
     tokio::time::timeout(std::time::Duration::from_secs(5), wakeups.recv())
         .await
         .expect("notified within 5 s")

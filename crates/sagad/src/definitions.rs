@@ -87,7 +87,9 @@ mod tests {
     use super::*;
 
     fn participants() -> HashSet<String> {
-        ["billing", "device", "payment"].map(String::from).into()
+        ["billing", "device", "payment", "withdrawal"]
+            .map(String::from)
+            .into()
     }
 
     fn repo_definitions() -> PathBuf {

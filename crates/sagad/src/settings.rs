@@ -75,6 +75,7 @@ impl Default for Settings {
                 participant("billing", 50061),
                 participant("device", 50062),
                 participant("payment", 50063),
+                participant("withdrawal", 50064),
             ]
             .into(),
             max_payload_bytes: 64 * 1024,
@@ -199,6 +200,7 @@ mod tests {
         let s = Settings::load_from(None, no_env()).unwrap();
         assert_eq!(s.grpc_addr.port(), 50051);
         assert_eq!(s.participants["device"], "http://127.0.0.1:50062");
+        assert_eq!(s.participants["withdrawal"], "http://127.0.0.1:50064");
     }
 
     #[test]

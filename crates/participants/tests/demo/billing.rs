@@ -82,7 +82,7 @@ async fn create_order_writes_a_pending_order_at_the_plan_price() -> Result<()> {
     let order_id = id(&created, "orderId");
     assert_eq!(created["amountCents"], json!(999));
     let row: (Uuid, String, String, i64, String) = sqlx::query_as(
-        "SELECT saga_id, user_id, plan_id, amount_cents, status FROM billing_orders WHERE id = $1",
+        "SELECT saga_id, user_id, plan_id, amount_cents, status FROM billing.orders WHERE id = $1",
     )
     .bind(order_id)
     .fetch_one(&demo.db.pool)
@@ -121,7 +121,7 @@ async fn activate_order_moves_a_pending_order_to_active() -> Result<()> {
         .await?;
 
     assert_eq!(json!(activated), json!({"orderStatus": "ACTIVE"}));
-    let status: String = sqlx::query_scalar("SELECT status FROM billing_orders WHERE id = $1")
+    let status: String = sqlx::query_scalar("SELECT status FROM billing.orders WHERE id = $1")
         .bind(order_id)
         .fetch_one(&demo.db.pool)
         .await?;
@@ -175,7 +175,7 @@ async fn cancel_order_finds_the_order_by_saga_when_the_payload_has_no_order_id()
         .await?;
 
     assert_eq!(cancelled["cancelledOrders"], json!(1));
-    let status: String = sqlx::query_scalar("SELECT status FROM billing_orders WHERE id = $1")
+    let status: String = sqlx::query_scalar("SELECT status FROM billing.orders WHERE id = $1")
         .bind(order_id)
         .fetch_one(&demo.db.pool)
         .await?;
@@ -228,5 +228,53 @@ async fn an_unknown_action_is_an_invalid_argument_naming_the_service() -> Result
         backward.message(),
         "unknown action CancelOrder for service billing"
     );
+    demo.stop().await
+}
+
+#[tokio::test]
+async fn mark_order_refunded_moves_only_an_active_order() -> Result<()> {
+    let demo = Demo::start().await?;
+    let saga = Uuid::new_v4();
+    let created = demo
+        .execute(
+            Billing,
+            execute(
+                saga,
+                "CREATE_ORDER",
+                "CreateOrder",
+                1,
+                &json!({"userId": "u1", "planId": "pro"}),
+            ),
+        )
+        .await?;
+    let order = json!({"orderId": id(&created, "orderId")});
+    let refund = |saga| execute(saga, "UPDATE_ORDER_STATUS", "MarkOrderRefunded", 1, &order);
+
+    let pending = demo
+        .execute(Billing, refund(Uuid::new_v4()))
+        .await
+        .expect_err("a pending order was never paid for");
+    assert_eq!(pending.code(), Code::FailedPrecondition);
+    assert!(
+        pending.message().ends_with("is pending"),
+        "{}",
+        pending.message()
+    );
+
+    demo.execute(
+        Billing,
+        execute(saga, "ACTIVATE_ORDER", "ActivateOrder", 1, &order),
+    )
+    .await?;
+    let refunded = demo.execute(Billing, refund(Uuid::new_v4())).await?;
+    let again = demo.execute(Billing, refund(Uuid::new_v4())).await?;
+
+    assert_eq!(json!(refunded), json!({"orderStatus": "REFUNDED"}));
+    assert_eq!(again, refunded, "already refunded is a no-op");
+    let status: String = sqlx::query_scalar("SELECT status FROM billing.orders WHERE saga_id = $1")
+        .bind(saga)
+        .fetch_one(&demo.db.pool)
+        .await?;
+    assert_eq!(status, "REFUNDED");
     demo.stop().await
 }

@@ -25,6 +25,7 @@ fn demo_participants(database_url: &str) -> Command {
         .args(["--billing-addr", "127.0.0.1:0"])
         .args(["--device-addr", "127.0.0.1:0"])
         .args(["--payment-addr", "127.0.0.1:0"])
+        .args(["--withdrawal-addr", "127.0.0.1:0"])
         .kill_on_drop(true);
     command
 }
@@ -40,7 +41,7 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
     let mut lines = BufReader::new(stdout).lines();
 
     let mut announced = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .context("no readiness line in time")??
@@ -51,7 +52,7 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
         announced.push((service.to_owned(), addr.parse::<SocketAddr>()?));
     }
     let names: Vec<_> = announced.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["billing", "device", "payment"]);
+    assert_eq!(names, ["billing", "device", "payment", "withdrawal"]);
 
     for (_, addr) in &announced {
         assert_ne!(addr.port(), 0);

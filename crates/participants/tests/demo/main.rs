@@ -1,9 +1,13 @@
 //! The demo participants against real PostgreSQL, over gRPC, each test on a fresh database.
 
+mod bad_requests;
 mod billing;
 mod binary;
+mod definitions;
 mod device;
 mod faults;
+mod migrations;
 mod payment;
 mod purchase;
 mod support;
+mod withdrawal;

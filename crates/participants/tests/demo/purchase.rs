@@ -30,7 +30,7 @@ async fn a_purchase_activates_a_paid_order_with_its_device() -> Result<()> {
     }
 
     let (status, amount): (String, i64) =
-        sqlx::query_as("SELECT status, amount_cents FROM billing_orders WHERE saga_id = $1")
+        sqlx::query_as("SELECT status, amount_cents FROM billing.orders WHERE saga_id = $1")
             .bind(saga)
             .fetch_one(&demo.db.pool)
             .await?;
@@ -38,9 +38,9 @@ async fn a_purchase_activates_a_paid_order_with_its_device() -> Result<()> {
     let paid_devices = demo
         .db
         .count(
-            "SELECT count(*) FROM devices d
-             JOIN billing_orders o ON o.id = d.order_id AND o.status = 'ACTIVE'
-             JOIN payments p ON p.order_id = o.id AND p.status = 'CAPTURED' AND p.amount_cents = o.amount_cents
+            "SELECT count(*) FROM device.devices d
+             JOIN billing.orders o ON o.id = d.order_id AND o.status = 'ACTIVE'
+             JOIN payment.payments p ON p.order_id = o.id AND p.status = 'SUCCESS' AND p.amount_cents = o.amount_cents
              WHERE d.status = 'ALLOCATED'",
         )
         .await?;
@@ -80,16 +80,16 @@ async fn a_refused_payment_compensates_into_no_device_and_no_money() -> Result<(
 
     let db = &demo.db;
     assert_eq!(
-        db.count("SELECT count(*) FROM billing_orders WHERE status <> 'CANCELLED'")
+        db.count("SELECT count(*) FROM billing.orders WHERE status <> 'CANCELLED'")
             .await?,
         0
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM devices WHERE status <> 'RELEASED'")
+        db.count("SELECT count(*) FROM device.devices WHERE status <> 'RELEASED'")
             .await?,
         0
     );
-    assert_eq!(db.count("SELECT count(*) FROM payments").await?, 0);
+    assert_eq!(db.count("SELECT count(*) FROM payment.payments").await?, 0);
     demo.stop().await
 }
 

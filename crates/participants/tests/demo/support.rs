@@ -24,7 +24,7 @@ pub struct Db {
 }
 
 impl Db {
-    async fn create() -> Result<Self> {
+    pub async fn create() -> Result<Self> {
         let database = TestDatabase::create(DATABASE_PREFIX).await;
         let pool = PgPool::connect(&database.url()).await?;
         Ok(Self { pool, database })
@@ -39,7 +39,7 @@ impl Db {
     }
 }
 
-/// The three demo services served in-process on port 0 against a fresh database.
+/// The four demo services served in-process on port 0 against a fresh database.
 pub struct Demo {
     pub db: Db,
     clients: Vec<(Service, SagaParticipantClient<Channel>)>,

@@ -1,0 +1,221 @@
+//! The withdrawal saga end to end (real sagad and demo-participants processes), checked through the
+//! merchant's balance, the withdrawal row and the simulated bank's transfers after each saga.
+
+use std::time::Duration;
+
+use e2e_tests::{Stack, saga_uuid, step_statuses};
+use saga_proto::v1::{FailureReason, Saga, SagaStatus, StepStatus};
+use serde_json::{Value, json};
+
+/// The merchant every test withdraws from; it starts with this many cents available.
+const MERCHANT: &str = "globex";
+const START_CENTS: i64 = 250_000;
+
+async fn withdraw(stack: &mut Stack, amount_cents: i64, faults: Value) -> Saga {
+    stack
+        .run_saga(
+            "withdrawal",
+            json!({"merchantId": MERCHANT, "amountCents": amount_cents, "faults": faults}),
+        )
+        .await
+}
+
+/// Everything a withdrawal moves: the merchant's (available, frozen) cents, the saga's withdrawal status
+/// and its bank transfers' statuses.
+#[derive(Debug, PartialEq)]
+struct Rows {
+    balance: (i64, i64),
+    withdrawal: Option<String>,
+    transfers: Vec<String>,
+}
+
+impl Rows {
+    async fn of(stack: &Stack, saga: &Saga) -> Self {
+        let balance = sqlx::query_as(
+            "SELECT available_cents, frozen_cents FROM withdrawal.merchants WHERE id = $1",
+        )
+        .bind(MERCHANT)
+        .fetch_one(&stack.demo_db)
+        .await
+        .expect("merchant");
+        let withdrawal =
+            sqlx::query_scalar("SELECT status FROM withdrawal.withdrawals WHERE saga_id = $1")
+                .bind(saga_uuid(saga))
+                .fetch_optional(&stack.demo_db)
+                .await
+                .expect("withdrawal");
+        let transfers = sqlx::query_scalar(
+            "SELECT t.status FROM withdrawal.bank_transfers t
+             JOIN withdrawal.withdrawals w ON w.id = t.withdrawal_id
+             WHERE w.saga_id = $1 ORDER BY t.created_at",
+        )
+        .bind(saga_uuid(saga))
+        .fetch_all(&stack.demo_db)
+        .await
+        .expect("transfers");
+        Self {
+            balance,
+            withdrawal,
+            transfers,
+        }
+    }
+
+    /// The balance as it started, the withdrawal cancelled, and `transfers` (each reversed if sent).
+    fn rolled_back(transfers: &[&str]) -> Self {
+        Self {
+            balance: (START_CENTS, 0),
+            withdrawal: Some("CANCELLED".to_owned()),
+            transfers: transfers.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_withdrawal_sends_the_money_once_and_deducts_it_leaving_nothing_frozen() {
+    let mut stack = Stack::start().await;
+
+    let saga = withdraw(&mut stack, 10_000, json!({})).await;
+
+    assert_eq!(saga.status(), SagaStatus::Completed, "{saga:#?}");
+    assert_eq!(step_statuses(&saga), [StepStatus::Succeeded; 4]);
+    assert_eq!(
+        Rows::of(&stack, &saga).await,
+        Rows {
+            balance: (START_CENTS - 10_000, 0),
+            withdrawal: Some("COMPLETED".to_owned()),
+            transfers: vec!["SENT".to_owned()],
+        }
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_withdrawal_over_the_balance_is_refused_before_anything_is_frozen() {
+    let mut stack = Stack::start().await;
+
+    let saga = withdraw(&mut stack, START_CENTS + 1, json!({})).await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(saga.failure_reason(), FailureReason::StepFailed);
+    assert_eq!(saga.steps[0].status(), StepStatus::Failed);
+    assert!(
+        saga.failure_message.contains("cents available"),
+        "{}",
+        saga.failure_message
+    );
+    assert_eq!(
+        Rows::of(&stack, &saga).await,
+        Rows {
+            balance: (START_CENTS, 0),
+            withdrawal: None,
+            transfers: vec![],
+        }
+    );
+    stack.stop().await;
+}
+
+/// Refuses step number `step` (from 1), named `name`, and checks every step before it was compensated
+/// and the money is back where it was.
+async fn refused_at(step: usize, name: &str, transfers: &[&str]) {
+    let mut stack = Stack::start().await;
+
+    let saga = withdraw(&mut stack, 10_000, json!({name: "refuse"})).await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    let mut expected = vec![StepStatus::Compensated; step - 1];
+    expected.push(StepStatus::Failed);
+    expected.resize(4, StepStatus::Skipped);
+    assert_eq!(step_statuses(&saga), expected);
+    assert_eq!(Rows::of(&stack, &saga).await, Rows::rolled_back(transfers));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_bank_transfer_unfreezes_the_amount() {
+    refused_at(2, "EXECUTE_BANK_TRANSFER", &[]).await;
+}
+
+#[tokio::test]
+async fn a_refused_deduction_reverses_the_transfer_and_unfreezes_the_amount() {
+    refused_at(3, "DEDUCT_BALANCE", &["REVERSED"]).await;
+}
+
+#[tokio::test]
+async fn a_refused_status_update_restores_reverses_and_unfreezes() {
+    refused_at(4, "UPDATE_WITHDRAWAL_STATUS", &["REVERSED"]).await;
+}
+
+#[tokio::test]
+async fn a_transfer_sent_on_every_attempt_whose_answers_are_lost_is_sent_once_and_reversed() {
+    let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
+
+    // The bank would pay four times (it has no idempotency of its own); the barrier lets it pay once,
+    // and once retries run out the saga reverses that one transfer.
+    let saga = withdraw(
+        &mut stack,
+        10_000,
+        json!({"EXECUTE_BANK_TRANSFER": "apply-then-fail"}),
+    )
+    .await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(saga.steps[1].attempts, 4);
+    assert_eq!(saga.steps[1].status(), StepStatus::Compensated);
+    assert_eq!(
+        Rows::of(&stack, &saga).await,
+        Rows::rolled_back(&["REVERSED"])
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn lost_answers_and_a_hung_call_still_complete_with_one_transfer_and_one_deduction() {
+    let mut stack = Stack::start_fast(Duration::from_secs(1)).await;
+
+    let saga = withdraw(
+        &mut stack,
+        10_000,
+        json!({
+            "PRE_FREEZE_BALANCE": "apply-then-fail:2",
+            "EXECUTE_BANK_TRANSFER": "hang:1",
+            "DEDUCT_BALANCE": "apply-then-fail:1",
+        }),
+    )
+    .await;
+
+    assert_eq!(saga.status(), SagaStatus::Completed, "{saga:#?}");
+    let attempts: Vec<u32> = saga.steps.iter().map(|step| step.attempts).collect();
+    assert_eq!(attempts, [3, 2, 2, 1]);
+    assert_eq!(
+        Rows::of(&stack, &saga).await,
+        Rows {
+            balance: (START_CENTS - 10_000, 0),
+            withdrawal: Some("COMPLETED".to_owned()),
+            transfers: vec!["SENT".to_owned()],
+        }
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_compensation_is_retried_until_the_transfer_is_reversed() {
+    let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
+
+    let saga = withdraw(
+        &mut stack,
+        10_000,
+        json!({
+            "UPDATE_WITHDRAWAL_STATUS": "refuse",
+            "EXECUTE_BANK_TRANSFER:compensate": "unavailable:2",
+        }),
+    )
+    .await;
+
+    assert_eq!(saga.status(), SagaStatus::Compensated, "{saga:#?}");
+    assert_eq!(saga.steps[1].compensation_attempts, 3);
+    assert_eq!(
+        Rows::of(&stack, &saga).await,
+        Rows::rolled_back(&["REVERSED"])
+    );
+    stack.stop().await;
+}
