@@ -8,6 +8,7 @@
 //! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
 
 pub mod definitions;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,17 @@ impl Process {
             .expect("wait")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running process")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("wait");
+    }
+
     /// Waits for the process to exit by itself.
     pub async fn wait(mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(20), self.child.wait())
@@ -180,48 +192,14 @@ impl Stack {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
 
-        let mut args = vec!["--service".to_owned(), "all".to_owned()];
-        for service in PARTICIPANTS {
-            args.push(format!("--{service}-addr"));
-            args.push("127.0.0.1:0".to_owned());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut log = Vec::new();
-        if std::env::var_os("RUST_LOG").is_none() {
-            log.push(("RUST_LOG", log_level.to_owned()));
-        }
-        let mut demo_env = log.clone();
-        demo_env.push(("DEMO_DATABASE_URL", demo_database.url()));
-        let mut demo = Process::spawn(&binary("demo-participants"), &args, &demo_env);
-        let mut participants = BTreeMap::new();
-        for service in PARTICIPANTS {
-            let addr = demo
-                .wait_for_listening(&format!("{service} listening on"))
-                .await;
-            participants.insert(service.to_owned(), format!("http://{addr}"));
-        }
-
-        let mut env = vec![
-            ("SAGAD_DATABASE_URL".to_owned(), saga_database.url()),
-            ("SAGAD_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "SAGAD_DEFINITIONS_DIR".to_owned(),
-                definitions_dir.display().to_string(),
-            ),
-        ];
-        for (service, endpoint) in &participants {
-            env.push((
-                format!("SAGAD_PARTICIPANTS__{}", service.to_uppercase()),
-                endpoint.clone(),
-            ));
-        }
-        let env: Vec<(&str, String)> = env
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.clone()))
-            .chain(log)
-            .collect();
-        let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
-        let sagad_addr = sagad.wait_for_listening("sagad listening on").await;
+        let (demo, participants) = start_participants(&demo_database.url(), log_level).await;
+        let (sagad, sagad_addr) = start_sagad(
+            &saga_database.url(),
+            &definitions_dir,
+            &participants,
+            &[("RUST_LOG", log_level.to_owned())],
+        )
+        .await;
         let client = SagaCoordinatorClient::connect(format!("http://{sagad_addr}"))
             .await
             .expect("connect to sagad");
@@ -291,6 +269,70 @@ pub async fn start_saga(
         .into_inner();
     assert!(response.created);
     response.saga_id
+}
+
+/// Starts `demo-participants --service all` on port 0 against `database_url`; returns the process and
+/// each service's endpoint (`http://…`) by name. `log_level` applies unless `RUST_LOG` is set.
+pub async fn start_participants(
+    database_url: &str,
+    log_level: &str,
+) -> (Process, BTreeMap<String, String>) {
+    let mut args = vec!["--service".to_owned(), "all".to_owned()];
+    for service in PARTICIPANTS {
+        args.push(format!("--{service}-addr"));
+        args.push("127.0.0.1:0".to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = vec![("DEMO_DATABASE_URL", database_url.to_owned())];
+    if std::env::var_os("RUST_LOG").is_none() {
+        env.push(("RUST_LOG", log_level.to_owned()));
+    }
+    let mut demo = Process::spawn(&binary("demo-participants"), &args, &env);
+    let mut participants = BTreeMap::new();
+    for service in PARTICIPANTS {
+        let addr = demo
+            .wait_for_listening(&format!("{service} listening on"))
+            .await;
+        participants.insert(service.to_owned(), format!("http://{addr}"));
+    }
+    (demo, participants)
+}
+
+/// Starts `sagad` on port 0 with its saga log at `database_url`, definitions from `definitions`, the
+/// given participant endpoints, and `extra_env` (`SAGAD_*` settings; a `RUST_LOG` there applies unless
+/// the test runner set one). Returns the process and its address.
+pub async fn start_sagad(
+    database_url: &str,
+    definitions: &Path,
+    participants: &BTreeMap<String, String>,
+    extra_env: &[(&str, String)],
+) -> (Process, String) {
+    let mut env = vec![
+        ("SAGAD_DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("SAGAD_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "SAGAD_DEFINITIONS_DIR".to_owned(),
+            definitions.display().to_string(),
+        ),
+    ];
+    for (service, endpoint) in participants {
+        env.push((
+            format!("SAGAD_PARTICIPANTS__{}", service.to_uppercase()),
+            endpoint.clone(),
+        ));
+    }
+    for (key, value) in extra_env {
+        if *key != "RUST_LOG" || std::env::var_os("RUST_LOG").is_none() {
+            env.push(((*key).to_owned(), value.clone()));
+        }
+    }
+    let env: Vec<(&str, String)> = env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.clone()))
+        .collect();
+    let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
+    let addr = sagad.wait_for_listening("sagad listening on").await;
+    (sagad, addr)
 }
 
 /// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.

@@ -55,6 +55,12 @@ impl<S: SagaStore> Engine<S> {
             if claimed == Some(self.settings.claim_batch as usize) {
                 continue;
             }
+            // Sleep no longer than until the next saga becomes due (a retry time, a lease expiry), so
+            // it moves on time even when the scan interval is long.
+            let sleep = match claimed {
+                Some(_) => self.until_next_due().await,
+                None => self.settings.recovery_interval,
+            };
             let notified = async {
                 match wakeups.as_mut() {
                     Some(w) => w.recv().await,
@@ -63,7 +69,7 @@ impl<S: SagaStore> Engine<S> {
             };
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.settings.recovery_interval) => {}
+                () = tokio::time::sleep(sleep) => {}
                 () = self.recovery_wake.notified() => {}
                 received = notified => {
                     if let Err(e) = received {
@@ -122,6 +128,18 @@ impl<S: SagaStore> Engine<S> {
             }
         }
         Some(count)
+    }
+
+    /// Time until the next active saga becomes claimable, capped by the scan interval; a little slack
+    /// lets the database clock pass the due time before the next claim.
+    async fn until_next_due(&self) -> Duration {
+        const SLACK: Duration = Duration::from_millis(5);
+        let next = self.store.next_due().await;
+        self.observe(&next);
+        match next {
+            Ok(Some(due)) => (due + SLACK).min(self.settings.recovery_interval),
+            Ok(None) | Err(_) => self.settings.recovery_interval,
+        }
     }
 
     async fn heartbeat(self: Arc<Self>) {

@@ -109,6 +109,10 @@ pub trait SagaStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Saga>, StoreError>> + Send;
 
+    /// How long until the next active saga becomes claimable (its retry time and its lease, if any, both
+    /// passed), by the database clock; zero if one already is, `None` if no saga is active.
+    fn next_due(&self) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
+
     /// Extends `owner`'s leases on `ids` and returns the ids it still holds; any other was lost.
     fn renew(
         &self,

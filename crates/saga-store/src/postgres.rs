@@ -148,7 +148,7 @@ impl Wakeups for PgWakeups {
 impl SagaStore for PgStore {
     type Wakeups = PgWakeups;
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err(level = "debug"))]
     async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
         let steps: Vec<StepRow> = (0..saga.steps.len())
             .map(|i| StepRow::from_step(saga, i))
@@ -213,7 +213,7 @@ impl SagaStore for PgStore {
         }
     }
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
         let row: Option<SagaRow> = sqlx::query_as(&format!("{} WHERE s.id = $1", select_saga()))
             .bind(id.0)
@@ -222,7 +222,7 @@ impl SagaStore for PgStore {
         row.map(SagaRow::into_saga).transpose()
     }
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err(level = "debug"))]
     async fn commit(
         &self,
         transition: &Transition,
@@ -305,7 +305,7 @@ impl SagaStore for PgStore {
             .ok_or(StoreError::Conflict(saga.id))
     }
 
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Vec<Saga>, StoreError> {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint sets instead of queueing.
         // The outer SELECT reads the rows as they were before the UPDATE (same snapshot), which is
@@ -319,7 +319,21 @@ impl SagaStore for PgStore {
         rows.into_iter().map(SagaRow::into_saga).collect()
     }
 
-    #[instrument(level = "debug", skip_all, fields(sagas = ids.len()), err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        let seconds: Option<f64> = sqlx::query_scalar(&format!(
+            "SELECT EXTRACT(EPOCH FROM min(GREATEST(
+                        COALESCE(s.next_attempt_at, '-infinity'),
+                        COALESCE(s.lease_until, '-infinity'))) - now())::float8
+             FROM sagas s WHERE {ACTIVE}"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        // -infinity minus now is -infinity: due now.
+        Ok(seconds.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(sagas = ids.len()), err(level = "debug"))]
     async fn renew(&self, owner: &Owner, ids: &[SagaId]) -> Result<Vec<SagaId>, StoreError> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
         let renewed: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
@@ -335,7 +349,7 @@ impl SagaStore for PgStore {
         Ok(renewed.into_iter().map(|(id,)| SagaId(id)).collect())
     }
 
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, owner: &Owner, ids: Option<&[SagaId]>) -> Result<u64, StoreError> {
         let ids: Option<Vec<uuid::Uuid>> = ids.map(|ids| ids.iter().map(|id| id.0).collect());
         let released = sqlx::query(&format!(
@@ -362,7 +376,7 @@ impl SagaStore for PgStore {
         Ok(PgWakeups { listener })
     }
 
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         // Small batches, oldest first: each statement holds its row locks only briefly, and steps and
         // events go with their saga (ON DELETE CASCADE).
@@ -384,7 +398,7 @@ impl SagaStore for PgStore {
         Ok(deleted)
     }
 
-    #[instrument(level = "debug", skip_all, err)]
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list(
         &self,
         filter: &ListFilter,
@@ -425,7 +439,7 @@ impl SagaStore for PgStore {
         rows.into_iter().map(SummaryRow::into_summary).collect()
     }
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err)]
+    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
     async fn history(&self, id: SagaId) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
         let rows: Vec<RecordedEventRow> = sqlx::query_as(
             "SELECT id, detail, created_at FROM saga_events WHERE saga_id = $1 ORDER BY id",

@@ -1,0 +1,247 @@
+//! Replicas and outages with real processes: a SIGTERMed replica hands its sagas to another at once
+//! (not after its leases expire), and a saga log outage turns sagad NOT_SERVING, makes `StartSaga` fail
+//! fast with UNAVAILABLE, and costs no saga once the database is back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use e2e_tests::postgres::PrivatePostgres;
+use e2e_tests::{object, start_participants, start_sagad, wait_terminal};
+use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
+use saga_proto::v1::{SagaStatus, StartSagaRequest, WatchSagaRequest};
+use saga_testkit::TestDatabase;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// `purchase_plan` whose retries wait one second: short enough to be held in memory by the replica
+/// driving the saga (below the default `hold_wait` of 2 s).
+const DEFINITION: &str = "
+name: purchase_plan
+version: 1
+step_timeout: 5s
+retry: {max_attempts: 5, initial_backoff: 1s, multiplier: 1.0, max_backoff: 1s, jitter: 0.0}
+steps:
+  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan}
+  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,    compensate: CancelOrder}
+  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
+  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,         compensate: Refund}
+  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder,  pivot: true}
+";
+
+fn definitions() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("purchase_plan.yaml"), DEFINITION).expect("write");
+    dir
+}
+
+async fn client(addr: &str) -> SagaCoordinatorClient<Channel> {
+    SagaCoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect")
+}
+
+fn request(faults: serde_json::Value, key: &str) -> StartSagaRequest {
+    StartSagaRequest {
+        saga_type: "purchase_plan".to_owned(),
+        payload: Some(object(
+            json!({"userId": "u1", "planId": "pro", "faults": faults}),
+        )),
+        idempotency_key: key.to_owned(),
+    }
+}
+
+/// Replica settings: leases and the recovery scan far longer than the handoff may take, so only the
+/// released lease and its notification can explain a fast takeover.
+fn slow_recovery() -> Vec<(&'static str, String)> {
+    vec![
+        ("SAGAD_LEASE", "30s".to_owned()),
+        ("SAGAD_RECOVERY_INTERVAL", "30s".to_owned()),
+    ]
+}
+
+async fn spawn(
+    url: &str,
+    definitions: &Path,
+    participants: &std::collections::BTreeMap<String, String>,
+    env: &[(&str, String)],
+) -> (e2e_tests::Process, String) {
+    start_sagad(url, definitions, participants, env).await
+}
+
+#[tokio::test]
+async fn sigterm_hands_a_saga_mid_flight_to_another_replica_within_two_seconds() {
+    let saga_db = TestDatabase::create("sagad_handoff").await;
+    let demo_db = TestDatabase::create("sagad_handoff_demo").await;
+    let (demo, participants) = start_participants(&demo_db.url(), "warn").await;
+    let defs = definitions();
+    let (a, a_addr) = spawn(&saga_db.url(), defs.path(), &participants, &slow_recovery()).await;
+    let (b, _b_addr) = spawn(&saga_db.url(), defs.path(), &participants, &slow_recovery()).await;
+
+    // On A: PROCESS_PAYMENT fails twice, so A holds the saga through two 1 s retry waits.
+    let mut a_client = client(&a_addr).await;
+    let id = a_client
+        .start_saga(request(json!({"PROCESS_PAYMENT": "unavailable:2"}), ""))
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+    let mut watch = a_client
+        .watch_saga(WatchSagaRequest {
+            saga_id: id.clone(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    while let Some(message) = watch.next().await {
+        let saga = message.expect("message").saga.expect("saga");
+        let payment = &saga.steps[3];
+        if payment.attempts == 1 {
+            break;
+        }
+    }
+    drop(watch);
+
+    let sigterm = Utc::now();
+    let stopping = Instant::now();
+    let status = a.terminate().await;
+    assert!(status.success(), "A exited with {status}");
+    println!("A stopped in {:?}", stopping.elapsed());
+
+    let saga_log = PgPool::connect(&saga_db.url()).await.expect("saga log");
+    let claimed: Option<DateTime<Utc>> = {
+        let poll = async {
+            loop {
+                let at: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT min(created_at) FROM saga_events
+                     WHERE saga_id = $1::uuid AND kind = 'SAGA_CLAIMED'",
+                )
+                .bind(&id)
+                .fetch_one(&saga_log)
+                .await
+                .expect("claim");
+                if at.is_some() {
+                    return at;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .expect("B claims the saga")
+    };
+    let handoff = (claimed.expect("claimed") - sigterm)
+        .to_std()
+        .unwrap_or_default();
+    println!("SIGTERM to claim by B: {handoff:?} (lease 30 s, recovery scan every 30 s)");
+    assert!(handoff < Duration::from_secs(2), "handoff took {handoff:?}");
+
+    // B finishes the saga.
+    let mut b_client = client(&_b_addr).await;
+    let saga = wait_terminal(&mut b_client, &id).await;
+    assert_eq!(saga.status(), SagaStatus::Completed);
+    assert_eq!(saga.steps[3].attempts, 3);
+    let status = b.terminate().await;
+    assert!(status.success());
+    demo.terminate().await;
+    saga_log.close().await;
+}
+
+async fn serving(health: &mut HealthClient<Channel>) -> Option<ServingStatus> {
+    health
+        .check(HealthCheckRequest {
+            service: "saga.v1.SagaCoordinator".to_owned(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status())
+}
+
+async fn wait_for_health(health: &mut HealthClient<Channel>, want: ServingStatus) -> Duration {
+    let started = Instant::now();
+    while serving(health).await != Some(want) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "health never became {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_no_saga() {
+    let pg = PrivatePostgres::start();
+    let admin = PgPool::connect(&pg.url("postgres"))
+        .await
+        .expect("private server");
+    sqlx::query("CREATE DATABASE sagad")
+        .execute(&admin)
+        .await
+        .expect("create db");
+    admin.close().await;
+    let demo_db = TestDatabase::create("sagad_outage_demo").await;
+    let (demo, participants) = start_participants(&demo_db.url(), "warn").await;
+    let defs = definitions();
+    let (sagad, addr) = spawn(&pg.url("sagad"), defs.path(), &participants, &[]).await;
+    let mut api = client(&addr).await;
+    let mut health = HealthClient::new(
+        Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    assert_eq!(serving(&mut health).await, Some(ServingStatus::Serving));
+
+    // A saga in the middle of its retries when the database goes away.
+    let id = api
+        .start_saga(request(json!({"PROCESS_PAYMENT": "unavailable:2"}), ""))
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+    pg.stop();
+    let became = wait_for_health(&mut health, ServingStatus::NotServing).await;
+    println!("NOT_SERVING {became:?} after the database stopped");
+
+    let asked = Instant::now();
+    let refused = api
+        .start_saga(request(json!({}), "during-outage"))
+        .await
+        .expect_err("no saga can be accepted without the saga log");
+    let answered = asked.elapsed();
+    println!(
+        "StartSaga during the outage answered {:?} in {answered:?}",
+        refused.code()
+    );
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(answered < Duration::from_secs(1), "took {answered:?}");
+
+    std::thread::sleep(Duration::from_secs(2));
+    pg.resume();
+    let back = wait_for_health(&mut health, ServingStatus::Serving).await;
+    println!("SERVING again {back:?} after the database came back");
+
+    let saga = wait_terminal(&mut api, &id).await;
+    assert_eq!(saga.status(), SagaStatus::Completed, "{saga:#?}");
+    let later = api
+        .start_saga(request(json!({}), "after-outage"))
+        .await
+        .expect("accepted again")
+        .into_inner();
+    let later = wait_terminal(&mut api, &later.saga_id).await;
+    assert_eq!(later.status(), SagaStatus::Completed);
+    let status = sagad.terminate().await;
+    assert!(
+        status.success(),
+        "sagad kept running through the outage: {status}"
+    );
+    demo.terminate().await;
+}
