@@ -38,6 +38,9 @@ pub struct Report {
     pub get_status_calls: u64,
     /// Steps in the saga (from GetStatus), 0 if never polled.
     pub steps: usize,
+    /// Sum over the sagas of their final revision + 1: the saga-log writes that moved them (the insert,
+    /// then one per committed transition), whatever else the database did meanwhile.
+    pub saga_writes: u64,
 }
 
 impl Report {
@@ -48,6 +51,7 @@ impl Report {
         }
         self.get_status_calls += other.get_status_calls;
         self.steps = self.steps.max(other.steps);
+        self.saga_writes += other.saga_writes;
     }
 }
 
@@ -94,6 +98,7 @@ async fn worker(
             .map_err(|s| anyhow!("StartSaga failed: {:?}: {}", s.code(), s.message()))?
             .into_inner();
         let mut status = answer.status();
+        let mut revision = 0;
         let mut wait = plan.poll_min;
         while !is_terminal(status) {
             if started.elapsed() > plan.saga_timeout {
@@ -126,8 +131,10 @@ async fn worker(
                 })?;
             report.get_status_calls += 1;
             report.steps = report.steps.max(saga.steps.len());
+            revision = saga.revision;
             status = saga.status();
         }
+        report.saga_writes += revision + 1;
         report.latencies.push(started.elapsed());
         *report.outcomes.entry(status).or_default() += 1;
     }

@@ -203,8 +203,16 @@ fn print_commits(
         "commits per saga",
         format!("{per_saga:.2}"),
         &format!(
-            "= (delta - GetStatus calls - bench's own commits) / sagas = ({delta} - {calls} - {own}) / {sagas}"
+            "= (delta - GetStatus calls - bench's own commits) / sagas = ({delta} - {calls} - {own}) / {sagas}; \
+             includes sagad's background commits (recovery scans, lease renewals) during the run and the wait"
         ),
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let writes = report.saga_writes as f64 / f64::from(sagas);
+    row(
+        "saga-log writes/saga",
+        format!("{writes:.2}"),
+        "= mean of (final revision + 1): the insert plus one commit per transition, background excluded",
     );
     if report.steps > 0 {
         row(

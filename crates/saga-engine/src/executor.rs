@@ -103,6 +103,9 @@ pub(crate) async fn drive<S: SagaStore>(
         engine.watchers.publish(&saga);
         if lease == LeaseAfter::Release {
             debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");
+            // The recovery loop may be asleep for its whole scan interval: let it plan for this
+            // wake-up time, so this instance claims the saga when it is due if no other did.
+            engine.recovery_wake.notify_one();
             return;
         }
     }

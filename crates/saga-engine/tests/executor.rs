@@ -556,3 +556,57 @@ async fn an_instance_that_lost_its_lease_mid_call_cannot_write_its_stale_result(
     h.shutdown.cancel();
     h.server.await.expect("server");
 }
+
+#[tokio::test]
+async fn a_long_retry_wait_releases_the_lease_and_the_recovery_loop_resumes_the_saga_when_due() {
+    let h = Harness::start(
+        |step, _, attempt| match (step, attempt) {
+            ("CHARGE", 1) => Behavior::Unavailable,
+            _ => Behavior::Ok,
+        },
+        |d| {
+            d.retry.initial_backoff = Duration::from_millis(300);
+            d.retry.max_backoff = Duration::from_millis(300);
+        },
+    )
+    .await;
+    // Its own recovery loop scans only hourly: only planning for the due time can resume the saga.
+    let (engine, shutdown) = h.second_instance(EngineSettings {
+        hold_wait: Duration::from_millis(100),
+        recovery_interval: Duration::from_secs(3600),
+        ..EngineSettings::default()
+    });
+    engine.run_background();
+    let started = std::time::Instant::now();
+    let id = engine
+        .start(StartRequest {
+            saga_type: "shop".into(),
+            payload: serde_json::Map::new(),
+            idempotency_key: None,
+        })
+        .await
+        .expect("start")
+        .saga
+        .id;
+    let saga = h.wait_terminal(id).await;
+    let took = started.elapsed();
+    assert_eq!(saga.status, SagaStatus::Completed);
+    assert!(
+        took < Duration::from_secs(2),
+        "resumed {took:?} after start; the retry was due after 300 ms"
+    );
+    let claims = h
+        .store
+        .history(id)
+        .await
+        .expect("history")
+        .expect("saga")
+        .iter()
+        .filter(|e| matches!(e.event, saga_core::HistoryEvent::SagaClaimed { .. }))
+        .count();
+    assert_eq!(claims, 1, "released for the wait, claimed back when due");
+    assert_eq!(saga.epoch, 2);
+    shutdown.cancel();
+    engine.drain(Duration::from_secs(5)).await;
+    h.stop().await;
+}
