@@ -245,3 +245,85 @@ async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_n
     );
     demo.terminate().await;
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test]
+async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_resumes() {
+    let saga_db = TestDatabase::create("sagad_paused").await;
+    let demo_db = TestDatabase::create("sagad_paused_demo").await;
+    let (demo, participants) = start_participants(&demo_db.url(), "warn").await;
+    let defs = definitions();
+    let short_lease = [
+        ("SAGAD_LEASE", "1s".to_owned()),
+        ("SAGAD_RECOVERY_INTERVAL", "200ms".to_owned()),
+    ];
+    let (a, a_addr) = spawn(&saga_db.url(), defs.path(), &participants, &short_lease).await;
+    let (b, b_addr) = spawn(&saga_db.url(), defs.path(), &participants, &short_lease).await;
+
+    // A calls PROCESS_PAYMENT, which takes 1.5 s; A is frozen mid-call.
+    let mut a_client = client(&a_addr).await;
+    let id = a_client
+        .start_saga(request(json!({"PROCESS_PAYMENT": "delay:1500ms"}), ""))
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+    let mut watch = a_client
+        .watch_saga(WatchSagaRequest { saga_id: id.clone() })
+        .await
+        .expect("watch")
+        .into_inner();
+    while let Some(message) = watch.next().await {
+        if message.expect("message").saga.expect("saga").current_step == "PROCESS_PAYMENT" {
+            break;
+        }
+    }
+    drop(watch);
+    signal(a.pid(), "STOP");
+
+    // B takes the saga over once A's lease runs out, and finishes it (the participant's barrier answers
+    // B's repeat of the charge with the first result).
+    let mut b_client = client(&b_addr).await;
+    let saga = wait_terminal(&mut b_client, &id).await;
+    assert_eq!(saga.status(), SagaStatus::Completed);
+    let saga_log = PgPool::connect(&saga_db.url()).await.expect("saga log");
+    let footprint = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT revision, (SELECT count(*) FROM saga_events WHERE saga_id = $1::uuid)
+             FROM sagas WHERE id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&saga_log)
+        .await
+        .expect("saga row")
+    };
+    let finished_by_b = footprint().await;
+
+    // A resumes: its charge answers, its write is refused; SIGTERM then waits for that executor to end.
+    signal(a.pid(), "CONT");
+    let status = a.terminate().await;
+    assert!(status.success(), "A exited with {status}");
+    assert_eq!(
+        footprint().await,
+        finished_by_b,
+        "A's stale result changed neither the saga nor its history"
+    );
+    let charges: i64 = sqlx::query_scalar("SELECT count(*) FROM payment.payments WHERE saga_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&PgPool::connect(&demo_db.url()).await.expect("demo db"))
+        .await
+        .expect("payments");
+    assert_eq!(charges, 1, "charged once");
+    let status = b.terminate().await;
+    assert!(status.success());
+    demo.terminate().await;
+    saga_log.close().await;
+}
