@@ -277,7 +277,9 @@ async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_r
         .into_inner()
         .saga_id;
     let mut watch = a_client
-        .watch_saga(WatchSagaRequest { saga_id: id.clone() })
+        .watch_saga(WatchSagaRequest {
+            saga_id: id.clone(),
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -316,11 +318,12 @@ async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_r
         finished_by_b,
         "A's stale result changed neither the saga nor its history"
     );
-    let charges: i64 = sqlx::query_scalar("SELECT count(*) FROM payment.payments WHERE saga_id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&PgPool::connect(&demo_db.url()).await.expect("demo db"))
-        .await
-        .expect("payments");
+    let charges: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment.payments WHERE saga_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&PgPool::connect(&demo_db.url()).await.expect("demo db"))
+            .await
+            .expect("payments");
     assert_eq!(charges, 1, "charged once");
     let status = b.terminate().await;
     assert!(status.success());

@@ -239,4 +239,30 @@ mod tests {
             Settings::load_from(Some(Path::new("/nonexistent/sagad.toml")), no_env()).unwrap_err();
         assert!(matches!(err, SettingsError::MissingFile(_)));
     }
+
+    #[test]
+    fn lease_and_retention_settings_reach_the_engine() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "lease = \"3s\"\nhold_wait = \"500ms\"\nretention = \"0s\""
+        )
+        .unwrap();
+        let engine = Settings::load_from(Some(file.path()), no_env())
+            .unwrap()
+            .engine();
+        assert_eq!(engine.lease, Duration::from_secs(3));
+        assert_eq!(engine.hold_wait, Duration::from_millis(500));
+        assert_eq!(engine.retention, None, "0s keeps finished sagas forever");
+        let defaults = Settings::load_from(None, no_env()).unwrap().engine();
+        assert_eq!(
+            defaults.retention,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "lease = \"100ms\"").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("lease"), "{err}");
+    }
 }
