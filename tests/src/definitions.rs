@@ -60,6 +60,50 @@ pub fn fast(step_timeout: Duration) -> TempDir {
     dir
 }
 
+/// The shipped `purchase_plan` under the name `name`, changed by `adjust`: for tests that need timings
+/// of their own on the real steps.
+///
+/// # Panics
+/// When the shipped definitions do not include `purchase_plan`.
+pub fn purchase_plan_as(name: &str, adjust: impl FnOnce(&mut Definition)) -> Definition {
+    let mut definition = shipped()
+        .into_iter()
+        .find(|d| d.name == "purchase_plan")
+        .expect("purchase_plan is shipped");
+    definition.name = name.to_owned();
+    adjust(&mut definition);
+    definition
+}
+
+/// A retry policy from its five numbers (backoffs in milliseconds).
+pub fn policy(
+    max_attempts: u32,
+    initial_backoff_ms: u64,
+    multiplier: f64,
+    max_backoff_ms: u64,
+    jitter: f64,
+) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(initial_backoff_ms),
+        multiplier,
+        max_backoff: Duration::from_millis(max_backoff_ms),
+        jitter,
+    }
+}
+
+/// Writes `definitions` to a temporary directory for sagad's `definitions_dir`.
+///
+/// # Panics
+/// When the directory cannot be written.
+pub fn write_dir(definitions: &[Definition]) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for definition in definitions {
+        write(dir.path(), definition);
+    }
+    dir
+}
+
 fn shorten(policy: &mut RetryPolicy) {
     policy.initial_backoff = Duration::from_millis(5);
     policy.max_backoff = Duration::from_millis(20);

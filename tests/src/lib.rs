@@ -16,7 +16,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{GetStatusRequest, Saga, SagaStatus, StartSagaRequest, StepStatus};
+use saga_proto::v1::{
+    GetStatusRequest, Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRequest,
+};
 use saga_testkit::TestDatabase;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -333,6 +335,36 @@ pub async fn start_sagad(
     let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
     let addr = sagad.wait_for_listening("sagad listening on").await;
     (sagad, addr)
+}
+
+/// Follows saga `saga_id` with `WatchSaga` until a version of it satisfies `until`, and returns it.
+///
+/// # Panics
+/// When the stream ends or fails first, or after 30 s.
+pub async fn watch_until(
+    client: &mut SagaCoordinatorClient<Channel>,
+    saga_id: &str,
+    until: impl Fn(&Saga) -> bool,
+) -> Saga {
+    let watch = async {
+        let mut stream = client
+            .watch_saga(WatchSagaRequest {
+                saga_id: saga_id.to_owned(),
+            })
+            .await
+            .expect("WatchSaga")
+            .into_inner();
+        while let Some(message) = stream.message().await.expect("watch message") {
+            let saga = message.saga.expect("saga in message");
+            if until(&saga) {
+                return saga;
+            }
+        }
+        panic!("saga {saga_id} ended without the awaited change")
+    };
+    tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .unwrap_or_else(|_| panic!("saga {saga_id}: no awaited change within 30s"))
 }
 
 /// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.

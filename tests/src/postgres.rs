@@ -51,6 +51,19 @@ impl PrivatePostgres {
         pg
     }
 
+    /// Creates database `name` and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let admin = sqlx::PgPool::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the private server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        self.url(name)
+    }
+
     /// URL of database `name` on this server.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
 use e2e_tests::postgres::PrivatePostgres;
 use e2e_tests::{Process, object, start_participants, start_sagad};
 use saga_proto::v1::StartSagaRequest;
@@ -29,22 +30,20 @@ const LEASE: Duration = Duration::from_secs(2);
 /// Time between chaos events; a takeover finishes well within it, so events never overlap.
 const CHAOS_INTERVAL: Duration = Duration::from_secs(3);
 
-/// `purchase_plan` with retry budgets that outlast every injected transient fault, and backoffs long
-/// enough that some waits are handed over through the saga log (beyond `SAGAD_HOLD_WAIT`).
-const DEFINITION: &str = "
-name: purchase_plan
-version: 1
-timeout: 5m
-step_timeout: 2s
-retry:        {max_attempts: 8, initial_backoff: 100ms, multiplier: 3.0, max_backoff: 2s, jitter: 0.2}
-compensation: {max_attempts: 30, initial_backoff: 100ms, multiplier: 3.0, max_backoff: 2s, jitter: 0.2}
-steps:
-  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan}
-  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,    compensate: CancelOrder}
-  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
-  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,         compensate: Refund}
-  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder,  pivot: true}
-";
+/// The shipped `purchase_plan` with retry budgets that outlast every injected transient fault, one 2 s
+/// deadline for every call, and backoffs long enough that some waits are handed over through the saga
+/// log (beyond `SAGAD_HOLD_WAIT`).
+fn definitions() -> tempfile::TempDir {
+    write_dir(&[purchase_plan_as("purchase_plan", |d| {
+        d.timeout = Some(Duration::from_secs(300));
+        d.step_timeout = Duration::from_secs(2);
+        for step in &mut d.steps {
+            step.timeout = None;
+        }
+        d.retry = policy(8, 100, 3.0, 2000, 0.2);
+        d.compensation = policy(30, 100, 3.0, 2000, 0.2);
+    })])
+}
 
 const STEPS: [&str; 5] = [
     "VALIDATE_PLAN",
@@ -176,8 +175,7 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     let saga_url = pg.url("sagad");
     let demo_db = TestDatabase::create("sagad_chaos_demo").await;
     let (demo, participants) = start_participants(&demo_db.url(), "error").await;
-    let definitions = tempfile::tempdir().expect("temp dir");
-    std::fs::write(definitions.path().join("purchase_plan.yaml"), DEFINITION).expect("write");
+    let definitions = definitions();
 
     let mut replicas: Vec<Option<Process>> = Vec::new();
     let addresses: Addresses = Arc::default();

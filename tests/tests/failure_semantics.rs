@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Stack, object, wait_terminal};
+use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
+use e2e_tests::{Stack, object, wait_terminal, watch_until};
 use saga_proto::v1::{
     AbortSagaRequest, EventKind, FailureReason, GetSagaHistoryRequest, HistoryEvent,
     RetrySagaRequest, Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRequest,
@@ -16,53 +17,34 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_stream::StreamExt;
 
-const STEPS: &str = "
-steps:
-  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan}
-  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,    compensate: CancelOrder}
-  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
-  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,         compensate: Refund}
-  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder,  pivot: true}
-";
-
 /// Backoffs of the `purchase_plan` used here: 100 ms doubling, ±20%.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const JITTER: f64 = 0.2;
 
-/// Test definitions: `purchase_plan` with quick retries, one with a short ALLOCATE_DEVICE deadline, one
-/// with a one-second saga deadline, one that waits a minute between attempts.
+/// Test definitions on the shipped `purchase_plan` steps: `purchase_plan` with quick retries, one with a
+/// short ALLOCATE_DEVICE deadline, one with a one-second saga deadline, one that waits a minute between
+/// attempts.
 fn definitions() -> TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |name: &str, head: &str, steps: &str| {
-        let text = format!("name: {name}\nversion: 1\n{head}{steps}");
-        std::fs::write(dir.path().join(format!("{name}.yaml")), text).expect("write definition");
-    };
-    write(
-        "purchase_plan",
-        "timeout: 5m\nstep_timeout: 10s\n\
-         retry: {max_attempts: 3, initial_backoff: 100ms, multiplier: 2.0, max_backoff: 1s, jitter: 0.2}\n\
-         compensation: {max_attempts: 4, initial_backoff: 20ms, multiplier: 2.0, max_backoff: 200ms, jitter: 0.2}\n",
-        STEPS,
-    );
-    write(
-        "purchase_plan_short_timeout",
-        "retry: {max_attempts: 2, initial_backoff: 10ms, multiplier: 2.0, max_backoff: 100ms}\n",
-        &STEPS.replace(
-            "compensate: ReleaseDevice}",
-            "compensate: ReleaseDevice, timeout: 300ms}",
-        ),
-    );
-    write(
-        "purchase_plan_deadline",
-        "timeout: 1s\nstep_timeout: 30s\n",
-        STEPS,
-    );
-    write(
-        "purchase_plan_slow_retry",
-        "retry: {max_attempts: 3, initial_backoff: 1m, multiplier: 2.0, max_backoff: 1m}\n",
-        STEPS,
-    );
-    dir
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    write_dir(&[
+        purchase_plan_as("purchase_plan", |d| {
+            d.timeout = Some(minutes(5));
+            d.step_timeout = Duration::from_secs(10);
+            d.retry = policy(3, 100, 2.0, 1000, JITTER);
+            d.compensation = policy(4, 20, 2.0, 200, 0.2);
+        }),
+        purchase_plan_as("purchase_plan_short_timeout", |d| {
+            d.retry = policy(2, 10, 2.0, 100, 0.2);
+            d.steps[2].timeout = Some(Duration::from_millis(300));
+        }),
+        purchase_plan_as("purchase_plan_deadline", |d| {
+            d.timeout = Some(Duration::from_secs(1));
+            d.step_timeout = Duration::from_secs(30);
+        }),
+        purchase_plan_as("purchase_plan_slow_retry", |d| {
+            d.retry = policy(3, 60_000, 2.0, 60_000, 0.2);
+        }),
+    ])
 }
 
 async fn start(stack: &mut Stack, saga_type: &str, faults: Value) -> String {
@@ -392,21 +374,10 @@ async fn abort_mid_saga_stops_the_hanging_step_and_compensates_everything_done()
     )
     .await;
     // Watch until the saga is calling PROCESS_PAYMENT (which never answers).
-    let mut watch = stack
-        .client
-        .watch_saga(WatchSagaRequest {
-            saga_id: id.clone(),
-        })
-        .await
-        .expect("WatchSaga")
-        .into_inner();
-    while let Some(message) = watch.next().await {
-        let saga = message.expect("watch message").saga.expect("saga");
-        if saga.current_step == "PROCESS_PAYMENT" {
-            break;
-        }
-    }
-    drop(watch);
+    watch_until(&mut stack.client, &id, |saga| {
+        saga.current_step == "PROCESS_PAYMENT"
+    })
+    .await;
     let aborted = stack
         .client
         .abort_saga(AbortSagaRequest {

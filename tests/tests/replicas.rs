@@ -6,39 +6,27 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
 use e2e_tests::postgres::PrivatePostgres;
-use e2e_tests::{object, start_participants, start_sagad, wait_terminal};
+use e2e_tests::{object, start_participants, start_sagad, wait_terminal, watch_until};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{SagaStatus, StartSagaRequest, WatchSagaRequest};
+use saga_proto::v1::{SagaStatus, StartSagaRequest};
 use saga_testkit::TestDatabase;
 use serde_json::json;
 use sqlx::PgPool;
-use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// `purchase_plan` whose retries wait one second: short enough to be held in memory by the replica
-/// driving the saga (below the default `hold_wait` of 2 s).
-const DEFINITION: &str = "
-name: purchase_plan
-version: 1
-step_timeout: 5s
-retry: {max_attempts: 5, initial_backoff: 1s, multiplier: 1.0, max_backoff: 1s, jitter: 0.0}
-steps:
-  - {name: VALIDATE_PLAN,   participant: billing, action: ValidatePlan}
-  - {name: CREATE_ORDER,    participant: billing, action: CreateOrder,    compensate: CancelOrder}
-  - {name: ALLOCATE_DEVICE, participant: device,  action: AllocateDevice, compensate: ReleaseDevice}
-  - {name: PROCESS_PAYMENT, participant: payment, action: Charge,         compensate: Refund}
-  - {name: ACTIVATE_ORDER,  participant: billing, action: ActivateOrder,  pivot: true}
-";
-
+/// The shipped `purchase_plan` with retries one second apart: short enough to be held in memory by the
+/// replica driving the saga (below the default `hold_wait` of 2 s).
 fn definitions() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("purchase_plan.yaml"), DEFINITION).expect("write");
-    dir
+    write_dir(&[purchase_plan_as("purchase_plan", |d| {
+        d.step_timeout = Duration::from_secs(5);
+        d.retry = policy(5, 1000, 1.0, 1000, 0.0);
+    })])
 }
 
 async fn client(addr: &str) -> SagaCoordinatorClient<Channel> {
@@ -92,21 +80,7 @@ async fn sigterm_hands_a_saga_mid_flight_to_another_replica_within_two_seconds()
         .expect("start")
         .into_inner()
         .saga_id;
-    let mut watch = a_client
-        .watch_saga(WatchSagaRequest {
-            saga_id: id.clone(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    while let Some(message) = watch.next().await {
-        let saga = message.expect("message").saga.expect("saga");
-        let payment = &saga.steps[3];
-        if payment.attempts == 1 {
-            break;
-        }
-    }
-    drop(watch);
+    watch_until(&mut a_client, &id, |saga| saga.steps[3].attempts == 1).await;
 
     let sigterm = Utc::now();
     let stopping = Instant::now();
@@ -178,18 +152,11 @@ async fn wait_for_health(health: &mut HealthClient<Channel>, want: ServingStatus
 #[tokio::test]
 async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_no_saga() {
     let pg = PrivatePostgres::start();
-    let admin = PgPool::connect(&pg.url("postgres"))
-        .await
-        .expect("private server");
-    sqlx::query("CREATE DATABASE sagad")
-        .execute(&admin)
-        .await
-        .expect("create db");
-    admin.close().await;
+    let saga_url = pg.create_database("sagad").await;
     let demo_db = TestDatabase::create("sagad_outage_demo").await;
     let (demo, participants) = start_participants(&demo_db.url(), "warn").await;
     let defs = definitions();
-    let (sagad, addr) = spawn(&pg.url("sagad"), defs.path(), &participants, &[]).await;
+    let (sagad, addr) = spawn(&saga_url, defs.path(), &participants, &[]).await;
     let mut api = client(&addr).await;
     let mut health = HealthClient::new(
         Channel::from_shared(format!("http://{addr}"))
@@ -276,19 +243,10 @@ async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_r
         .expect("start")
         .into_inner()
         .saga_id;
-    let mut watch = a_client
-        .watch_saga(WatchSagaRequest {
-            saga_id: id.clone(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    while let Some(message) = watch.next().await {
-        if message.expect("message").saga.expect("saga").current_step == "PROCESS_PAYMENT" {
-            break;
-        }
-    }
-    drop(watch);
+    watch_until(&mut a_client, &id, |saga| {
+        saga.current_step == "PROCESS_PAYMENT"
+    })
+    .await;
     signal(a.pid(), "STOP");
 
     // B takes the saga over once A's lease runs out, and finishes it (the participant's barrier answers

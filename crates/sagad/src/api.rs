@@ -278,14 +278,9 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<AbortSagaRequest>,
     ) -> Result<Response<AbortSagaResponse>, Status> {
-        let request = request.into_inner();
-        let id = parse_saga_id(&request.saga_id)?;
-        let reason = operator_reason(request.reason)?;
-        info!(saga_id = %id, %reason, "operator aborts saga");
-        let saga = self.engine.abort(id, reason).await.map_err(engine_status)?;
-        Ok(Response::new(AbortSagaResponse {
-            saga: Some(pb::Saga::from(&saga)),
-        }))
+        let AbortSagaRequest { saga_id, reason } = request.into_inner();
+        let saga = self.operate(Operation::Abort, &saga_id, reason).await?;
+        Ok(Response::new(AbortSagaResponse { saga: Some(saga) }))
     }
 
     #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
@@ -293,13 +288,35 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<RetrySagaRequest>,
     ) -> Result<Response<RetrySagaResponse>, Status> {
-        let request = request.into_inner();
-        let id = parse_saga_id(&request.saga_id)?;
-        let reason = operator_reason(request.reason)?;
-        info!(saga_id = %id, %reason, "operator retries saga");
-        let saga = self.engine.retry(id, reason).await.map_err(engine_status)?;
-        Ok(Response::new(RetrySagaResponse {
-            saga: Some(pb::Saga::from(&saga)),
-        }))
+        let RetrySagaRequest { saga_id, reason } = request.into_inner();
+        let saga = self.operate(Operation::Retry, &saga_id, reason).await?;
+        Ok(Response::new(RetrySagaResponse { saga: Some(saga) }))
+    }
+}
+
+/// The operator actions.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Abort,
+    Retry,
+}
+
+impl CoordinatorApi {
+    /// Validates an operator action's input, carries it out and returns the saga right after it.
+    async fn operate(
+        &self,
+        operation: Operation,
+        saga_id: &str,
+        reason: String,
+    ) -> Result<pb::Saga, Status> {
+        let id = parse_saga_id(saga_id)?;
+        let reason = operator_reason(reason)?;
+        info!(saga_id = %id, ?operation, %reason, "operator action");
+        let saga = match operation {
+            Operation::Abort => self.engine.abort(id, reason).await,
+            Operation::Retry => self.engine.retry(id, reason).await,
+        }
+        .map_err(engine_status)?;
+        Ok(pb::Saga::from(&saga))
     }
 }
