@@ -12,6 +12,7 @@ use e2e_tests::{Stack, object, wait_terminal, watch_until};
 use saga_proto::v1::{
     AbortSagaRequest, EventKind, FailureReason, GetSagaHistoryRequest, HistoryEvent,
     RetrySagaRequest, Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRequest,
+    WatchSagaResponse,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -54,6 +55,17 @@ async fn start(stack: &mut Stack, saga_type: &str, faults: Value) -> String {
             json!({"userId": "u1", "planId": "pro", "faults": faults}),
         )
         .await
+}
+
+async fn open_watch(stack: &mut Stack, saga_id: &str) -> tonic::Streaming<WatchSagaResponse> {
+    stack
+        .client
+        .watch_saga(WatchSagaRequest {
+            saga_id: saga_id.to_owned(),
+        })
+        .await
+        .expect("WatchSaga")
+        .into_inner()
 }
 
 async fn history(stack: &mut Stack, saga_id: &str) -> Vec<HistoryEvent> {
@@ -485,14 +497,7 @@ async fn watch_delivers_every_transition_in_order_and_ends_at_the_terminal_one()
         json!({"CREATE_ORDER": "unavailable:2"}),
     )
     .await;
-    let mut watch = stack
-        .client
-        .watch_saga(WatchSagaRequest {
-            saga_id: id.clone(),
-        })
-        .await
-        .expect("WatchSaga")
-        .into_inner();
+    let mut watch = open_watch(&mut stack, &id).await;
     let mut seen = Vec::new();
     while let Some(message) = watch.next().await {
         seen.push(message.expect("watch message").saga.expect("saga"));
@@ -521,14 +526,7 @@ async fn an_open_watch_ends_with_unavailable_when_sagad_shuts_down_instead_of_ho
         json!({"CREATE_ORDER": "unavailable"}),
     )
     .await;
-    let mut watch = stack
-        .client
-        .watch_saga(WatchSagaRequest {
-            saga_id: id.clone(),
-        })
-        .await
-        .expect("WatchSaga")
-        .into_inner();
+    let mut watch = open_watch(&mut stack, &id).await;
     let first = watch.next().await.expect("first message").expect("saga");
     assert_eq!(first.saga.expect("saga").status(), SagaStatus::Running);
 

@@ -168,13 +168,7 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
-        let id = parse_saga_id(&request.get_ref().saga_id)?;
-        let saga = self
-            .engine
-            .status(id)
-            .await
-            .map_err(engine_status)?
-            .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))?;
+        let saga = self.load(&request.get_ref().saga_id).await?;
         Ok(Response::new(GetStatusResponse {
             saga: Some(pb::Saga::from(&saga)),
         }))
@@ -257,14 +251,8 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<GetSagaHistoryRequest>,
     ) -> Result<Response<GetSagaHistoryResponse>, Status> {
-        let id = parse_saga_id(&request.get_ref().saga_id)?;
-        let saga = self
-            .engine
-            .status(id)
-            .await
-            .map_err(engine_status)?
-            .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))?;
-        let events = self.engine.history(id).await.map_err(engine_status)?;
+        let saga = self.load(&request.get_ref().saga_id).await?;
+        let events = self.engine.history(saga.id).await.map_err(engine_status)?;
         Ok(Response::new(GetSagaHistoryResponse {
             events: events
                 .iter()
@@ -302,6 +290,16 @@ enum Operation {
 }
 
 impl CoordinatorApi {
+    /// The saga `saga_id` names, or the status saying why there is none.
+    async fn load(&self, saga_id: &str) -> Result<saga_core::Saga, Status> {
+        let id = parse_saga_id(saga_id)?;
+        self.engine
+            .status(id)
+            .await
+            .map_err(engine_status)?
+            .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))
+    }
+
     /// Validates an operator action's input, carries it out and returns the saga right after it.
     async fn operate(
         &self,
