@@ -154,9 +154,11 @@ async fn transient_errors_are_retried_with_backoff_and_every_attempt_is_in_the_h
         let retry_at = failed.retry_at.expect("retry scheduled");
         let scheduled = millis_between(failed.recorded_at.as_ref().expect("time"), &retry_at);
         let nominal = INITIAL_BACKOFF.as_secs_f64() * 1000.0 * 2f64.powi(n as i32);
+        // retry_at is computed just before the commit that records the event, so the commit's own
+        // latency (allowed up to 50 ms on a loaded machine) shortens the measured span, never lengthens it.
         assert!(
-            scheduled >= nominal * (1.0 - JITTER) - 5.0
-                && scheduled <= nominal * (1.0 + JITTER) + 5.0,
+            scheduled >= nominal * (1.0 - JITTER) - 50.0
+                && scheduled <= nominal * (1.0 + JITTER) + 1.0,
             "attempt {} retry scheduled {scheduled:.1} ms out, policy says {nominal} ms ±20%",
             n + 1
         );
@@ -527,8 +529,20 @@ async fn an_open_watch_ends_with_unavailable_when_sagad_shuts_down_instead_of_ho
     )
     .await;
     let mut watch = open_watch(&mut stack, &id).await;
-    let first = watch.next().await.expect("first message").expect("saga");
-    assert_eq!(first.saga.expect("saga").status(), SagaStatus::Running);
+    // Read until CREATE_ORDER's first attempt has failed: then the saga waits a minute, changing nothing.
+    loop {
+        let saga = watch
+            .next()
+            .await
+            .expect("a message")
+            .expect("saga")
+            .saga
+            .expect("saga");
+        assert_eq!(saga.status(), SagaStatus::Running);
+        if saga.steps[1].attempts == 1 {
+            break;
+        }
+    }
 
     let stopping = Instant::now();
     let stop = tokio::spawn(stack.stop());
