@@ -191,7 +191,6 @@ async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_n
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(answered < Duration::from_secs(1), "took {answered:?}");
 
-    std::thread::sleep(Duration::from_secs(2));
     pg.resume();
     let back = wait_for_health(&mut health, ServingStatus::Serving).await;
     println!("SERVING again {back:?} after the database came back");
