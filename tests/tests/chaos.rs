@@ -155,6 +155,7 @@ async fn start_one(
                     saga_type: saga_type.to_owned(),
                     payload: Some(object(payload.clone())),
                     idempotency_key: format!("chaos-{i}"),
+                    wait: None,
                 };
                 if let Ok(response) = client.start_saga(request).await {
                     return response.into_inner().saga_id.parse().expect("uuid");
