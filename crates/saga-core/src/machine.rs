@@ -98,11 +98,15 @@ pub enum Input {
     Abort {
         /// Why, in the operator's words; kept in the history.
         reason: String,
+        /// The authenticated principal who asked; `None` when sagad runs without authentication.
+        by: Option<String>,
     },
     /// An operator asked to resume a parked (`FAILED`) saga where it stopped.
     Retry {
         /// Why, in the operator's words; kept in the history.
         reason: String,
+        /// The authenticated principal who asked; `None` when sagad runs without authentication.
+        by: Option<String>,
     },
 }
 
@@ -166,6 +170,9 @@ pub enum HistoryEvent {
     SagaAborted {
         /// The operator's reason.
         reason: String,
+        /// The principal who aborted it; absent in events written before authentication existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An instance claimed the saga to drive it: its previous owner died, stopped, or released it for a
     /// long wait. Written by the saga log's claim, never by [`apply`].
@@ -181,6 +188,9 @@ pub enum HistoryEvent {
         step: usize,
         /// The operator's reason.
         reason: String,
+        /// The principal who resumed it; absent in events written before authentication existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -362,19 +372,19 @@ pub fn apply(
                 &mut events,
             );
         }
-        Input::Abort { reason } => {
+        Input::Abort { reason, by } => {
             check_abortable(saga)?;
             // A call to the current step may be in flight right now, even before its first attempt is
             // recorded: treat it as possibly done. Compensating a step that never ran is a no-op for a
             // participant behind a barrier, and the barrier also stops the late action.
             settle_current_step(&mut next, now, true);
             let message = format!("aborted by an operator: {reason}");
-            events.push(HistoryEvent::SagaAborted { reason });
+            events.push(HistoryEvent::SagaAborted { reason, by });
             start_compensation(&mut next, FailureReason::Aborted, message, now, &mut events);
         }
-        Input::Retry { reason } => {
+        Input::Retry { reason, by } => {
             let step = resume_parked(&mut next)?;
-            events.push(HistoryEvent::SagaRetried { step, reason });
+            events.push(HistoryEvent::SagaRetried { step, reason, by });
         }
     }
     // A wait never outlasts the deadline that applies: the stored wake-up time alone then says when the

@@ -170,6 +170,7 @@ fn run(
         {
             let input = Input::Abort {
                 reason: "test".to_owned(),
+                by: None,
             };
             if let Ok(t) = apply(&saga, input, now, jitter) {
                 if matches!(command, Command::Execute { .. }) && op.in_flight_applied {
@@ -188,6 +189,7 @@ fn run(
                 retries_left -= 1;
                 Input::Retry {
                     reason: "test".to_owned(),
+                    by: None,
                 }
             }
             Command::Done => return Ok((saga, world)),

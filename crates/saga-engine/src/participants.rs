@@ -9,7 +9,7 @@ use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::EngineError;
@@ -30,17 +30,31 @@ impl Participants {
     /// Builds clients for `endpoints` (participant name → URI). Nothing connects until the first call, so a
     /// participant that is down at start-up only delays the sagas that need it.
     pub fn new(endpoints: &HashMap<String, String>) -> Result<Self, EngineError> {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// Like [`Participants::new`]; `https://` endpoints are called over TLS with `tls` (the CA that signs
+    /// the participants' certificates and, for mTLS, sagad's client identity). A participant whose
+    /// certificate `tls` does not trust fails its calls as transport errors: transient, so retried.
+    pub fn with_tls(
+        endpoints: &HashMap<String, String>,
+        tls: Option<&ClientTlsConfig>,
+    ) -> Result<Self, EngineError> {
         let clients = endpoints
             .iter()
             .map(|(name, uri)| {
-                let endpoint = Endpoint::from_shared(uri.clone())
-                    .map_err(|source| EngineError::InvalidEndpoint {
-                        participant: name.clone(),
-                        endpoint: uri.clone(),
-                        source,
-                    })?
+                let invalid = |source| EngineError::InvalidEndpoint {
+                    participant: name.clone(),
+                    endpoint: uri.clone(),
+                    source,
+                };
+                let mut endpoint = Endpoint::from_shared(uri.clone())
+                    .map_err(invalid)?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
+                if let Some(tls) = tls.filter(|_| uri.starts_with("https://")) {
+                    endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
+                }
                 Ok((
                     name.clone(),
                     SagaParticipantClient::new(endpoint.connect_lazy()),
