@@ -6,8 +6,12 @@
 //! # Layout
 //! - [`Stack`], [`Process`]: the processes and clients.
 //! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
+//! - [`in_process`]: sagad inside the test process, for tests of its edge.
+//! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 
+pub mod certs;
 pub mod definitions;
+pub mod in_process;
 pub mod postgres;
 
 use std::collections::BTreeMap;
