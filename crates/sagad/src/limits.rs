@@ -210,7 +210,54 @@ impl MessagePrefixes {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Layer, Service};
+
     use super::*;
+
+    /// A handler that takes a minute to answer.
+    #[derive(Clone)]
+    struct Slow;
+
+    impl Service<http::Request<Body>> for Slow {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(http::Response::new(Body::empty()))
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_outlasts_the_rpc_timeout_is_deadline_exceeded() {
+        let layer = LimitsLayer {
+            max_message_bytes: 1024,
+            rpc_timeout: Duration::from_secs(5),
+        };
+        let request = http::Request::builder()
+            .uri("http://sagad/saga.v1.SagaCoordinator/ListSagas")
+            .body(Body::empty())
+            .expect("request");
+        let started = tokio::time::Instant::now();
+        let response = layer.layer(Slow).call(request).await.expect("answered");
+        let status = Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(
+            status.message().contains("ListSagas"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
 
     fn message(len: usize) -> Vec<u8> {
         let mut bytes = vec![0];
