@@ -8,69 +8,21 @@
 use e2e_tests::in_process::InProcess;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use prost_types::value::Kind;
-use prost_types::{ListValue, Struct, Value};
 use saga_proto::v1::StartSagaRequest;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
+use saga_testkit::strategies::{hostile_text, payload};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "\\PC{0,16}",
-        Just(String::new()),
-        Just("a\u{0}b".to_owned()),
-        (0usize..3000).prop_map(|n| "x".repeat(n)),
-    ]
-}
-
-fn value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Kind::NullValue(0)),
-        any::<bool>().prop_map(Kind::BoolValue),
-        prop_oneof![
-            any::<f64>(),
-            Just(f64::NAN),
-            Just(f64::INFINITY),
-            Just(1e308)
-        ]
-        .prop_map(Kind::NumberValue),
-        text().prop_map(Kind::StringValue),
-    ];
-    leaf.prop_recursive(8, 24, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(|kinds| {
-                Kind::ListValue(ListValue {
-                    values: kinds.into_iter().map(|k| Value { kind: Some(k) }).collect(),
-                })
-            }),
-            prop::collection::btree_map(text(), inner, 0..3).prop_map(|fields| {
-                Kind::StructValue(Struct {
-                    fields: fields
-                        .into_iter()
-                        .map(|(k, v)| (k, Value { kind: Some(v) }))
-                        .collect(),
-                })
-            }),
-        ]
-    })
-    .prop_map(|kind| Value { kind: Some(kind) })
-}
 
 fn start_request() -> impl Strategy<Value = StartSagaRequest> {
     let saga_type = prop_oneof![
         Just("purchase_plan".to_owned()),
         Just("withdrawal".to_owned()),
-        text(),
+        hostile_text(3000),
     ];
-    let payload = prop::option::weighted(
-        0.9,
-        prop::collection::btree_map(text(), value(), 0..4).prop_map(|fields| Struct {
-            fields: fields.into_iter().collect(),
-        }),
-    );
-    (saga_type, payload, text()).prop_map(|(saga_type, payload, idempotency_key)| {
+    let payload = prop::option::weighted(0.9, payload(8, 3000));
+    (saga_type, payload, hostile_text(3000)).prop_map(|(saga_type, payload, idempotency_key)| {
         StartSagaRequest {
             saga_type,
             payload,

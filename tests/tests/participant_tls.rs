@@ -8,7 +8,7 @@ use std::path::Path;
 
 use e2e_tests::certs::{CertFiles, Pki};
 use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
-use e2e_tests::{start_participants_with, start_sagad, wait_terminal, watch_until};
+use e2e_tests::{Process, start_participants_with, start_sagad, wait_terminal, watch_until};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::v1::{
@@ -16,7 +16,7 @@ use saga_proto::v1::{
 };
 use saga_testkit::TestDatabase;
 use serde_json::json;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// `demo-participants` arguments serving `server`'s certificate and requiring clients signed by `ca`.
 fn tls_args(server: &CertFiles, client_ca: &Path) -> Vec<String> {
@@ -47,12 +47,28 @@ fn sagad_tls_env(ca: &Path, identity: &CertFiles) -> Vec<(&'static str, String)>
     ]
 }
 
-fn purchase() -> StartSagaRequest {
-    StartSagaRequest {
+/// Starts sagad (a plaintext API) calling `endpoints`, and a `purchase_plan` on it.
+async fn sagad_with_a_purchase(
+    saga_db: &TestDatabase,
+    definitions: &Path,
+    endpoints: &BTreeMap<String, String>,
+    env: &[(&str, String)],
+) -> (Process, SagaCoordinatorClient<Channel>, String) {
+    let (sagad, addr) = start_sagad(&saga_db.url(), definitions, endpoints, env).await;
+    let mut client = SagaCoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let request = StartSagaRequest {
         saga_type: "purchase_plan".to_owned(),
         payload: Some(e2e_tests::object(json!({"userId": "u1", "planId": "pro"}))),
         idempotency_key: String::new(),
-    }
+    };
+    let started = client
+        .start_saga(request)
+        .await
+        .expect("start")
+        .into_inner();
+    (sagad, client, started.saga_id)
 }
 
 #[tokio::test]
@@ -93,22 +109,14 @@ async fn sagad_drives_a_saga_through_participants_that_require_its_client_certif
         "a participant with a client CA refuses callers without a certificate"
     );
 
-    let (sagad, addr) = start_sagad(
-        &saga_db.url(),
+    let (sagad, mut client, saga_id) = sagad_with_a_purchase(
+        &saga_db,
         &e2e_tests::repo_root().join("definitions"),
         &endpoints,
         &sagad_tls_env(&pki.ca_file(), &sagad_identity),
     )
     .await;
-    let mut client = SagaCoordinatorClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    let started = client
-        .start_saga(purchase())
-        .await
-        .expect("start")
-        .into_inner();
-    let saga = wait_terminal(&mut client, &started.saga_id).await;
+    let saga = wait_terminal(&mut client, &saga_id).await;
     assert_eq!(saga.status(), SagaStatus::Completed, "{saga:?}");
 
     assert!(sagad.terminate().await.success());
@@ -138,29 +146,18 @@ async fn a_participant_sagad_does_not_trust_is_retried_as_transient_and_the_saga
         &tls_args(&untrusted, &pki.ca_file()),
     )
     .await;
-    let (sagad, addr) = start_sagad(
-        &saga_db.url(),
+    let (sagad, mut client, saga_id) = sagad_with_a_purchase(
+        &saga_db,
         definitions.path(),
         &endpoints,
         &sagad_tls_env(&pki.ca_file(), &sagad_identity),
     )
     .await;
-    let mut client = SagaCoordinatorClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    let started = client
-        .start_saga(purchase())
-        .await
-        .expect("start")
-        .into_inner();
-    let retrying = watch_until(&mut client, &started.saga_id, |saga| {
-        saga.steps[0].attempts >= 2
-    })
-    .await;
+    let retrying = watch_until(&mut client, &saga_id, |saga| saga.steps[0].attempts >= 2).await;
     assert_eq!(retrying.status(), SagaStatus::Running);
     let history = client
         .get_saga_history(GetSagaHistoryRequest {
-            saga_id: started.saga_id.clone(),
+            saga_id: saga_id.clone(),
         })
         .await
         .expect("history")
@@ -190,7 +187,7 @@ async fn a_participant_sagad_does_not_trust_is_retried_as_transient_and_the_saga
         &tls_args(&trusted, &pki.ca_file()),
     )
     .await;
-    let saga = wait_terminal(&mut client, &started.saga_id).await;
+    let saga = wait_terminal(&mut client, &saga_id).await;
     assert_eq!(saga.status(), SagaStatus::Completed, "{saga:?}");
 
     assert!(sagad.terminate().await.success());

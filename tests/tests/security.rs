@@ -13,6 +13,7 @@ use saga_proto::v1::{
     AbortSagaRequest, EventKind, GetSagaHistoryRequest, GetStatusRequest, ListSagasRequest,
     StartSagaRequest,
 };
+use sagad::Settings;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -60,6 +61,12 @@ fn tls_endpoint(addr: std::net::SocketAddr, ca: &Path, identity: Option<&CertFil
         .tls_config(tls)
         .expect("tls config")
         .connect_timeout(Duration::from_secs(5))
+}
+
+/// sagad serves TLS with `server`'s certificate.
+fn serve_tls(settings: &mut Settings, server: &CertFiles) {
+    settings.tls.cert_file = Some(server.cert.clone());
+    settings.tls.key_file = Some(server.key.clone());
 }
 
 fn plain_endpoint(addr: std::net::SocketAddr) -> Endpoint {
@@ -121,11 +128,7 @@ async fn tls_only_sagad_refuses_plaintext_and_clients_that_do_not_trust_its_ca()
     let pki = Pki::new("sagad");
     let other = Pki::new("other");
     let server = pki.server("server");
-    let sagad = InProcess::start(|s| {
-        s.tls.cert_file = Some(server.cert.clone());
-        s.tls.key_file = Some(server.key.clone());
-    })
-    .await;
+    let sagad = InProcess::start(|s| serve_tls(s, &server)).await;
     assert!(
         !serves(plain_endpoint(sagad.addr)).await,
         "plaintext refused"
@@ -147,8 +150,7 @@ async fn mtls_refuses_clients_without_a_certificate_or_with_one_from_another_ca(
     let other = Pki::new("other");
     let server = pki.server("server");
     let sagad = InProcess::start(|s| {
-        s.tls.cert_file = Some(server.cert.clone());
-        s.tls.key_file = Some(server.key.clone());
+        serve_tls(s, &server);
         s.tls.client_ca_file = Some(pki.ca_file());
     })
     .await;
@@ -275,8 +277,7 @@ async fn with_mtls_a_principal_is_known_by_its_certificate_subject() {
     );
     let tokens = write_principals(pki.dir(), &text);
     let sagad = InProcess::start(|s| {
-        s.tls.cert_file = Some(server.cert.clone());
-        s.tls.key_file = Some(server.key.clone());
+        serve_tls(s, &server);
         s.tls.client_ca_file = Some(pki.ca_file());
         s.auth.tokens_file = Some(tokens.clone());
     })
@@ -321,8 +322,7 @@ async fn principals_and_the_server_certificate_are_reloaded_when_their_files_cha
     let server = pki.server("server");
     let tokens = write_principals(pki.dir(), &principals());
     let sagad = InProcess::start(|s| {
-        s.tls.cert_file = Some(server.cert.clone());
-        s.tls.key_file = Some(server.key.clone());
+        serve_tls(s, &server);
         s.auth.tokens_file = Some(tokens.clone());
     })
     .await;
@@ -371,7 +371,7 @@ async fn principals_and_the_server_certificate_are_reloaded_when_their_files_cha
 async fn a_missing_certificate_file_stops_start_up_with_the_setting_named() {
     let dir = tempfile::tempdir().expect("dir");
     let database = saga_testkit::TestDatabase::create("sagad_tls_start").await;
-    let settings = sagad::Settings {
+    let settings = Settings {
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         database_url: database.url(),
         definitions_dir: e2e_tests::repo_root().join("definitions"),
@@ -380,7 +380,7 @@ async fn a_missing_certificate_file_stops_start_up_with_the_setting_named() {
             key_file: Some(dir.path().join("missing.key")),
             client_ca_file: None,
         },
-        ..sagad::Settings::default()
+        ..Settings::default()
     };
     let Err(err) = sagad::Application::build(settings).await else {
         panic!("start-up must fail")

@@ -7,56 +7,9 @@
 
 use proptest::prelude::*;
 use prost::Message;
-use prost_types::value::Kind;
-use prost_types::{ListValue, Struct, Value};
 use saga_proto::{json_to_struct, struct_to_json};
+use saga_testkit::strategies::payload;
 use serde_json::{Map, Number, Value as Json};
-
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "\\PC{0,12}",
-        Just("nul\u{0}inside".to_owned()),
-        (0usize..200_000).prop_map(|n| "x".repeat(n)),
-    ]
-}
-
-fn number() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        any::<f64>(),
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(f64::NEG_INFINITY),
-        Just(9_007_199_254_740_993.0),
-        any::<i32>().prop_map(f64::from),
-    ]
-}
-
-fn value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Kind::NullValue(0)),
-        any::<bool>().prop_map(Kind::BoolValue),
-        number().prop_map(Kind::NumberValue),
-        text().prop_map(Kind::StringValue),
-    ];
-    leaf.prop_recursive(40, 120, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(|kinds| Kind::ListValue(
-                ListValue {
-                    values: kinds.into_iter().map(|k| Value { kind: Some(k) }).collect(),
-                }
-            )),
-            prop::collection::btree_map(text(), inner, 0..4).prop_map(|fields| {
-                Kind::StructValue(Struct {
-                    fields: fields
-                        .into_iter()
-                        .map(|(k, v)| (k, Value { kind: Some(v) }))
-                        .collect(),
-                })
-            }),
-        ]
-    })
-    .prop_map(|kind| Value { kind: Some(kind) })
-}
 
 fn json() -> impl Strategy<Value = Json> {
     let leaf = prop_oneof![
@@ -79,8 +32,7 @@ fn json() -> impl Strategy<Value = Json> {
 
 proptest! {
     #[test]
-    fn any_struct_becomes_json_that_serializes(fields in prop::collection::btree_map(text(), value(), 0..4)) {
-        let original = Struct { fields: fields.into_iter().collect() };
+    fn any_struct_becomes_json_that_serializes(original in payload(40, 200_000)) {
         let json = struct_to_json(original.clone());
         let text = serde_json::to_string(&json).expect("always serializable: no NaN or infinity");
         let parsed: Map<String, Json> = serde_json::from_str(&text).expect("parses back");
