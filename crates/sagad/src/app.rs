@@ -107,12 +107,7 @@ impl Application {
                     move || Principals::load(&path, client_certificates),
                 )?)
             }
-            None => {
-                warn!(
-                    "auth.tokens_file is not set: sagad runs open, any caller may start, abort and retry any saga"
-                );
-                None
-            }
+            None => None,
         };
         let definitions = definitions::load_dir(&settings.definitions_dir, &participants.names())?;
 
@@ -181,8 +176,13 @@ impl Application {
             self.principals.as_ref().map(Reloading::subscribe),
             self.settings.auth.protect_reflection,
         );
-        if let Some(principals) = self.principals {
-            tokio::spawn(principals.run(shutdown.clone()));
+        match self.principals {
+            Some(principals) => {
+                tokio::spawn(principals.run(shutdown.clone()));
+            }
+            None => warn!(
+                "auth.tokens_file is not set: sagad runs open, any caller may start, abort and retry any saga"
+            ),
         }
         let tls = self.tls.map(|tls| {
             let current = tls.subscribe();

@@ -152,9 +152,16 @@ impl Principals {
     }
 
     fn parse(text: &str, client_certificates: bool) -> Result<Self, PrincipalsError> {
-        let file: PrincipalsFile = toml::from_str(text).map_err(|e| PrincipalsError::Syntax {
-            path: String::new(),
-            message: e.to_string(),
+        let file: PrincipalsFile = toml::from_str(text).map_err(|e| {
+            // toml's own rendering spans several lines (with a snippet): start-up errors are one line.
+            let line = e.span().map_or(0, |span| {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                before.iter().filter(|&&b| b == b'\n').count() + 1
+            });
+            PrincipalsError::Syntax {
+                path: String::new(),
+                message: format!("line {line}: {}", e.message()),
+            }
         })?;
         let mut principals = Self::default();
         let mut names = HashSet::new();
