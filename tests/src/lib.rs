@@ -6,8 +6,12 @@
 //! # Layout
 //! - [`Stack`], [`Process`]: the processes and clients.
 //! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
+//! - [`in_process`]: sagad inside the test process, for tests of its edge.
+//! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 
+pub mod certs;
 pub mod definitions;
+pub mod in_process;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -290,11 +294,33 @@ pub async fn start_participants(
     database_url: &str,
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
+    start_participants_with(database_url, log_level, &BTreeMap::new(), &[]).await
+}
+
+/// Like [`start_participants`], each service on the address `addrs` gives it (`127.0.0.1:0` if none),
+/// with `extra_args` (e.g. `--tls-cert`). With `--tls-cert` the endpoints are `https://…`.
+pub async fn start_participants_with(
+    database_url: &str,
+    log_level: &str,
+    addrs: &BTreeMap<String, String>,
+    extra_args: &[String],
+) -> (Process, BTreeMap<String, String>) {
     let mut args = vec!["--service".to_owned(), "all".to_owned()];
     for service in PARTICIPANTS {
         args.push(format!("--{service}-addr"));
-        args.push("127.0.0.1:0".to_owned());
+        args.push(
+            addrs
+                .get(service)
+                .map_or("127.0.0.1:0", String::as_str)
+                .to_owned(),
+        );
     }
+    args.extend_from_slice(extra_args);
+    let scheme = if extra_args.iter().any(|a| a == "--tls-cert") {
+        "https"
+    } else {
+        "http"
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = vec![("DEMO_DATABASE_URL", database_url.to_owned())];
     if std::env::var_os("RUST_LOG").is_none() {
@@ -306,7 +332,7 @@ pub async fn start_participants(
         let addr = demo
             .wait_for_listening(&format!("{service} listening on"))
             .await;
-        participants.insert(service.to_owned(), format!("http://{addr}"));
+        participants.insert(service.to_owned(), format!("{scheme}://{addr}"));
     }
     (demo, participants)
 }

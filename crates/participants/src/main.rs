@@ -7,10 +7,12 @@
 use std::error::Error;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
+use saga_participant::TlsFiles;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -38,6 +40,20 @@ struct Cli {
     /// PostgreSQL URL of the demo database (created if it does not exist).
     #[arg(long, default_value = DEFAULT_DATABASE_URL, env = "DEMO_DATABASE_URL")]
     database_url: String,
+    /// Serve TLS with this PEM certificate chain (every service); needs --tls-key.
+    #[arg(long, env = "DEMO_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DEMO_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Require callers (sagad) to present a certificate signed by this PEM CA (mTLS); needs --tls-cert.
+    #[arg(
+        long,
+        env = "DEMO_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DEMO_LOG_FORMAT")]
     log_format: LogFormat,
@@ -80,6 +96,15 @@ impl Cli {
                 .filter(|service| chosen(*service))
                 .map(|service| (service, addr(service)))
                 .collect(),
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| TlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca.clone(),
+                }),
         }
     }
 }

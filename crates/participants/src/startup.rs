@@ -7,13 +7,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{ParticipantService, ServeError, serve};
+use saga_participant::{ParticipantService, ServeError, TlsFileError, TlsFiles, serve_with_tls};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
 use crate::Service;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub database_url: String,
     /// The services to run and the address each binds; port 0 picks a free port.
     pub services: BTreeMap<Service, SocketAddr>,
+    /// Serve TLS with these files (every service the same certificate); plaintext when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -43,6 +46,7 @@ impl Settings {
                 .into_iter()
                 .map(|service| (service, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
                 .collect(),
+            tls: None,
         }
     }
 }
@@ -68,6 +72,9 @@ pub enum StartupError {
         /// `<database> at <host>:<port>`.
         target: String,
     },
+    /// A TLS file cannot be read.
+    #[error("cannot load the TLS files")]
+    Tls(#[from] TlsFileError),
     /// A migration failed.
     #[error("cannot migrate the demo database")]
     Migrate(#[from] MigrateError),
@@ -114,6 +121,7 @@ pub async fn migrate(pool: &PgPool, services: &[Service]) -> Result<(), MigrateE
 pub struct DemoServices {
     pool: PgPool,
     listeners: Vec<BoundService>,
+    tls: Option<ServerTlsConfig>,
 }
 
 struct BoundService {
@@ -126,6 +134,11 @@ impl DemoServices {
     /// Connects to the database (creating it if missing), runs the migrations and binds a listener per
     /// configured service.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(TlsFiles::server_config)
+            .transpose()?;
         let pool = connect(&settings.database_url).await?;
         let services: Vec<Service> = settings.services.keys().copied().collect();
         migrate(&pool, &services).await?;
@@ -144,7 +157,11 @@ impl DemoServices {
                 listener,
             });
         }
-        Ok(Self { pool, listeners })
+        Ok(Self {
+            pool,
+            listeners,
+            tls,
+        })
     }
 
     /// The address `service` is bound to (the real port when 0 was asked), if it is configured.
@@ -169,7 +186,7 @@ impl DemoServices {
         let mut tasks = JoinSet::new();
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
-            spawn(&mut tasks, bound, &self.pool, &stop);
+            spawn(&mut tasks, bound, &self.pool, self.tls.clone(), &stop);
         }
 
         let mut first_error = None;
@@ -191,12 +208,13 @@ fn spawn(
     tasks: &mut JoinSet<(Service, Result<(), ServeError>)>,
     bound: BoundService,
     pool: &PgPool,
+    tls: Option<ServerTlsConfig>,
     stop: &CancellationToken,
 ) {
     let router = bound.service.router();
     let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
-    let served = serve(bound.listener, participant, stop.clone());
+    let served = serve_with_tls(bound.listener, participant, tls, stop.clone());
     tasks.spawn(async move { (bound.service, served.await) });
 }
 
