@@ -50,7 +50,7 @@ export function jsonToStruct(object: JsonObject): StructMessage {
 }
 
 function valueToJson(value: ValueMessage): JsonValue {
-  switch (value.kind) {
+  switch (value.kind ?? presentKind(value)) {
     case 'boolValue':
       return value.boolValue ?? false;
     case 'numberValue':
@@ -64,6 +64,12 @@ function valueToJson(value: ValueMessage): JsonValue {
     default:
       return null;
   }
+}
+
+/** The set member of a Value built in memory (the wire decoder names it in `kind`). */
+function presentKind(value: ValueMessage): string | undefined {
+  const kinds = ['boolValue', 'numberValue', 'stringValue', 'structValue', 'listValue'] as const;
+  return kinds.find((kind) => value[kind] !== undefined && value[kind] !== null);
 }
 
 function jsonToValue(value: JsonValue): ValueMessage {
