@@ -7,7 +7,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import type { Pool, PoolClient } from 'pg';
 
 /** Where the build puts the Rust SDK's migrations (`crates/saga-participant/migrations`). */
@@ -123,4 +122,16 @@ async function apply(client: PoolClient, migration: Migration): Promise<void> {
 /** sqlx's advisory lock key for a database: 0x3d32ad9e × CRC-32 (IEEE) of its name. */
 export function lockId(database: string): string {
   return (0x3d32ad9en * BigInt(crc32(database))).toString();
+}
+
+/** CRC-32 (IEEE 802.3, reflected), computed here because `zlib.crc32` needs Node 20.15. */
+export function crc32(text: string): number {
+  let crc = 0xffffffff;
+  for (const byte of Buffer.from(text, 'utf8')) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) {
+      crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+    }
+  }
+  return (crc ^ 0xffffffff) >>> 0;
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { MigrateError, migrate } from '../src';
+import { crc32, lockId } from '../src/migrate';
 import { TestDatabase } from './support/database';
 
 /** The Rust SDK's migration directory, read here straight from the repository. */
@@ -66,12 +67,40 @@ test('versions the SDK does not know are left alone, a changed known one is refu
   );
   await migrate(database.pool);
 
-  await database.pool.query(
-    "UPDATE _sqlx_migrations SET checksum = '\\x01' WHERE version = 20250101000000",
+  const corrupt = "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 20250101000000 RETURNING 1";
+  const { rows } = await database.pool.query<{ checksum: Buffer }>(
+    'SELECT checksum FROM _sqlx_migrations WHERE version = 20250101000000',
   );
+  await database.pool.query(corrupt, [Buffer.from([1])]);
   await assert.rejects(migrate(database.pool), (err: unknown) => {
     assert.ok(err instanceof MigrateError);
     assert.equal(err.message, "migration 20250101000000 was applied with other contents than this SDK's");
     return true;
   });
+  await database.pool.query(corrupt, [rows[0].checksum]);
+});
+
+test("the advisory lock key is sqlx's: 0x3d32ad9e times the CRC-32 of the database name", () => {
+  assert.equal(crc32('123456789'), 0xcbf43926, 'the CRC-32 check value');
+  assert.equal(crc32(''), 0);
+  assert.equal(lockId('sagad'), (0x3d32ad9en * BigInt(crc32('sagad'))).toString());
+  assert.equal(lockId('123456789'), (0x3d32ad9en * 0xcbf43926n).toString());
+});
+
+test('the lock is held while migrating, so concurrent start-ups queue on it', async () => {
+  const holder = await database.pool.connect();
+  try {
+    await holder.query('SELECT pg_advisory_lock($1)', [lockId(database.name)]);
+    let finished = false;
+    const waiting = migrate(database.pool).then(() => {
+      finished = true;
+    });
+    await database.waitForLockWaiters(1);
+    assert.equal(finished, false, 'the migrator waits for the lock');
+    await holder.query('SELECT pg_advisory_unlock($1)', [lockId(database.name)]);
+    await waiting;
+    assert.equal(finished, true);
+  } finally {
+    holder.release();
+  }
 });
