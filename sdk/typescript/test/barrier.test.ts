@@ -97,6 +97,10 @@ before(async () => {
 });
 
 after(async () => {
+  // A held execute that a failed test never released would keep its connection, and the pool, forever.
+  for (const gate of recorder.gates.values()) {
+    gate.release();
+  }
   client.close();
   await server.shutdown();
   await database.drop();
@@ -162,8 +166,11 @@ test('concurrent duplicates wait for the first delivery and all get its answer',
   const first = client.execute(executeStep(saga, 'Reserve', 1));
   await gate.entered;
   const later = Array.from({ length: duplicates }, (_, i) => client.execute(executeStep(saga, 'Reserve', i + 2)));
-  await database.waitForLockWaiters(duplicates);
-  gate.release();
+  try {
+    await database.waitForLockWaiters(duplicates);
+  } finally {
+    gate.release();
+  }
 
   const answer = await first;
   for (const duplicate of await Promise.all(later)) {
@@ -299,8 +306,11 @@ test('a compensation racing an in-flight execute waits for it, then undoes it', 
   const execute = client.execute(executeStep(saga, 'Reserve', 1));
   await gate.entered;
   const compensate = client.compensate(compensateStep(saga, 1));
-  await database.waitForLockWaiters(1);
-  gate.release();
+  try {
+    await database.waitForLockWaiters(1);
+  } finally {
+    gate.release();
+  }
 
   assert.deepEqual(await execute, { run: 1 });
   assert.deepEqual(await compensate, { undone: 1 });
