@@ -368,6 +368,19 @@ pub async fn start_sagad(
     (sagad, addr)
 }
 
+/// The active (`RUNNING` or `COMPENSATING`) sagas whose lease belongs to the sagad process `pid`: what a
+/// replica held when it was killed.
+pub async fn active_sagas_owned_by(saga_log: &sqlx::PgPool, pid: u32) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
+           AND status IN ('RUNNING', 'COMPENSATING')",
+    )
+    .bind(pid.to_string())
+    .fetch_all(saga_log)
+    .await
+    .expect("held sagas")
+}
+
 /// Follows saga `saga_id` with `WatchSaga` until a version of it satisfies `until`, and returns it.
 ///
 /// # Panics

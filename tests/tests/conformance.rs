@@ -37,67 +37,51 @@ async fn the_rust_demo_participants_and_the_typescript_example_pass_every_check(
     let (demo, participants) = start_participants(&database.url(), "warn").await;
     let (loyalty, loyalty_endpoint) = start_loyalty(&database.url()).await;
 
-    let billing = conform(
-        &participants["billing"],
-        &[
-            "--action",
-            "CreateOrder",
-            "--compensate",
-            "CancelOrder",
-            "--payload",
+    // (participant, action, compensation, a payload it accepts, one it must refuse, the summary line)
+    let cases = [
+        (
+            &participants["billing"],
+            ["CreateOrder", "CancelOrder"],
             r#"{"userId":"u1","planId":"pro"}"#,
-            "--refusal-payload",
-            r#"{"userId":"u1","planId":"legacy"}"#,
-        ],
-    )
-    .await;
-    assert_passed(&billing, "9 passed, 0 failed, 0 skipped");
-
-    let withdrawal = conform(
-        &participants["withdrawal"],
-        &[
-            "--action",
-            "FreezeBalance",
-            "--compensate",
-            "UnfreezeBalance",
-            "--payload",
+            Some(r#"{"userId":"u1","planId":"legacy"}"#),
+            "9 passed, 0 failed, 0 skipped",
+        ),
+        (
+            &participants["withdrawal"],
+            ["FreezeBalance", "UnfreezeBalance"],
             r#"{"merchantId":"acme","amountCents":100}"#,
-            "--refusal-payload",
-            r#"{"merchantId":"globex","amountCents":999999999}"#,
-        ],
-    )
-    .await;
-    assert_passed(&withdrawal, "9 passed, 0 failed, 0 skipped");
-
-    let device = conform(
-        &participants["device"],
-        &[
-            "--action",
-            "AllocateDevice",
-            "--compensate",
-            "ReleaseDevice",
-            "--payload",
+            Some(r#"{"merchantId":"globex","amountCents":999999999}"#),
+            "9 passed, 0 failed, 0 skipped",
+        ),
+        (
+            &participants["device"],
+            ["AllocateDevice", "ReleaseDevice"],
             r#"{"userId":"u1","orderId":"0195b1d0-0000-7000-8000-0000000000aa"}"#,
-        ],
-    )
-    .await;
-    assert_passed(&device, "8 passed, 0 failed, 1 skipped");
-
-    let loyalty_run = conform(
-        &loyalty_endpoint,
-        &[
-            "--action",
-            "AwardPoints",
-            "--compensate",
-            "RevokePoints",
-            "--payload",
+            None,
+            "8 passed, 0 failed, 1 skipped",
+        ),
+        (
+            &loyalty_endpoint,
+            ["AwardPoints", "RevokePoints"],
             r#"{"userId":"u1","amountCents":2999}"#,
-            "--refusal-payload",
-            r#"{"userId":"u1","amountCents":50}"#,
-        ],
-    )
-    .await;
-    assert_passed(&loyalty_run, "9 passed, 0 failed, 0 skipped");
+            Some(r#"{"userId":"u1","amountCents":50}"#),
+            "9 passed, 0 failed, 0 skipped",
+        ),
+    ];
+    for (endpoint, [action, compensate], payload, refusal, summary) in cases {
+        let mut args = vec![
+            "--action",
+            action,
+            "--compensate",
+            compensate,
+            "--payload",
+            payload,
+        ];
+        if let Some(refusal) = refusal {
+            args.extend(["--refusal-payload", refusal]);
+        }
+        assert_passed(&conform(endpoint, &args).await, summary);
+    }
 
     // What the checks left behind, seen from the shared database: both SDKs wrote one barrier table, and
     // the withdrawal check froze and unfroze acme's balance without losing a cent.

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use e2e_tests::definitions::test_only_dir;
 use e2e_tests::{
-    object, start_loyalty, start_participants, start_sagad, wait_terminal, watch_until,
+    active_sagas_owned_by, object, start_loyalty, start_participants, start_sagad, wait_terminal,
+    watch_until,
 };
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{SagaStatus, StartSagaRequest};
@@ -108,14 +109,7 @@ async fn a_saga_across_rust_and_typescript_participants_survives_lost_answers_an
     a.kill().await;
     let killed_at: DateTime<Utc> = Utc::now();
     let saga_log = PgPool::connect(&saga_db.url()).await.expect("saga log");
-    let held: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
-           AND status IN ('RUNNING', 'COMPENSATING')",
-    )
-    .bind(pid.to_string())
-    .fetch_all(&saga_log)
-    .await
-    .expect("held sagas");
+    let held = active_sagas_owned_by(&saga_log, pid).await;
     println!("killed replica A (pid {pid}) holding {} sagas", held.len());
     assert!(
         held.contains(&last_delayed.parse().expect("uuid")),

@@ -114,7 +114,7 @@ impl Check {
     /// Runs the check against `probe`'s target, on a saga id of its own.
     pub async fn run(self, probe: &Probe) -> Verdict {
         let saga = Uuid::new_v4();
-        match self {
+        let judged = match self {
             Check::RepeatedExecute => repeated_execute(probe, saga).await,
             Check::ConcurrentExecutes => concurrent_executes(probe, saga).await,
             Check::RepeatedCompensation => repeated_compensation(probe, saga).await,
@@ -124,210 +124,152 @@ impl Check {
             Check::Refusal => refusal(probe, saga).await,
             Check::UnknownAction => unknown_action(probe, saga).await,
             Check::MalformedRequest => malformed_request(probe, saga).await,
-        }
+        };
+        judged.unwrap_or_else(|verdict| verdict)
     }
 }
+
+/// A check's outcome: `Ok` is a pass, `Err` carries the failure (or skip) that ended it early.
+type Judged = Result<Verdict, Verdict>;
 
 /// The action name no participant is expected to serve.
 const UNKNOWN_ACTION: &str = "SagaConformanceUnknownAction";
 
-async fn repeated_execute(probe: &Probe, saga: Uuid) -> Verdict {
+async fn repeated_execute(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     let first = probe.execute(saga, 1, payload).await;
-    let Answer::Ok(output) = &first else {
-        return sample_refused(&first);
-    };
-    let repeat = probe.execute(saga, 2, payload).await;
-    if repeat != first {
-        return Verdict::Fail(format!(
-            "first answer {first}, the repeat answered {repeat}"
-        ));
-    }
-    pass_by_output(output, "the repeat answered the first answer")
+    let output = succeeded(&first)?;
+    replayed(&first, &probe.execute(saga, 2, payload).await)?;
+    Ok(pass_by_output(
+        output,
+        "the repeat answered the first answer",
+    ))
 }
 
-async fn concurrent_executes(probe: &Probe, saga: Uuid) -> Verdict {
+async fn concurrent_executes(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     let deliveries = (1..).take(probe.target().concurrency);
     let mut answers =
         join_all(deliveries.map(|attempt| probe.execute(saga, attempt, payload))).await;
     answers.push(probe.execute(saga, 99, payload).await);
-    if let Some(refused) = answers
-        .iter()
-        .find(|answer| !matches!(answer, Answer::Ok(_)))
-    {
-        return sample_refused(refused);
+    for answer in &answers {
+        succeeded(answer)?;
     }
-    if let Some(different) = differing(&answers) {
-        return different;
-    }
-    let Some(Answer::Ok(output)) = answers.first() else {
-        return Verdict::Fail("no answer".to_owned());
-    };
+    alike(&answers)?;
     let detail = format!(
         "{} concurrent deliveries and a later one answered alike",
         probe.target().concurrency
     );
-    pass_by_output(output, &detail)
+    Ok(pass_by_output(succeeded(&answers[0])?, &detail))
 }
 
-async fn repeated_compensation(probe: &Probe, saga: Uuid) -> Verdict {
+async fn repeated_compensation(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     let executed = probe.execute(saga, 1, payload).await;
-    let Answer::Ok(output) = &executed else {
-        return sample_refused(&executed);
-    };
+    let output = succeeded(&executed)?;
     // The saga state a compensation sees: the payload with the step's output merged in.
     let mut state = payload.clone();
     state.extend(output.clone());
-    let first = probe.compensate(saga, 1, &state).await;
-    if !matches!(first, Answer::Ok(_)) {
-        return Verdict::Fail(format!(
-            "the compensation answered {first}: a compensation never refuses"
-        ));
-    }
-    let repeat = probe.compensate(saga, 2, &state).await;
-    if repeat != first {
-        return Verdict::Fail(format!(
-            "first compensation answered {first}, the repeat answered {repeat}"
-        ));
-    }
+    compensate_twice(probe, saga, &state).await?;
     let execute_again = probe.execute(saga, 2, payload).await;
     if execute_again != executed {
-        return Verdict::Fail(format!(
+        return Err(Verdict::Fail(format!(
             "the action answered {executed}, and after its compensation a repeat answered {execute_again}"
-        ));
+        )));
     }
-    pass_by_output(
+    Ok(pass_by_output(
         output,
         "the repeated compensation and the repeated action replayed their first answers",
-    )
+    ))
 }
 
-async fn compensation_without_action(probe: &Probe, saga: Uuid) -> Verdict {
-    let payload = &probe.target().payload;
-    let first = probe.compensate(saga, 1, payload).await;
-    if !matches!(first, Answer::Ok(_)) {
-        return Verdict::Fail(format!(
-            "answered {first}: a compensation never refuses, and with no action there is nothing to undo"
-        ));
-    }
-    let repeat = probe.compensate(saga, 2, payload).await;
-    if repeat != first {
-        return Verdict::Fail(format!(
-            "first answer {first}, the repeat answered {repeat}"
-        ));
-    }
-    Verdict::Pass(format!("answered {first} twice"))
+async fn compensation_without_action(probe: &Probe, saga: Uuid) -> Judged {
+    let answer = compensate_twice(probe, saga, &probe.target().payload).await?;
+    Ok(Verdict::Pass(format!("answered {answer} twice")))
 }
 
-async fn action_after_compensation(probe: &Probe, saga: Uuid) -> Verdict {
+async fn action_after_compensation(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
-    let compensated = probe.compensate(saga, 1, payload).await;
-    if !matches!(compensated, Answer::Ok(_)) {
-        return Verdict::Fail(format!(
-            "the compensation answered {compensated}: a compensation never refuses"
-        ));
-    }
+    compensation_answered(&probe.compensate(saga, 1, payload).await)?;
     for attempt in 1..=2 {
         let late = probe.execute(saga, attempt, payload).await;
         if late.code() != Code::Aborted {
-            return Verdict::Fail(format!(
+            return Err(Verdict::Fail(format!(
                 "attempt {attempt} of the action after its compensation answered {late}; expected ABORTED"
-            ));
+            )));
         }
     }
-    Verdict::Pass("ABORTED on attempts 1 and 2".to_owned())
+    Ok(Verdict::Pass("ABORTED on attempts 1 and 2".to_owned()))
 }
 
-async fn compensation_racing_executes(probe: &Probe, saga: Uuid) -> Verdict {
+async fn compensation_racing_executes(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     let deliveries = (1..).take(probe.target().concurrency);
     let executes = join_all(deliveries.map(|attempt| probe.execute(saga, attempt, payload)));
     let (mut answers, compensated) = tokio::join!(executes, probe.compensate(saga, 1, payload));
-    if !matches!(compensated, Answer::Ok(_)) {
-        return Verdict::Fail(format!(
-            "the compensation answered {compensated}: a compensation never refuses"
-        ));
-    }
+    compensation_answered(&compensated)?;
     answers.push(probe.execute(saga, 99, payload).await);
     if let Some(unexpected) = answers
         .iter()
         .find(|answer| !matches!(answer, Answer::Ok(_)) && answer.code() != Code::Aborted)
     {
-        return Verdict::Fail(format!(
+        return Err(Verdict::Fail(format!(
             "an execute answered {unexpected}; expected its output, or ABORTED if the compensation came first"
-        ));
+        )));
     }
-    if let Some(different) = differing(&answers) {
-        return different;
-    }
-    let order = if answers
-        .first()
-        .is_some_and(|answer| answer.code() == Code::Aborted)
-    {
+    alike(&answers)?;
+    let order = if answers[0].code() == Code::Aborted {
         "the compensation came first: every execute answered ABORTED"
     } else {
         "the action came first: every execute answered its output, then it was compensated"
     };
-    Verdict::Pass(order.to_owned())
+    Ok(Verdict::Pass(order.to_owned()))
 }
 
-async fn refusal(probe: &Probe, saga: Uuid) -> Verdict {
+async fn refusal(probe: &Probe, saga: Uuid) -> Judged {
     let Some(payload) = &probe.target().refusal_payload else {
-        return Verdict::Skip("no --refusal-payload given".to_owned());
+        return Err(Verdict::Skip("no --refusal-payload given".to_owned()));
     };
     let first = probe.execute(saga, 1, payload).await;
     if matches!(first, Answer::Ok(_)) {
-        return Verdict::Fail(format!("the refusal payload was accepted: {first}"));
+        return Err(Verdict::Fail(format!(
+            "the refusal payload was accepted: {first}"
+        )));
     }
     if !first.is_refusal() {
-        return Verdict::Fail(format!(
+        return Err(Verdict::Fail(format!(
             "answered {first}, a transient code: the coordinator would retry it instead of compensating"
-        ));
+        )));
     }
-    let repeat = probe.execute(saga, 2, payload).await;
-    if repeat != first {
-        return Verdict::Fail(format!(
-            "first answer {first}, the repeat answered {repeat}"
-        ));
-    }
-    let compensated = probe.compensate(saga, 1, payload).await;
-    if !matches!(compensated, Answer::Ok(_)) {
-        return Verdict::Fail(format!(
-            "the compensation of the refused step answered {compensated}; expected OK, nothing to undo"
-        ));
-    }
-    Verdict::Pass(format!("{first}, replayed; compensation OK"))
+    replayed(&first, &probe.execute(saga, 2, payload).await)?;
+    compensation_answered(&probe.compensate(saga, 1, payload).await)?;
+    Ok(Verdict::Pass(format!("{first}, replayed; compensation OK")))
 }
 
-async fn unknown_action(probe: &Probe, saga: Uuid) -> Verdict {
+async fn unknown_action(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     for direction in [Direction::Execute, Direction::Compensate] {
         let request = probe.request(saga, direction, UNKNOWN_ACTION, 1, payload);
         let answer = probe.deliver(direction, request).await;
         if answer.code() != Code::InvalidArgument {
-            return Verdict::Fail(format!(
+            return Err(Verdict::Fail(format!(
                 "{direction:?} of action {UNKNOWN_ACTION} answered {answer}; expected INVALID_ARGUMENT"
-            ));
+            )));
         }
     }
     let real = probe.execute(saga, 2, payload).await;
-    match real {
-        Answer::Ok(_) => Verdict::Pass(
-            "INVALID_ARGUMENT both ways, and the step then ran: nothing was fenced".to_owned(),
-        ),
-        Answer::Status {
-            code: Code::Aborted,
-            ..
-        } => Verdict::Fail(format!(
+    if real.code() == Code::Aborted {
+        return Err(Verdict::Fail(format!(
             "after the unknown compensation, the real action answered {real}: an invalid request fenced the step"
-        )),
-        other => sample_refused(&other),
+        )));
     }
+    succeeded(&real)?;
+    Ok(Verdict::Pass(
+        "INVALID_ARGUMENT both ways, and the step then ran: nothing was fenced".to_owned(),
+    ))
 }
 
-async fn malformed_request(probe: &Probe, saga: Uuid) -> Verdict {
+async fn malformed_request(probe: &Probe, saga: Uuid) -> Judged {
     let payload = &probe.target().payload;
     let action = &probe.target().action;
     let mut bad_id = probe.request(saga, Direction::Execute, action, 1, payload);
@@ -340,32 +282,68 @@ async fn malformed_request(probe: &Probe, saga: Uuid) -> Verdict {
     ] {
         let answer = probe.deliver(Direction::Execute, request).await;
         if answer.code() != Code::InvalidArgument {
-            return Verdict::Fail(format!(
+            return Err(Verdict::Fail(format!(
                 "{what} answered {answer}; expected INVALID_ARGUMENT"
-            ));
+            )));
         }
     }
-    Verdict::Pass("INVALID_ARGUMENT for both".to_owned())
+    Ok(Verdict::Pass("INVALID_ARGUMENT for both".to_owned()))
 }
 
-/// The verdict when the sample payload, which must succeed, did not.
-fn sample_refused(answer: &Answer) -> Verdict {
-    Verdict::Fail(format!(
-        "the action answered {answer} to --payload, which must succeed"
-    ))
+/// Compensates twice with `state`; both must answer OK, the second as the first. Returns the answer.
+async fn compensate_twice(
+    probe: &Probe,
+    saga: Uuid,
+    state: &Map<String, Value>,
+) -> Result<Answer, Verdict> {
+    let first = probe.compensate(saga, 1, state).await;
+    compensation_answered(&first)?;
+    replayed(&first, &probe.compensate(saga, 2, state).await)?;
+    Ok(first)
 }
 
-/// A failure naming the distinct answers, if they are not all the same.
-fn differing(answers: &[Answer]) -> Option<Verdict> {
+/// The output of an action answer to `--payload`, which must succeed.
+fn succeeded(answer: &Answer) -> Result<&Map<String, Value>, Verdict> {
+    match answer {
+        Answer::Ok(output) => Ok(output),
+        other => Err(Verdict::Fail(format!(
+            "the action answered {other} to --payload, which must succeed"
+        ))),
+    }
+}
+
+/// A compensation must answer OK: it never refuses, and with nothing to undo it has nothing to fail.
+fn compensation_answered(answer: &Answer) -> Result<(), Verdict> {
+    match answer {
+        Answer::Ok(_) => Ok(()),
+        other => Err(Verdict::Fail(format!(
+            "a compensation answered {other}; a compensation never refuses"
+        ))),
+    }
+}
+
+/// A repeat must answer exactly what the first delivery answered.
+fn replayed(first: &Answer, repeat: &Answer) -> Result<(), Verdict> {
+    if repeat == first {
+        return Ok(());
+    }
+    Err(Verdict::Fail(format!(
+        "first answer {first}, the repeat answered {repeat}"
+    )))
+}
+
+/// Deliveries of one step must all get the same answer; a failure names the distinct ones.
+fn alike(answers: &[Answer]) -> Result<(), Verdict> {
     let distinct: BTreeSet<String> = answers.iter().map(ToString::to_string).collect();
-    (distinct.len() > 1).then(|| {
-        let shown: Vec<String> = distinct.into_iter().take(3).collect();
-        Verdict::Fail(format!(
-            "{} deliveries of one step got different answers: {}",
-            answers.len(),
-            shown.join(" / ")
-        ))
-    })
+    if distinct.len() <= 1 {
+        return Ok(());
+    }
+    let shown: Vec<String> = distinct.into_iter().take(3).collect();
+    Err(Verdict::Fail(format!(
+        "{} deliveries of one step got different answers: {}",
+        answers.len(),
+        shown.join(" / ")
+    )))
 }
 
 /// A pass, qualified when the output is too plain for a second run to show in it.
