@@ -49,6 +49,8 @@ pub enum Check {
     CompensationRacingExecutes,
     /// A refusal uses a refusal code and is replayed; its compensation answers OK.
     Refusal,
+    /// An operator retry (a later delivery generation) runs a refused step afresh.
+    OperatorRetry,
     /// An unknown action is `INVALID_ARGUMENT` and fences nothing.
     UnknownAction,
     /// A malformed request is `INVALID_ARGUMENT`.
@@ -57,7 +59,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in the order they run and are reported.
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::RepeatedExecute,
         Check::ConcurrentExecutes,
         Check::RepeatedCompensation,
@@ -65,6 +67,7 @@ impl Check {
         Check::ActionAfterCompensation,
         Check::CompensationRacingExecutes,
         Check::Refusal,
+        Check::OperatorRetry,
         Check::UnknownAction,
         Check::MalformedRequest,
     ];
@@ -79,6 +82,7 @@ impl Check {
             Check::ActionAfterCompensation => "action-after-compensation",
             Check::CompensationRacingExecutes => "compensation-racing-executes",
             Check::Refusal => "refusal",
+            Check::OperatorRetry => "operator-retry",
             Check::UnknownAction => "unknown-action",
             Check::MalformedRequest => "malformed-request",
         }
@@ -104,6 +108,9 @@ impl Check {
             Check::Refusal => {
                 "a refusal uses a refusal code and is replayed; its compensation answers OK"
             }
+            Check::OperatorRetry => {
+                "after an operator retry (generation 1) a refused step runs afresh; its success is replayed"
+            }
             Check::UnknownAction => "an unknown action is INVALID_ARGUMENT and fences nothing",
             Check::MalformedRequest => {
                 "a saga_id that is not a UUID, or no idempotency key, is INVALID_ARGUMENT"
@@ -122,6 +129,7 @@ impl Check {
             Check::ActionAfterCompensation => action_after_compensation(probe, saga).await,
             Check::CompensationRacingExecutes => compensation_racing_executes(probe, saga).await,
             Check::Refusal => refusal(probe, saga).await,
+            Check::OperatorRetry => operator_retry(probe, saga).await,
             Check::UnknownAction => unknown_action(probe, saga).await,
             Check::MalformedRequest => malformed_request(probe, saga).await,
         };
@@ -227,23 +235,38 @@ async fn compensation_racing_executes(probe: &Probe, saga: Uuid) -> Judged {
 }
 
 async fn refusal(probe: &Probe, saga: Uuid) -> Judged {
-    let Some(payload) = &probe.target().refusal_payload else {
-        return Err(Verdict::Skip("no --refusal-payload given".to_owned()));
-    };
+    let payload = refusal_payload(probe)?;
     let first = probe.execute(saga, 1, payload).await;
-    if matches!(first, Answer::Ok(_)) {
-        return Err(Verdict::Fail(format!(
-            "the refusal payload was accepted: {first}"
-        )));
-    }
-    if !first.is_refusal() {
-        return Err(Verdict::Fail(format!(
-            "answered {first}, a transient code: the coordinator would retry it instead of compensating"
-        )));
-    }
+    refused(&first)?;
     replayed(&first, &probe.execute(saga, 2, payload).await)?;
     compensation_answered(&probe.compensate(saga, 1, payload).await)?;
     Ok(Verdict::Pass(format!("{first}, replayed; compensation OK")))
+}
+
+/// The world changed between the refusal and the operator's retry: the retry carries `--payload`, which
+/// succeeds, so a participant that replays the old refusal to the new generation shows it.
+async fn operator_retry(probe: &Probe, saga: Uuid) -> Judged {
+    let refusal = refusal_payload(probe)?;
+    let payload = &probe.target().payload;
+    refused(&probe.execute(saga, 1, refusal).await)?;
+    let retried = probe.execute_in(saga, 1, 1, payload).await;
+    if retried.is_refusal() {
+        return Err(Verdict::Fail(format!(
+            "generation 1 answered {retried}: the refusal was replayed, so an operator retry could never succeed"
+        )));
+    }
+    succeeded(&retried)?;
+    for (generation, attempt) in [(1, 2), (0, 3)] {
+        let later = probe.execute_in(saga, generation, attempt, payload).await;
+        if later != retried {
+            return Err(Verdict::Fail(format!(
+                "generation 1 answered {retried}, then a generation {generation} delivery answered {later}"
+            )));
+        }
+    }
+    Ok(Verdict::Pass(
+        "generation 1 ran afresh; its answer replayed to generations 1 and 0".to_owned(),
+    ))
 }
 
 async fn unknown_action(probe: &Probe, saga: Uuid) -> Judged {
@@ -300,6 +323,30 @@ async fn compensate_twice(
     compensation_answered(&first)?;
     replayed(&first, &probe.compensate(saga, 2, state).await)?;
     Ok(first)
+}
+
+/// `--refusal-payload`, without which the refusal checks are skipped.
+fn refusal_payload(probe: &Probe) -> Result<&Map<String, Value>, Verdict> {
+    probe
+        .target()
+        .refusal_payload
+        .as_ref()
+        .ok_or_else(|| Verdict::Skip("no --refusal-payload given".to_owned()))
+}
+
+/// An answer to `--refusal-payload` must be a refusal, not a success and not a transient code.
+fn refused(answer: &Answer) -> Result<(), Verdict> {
+    if matches!(answer, Answer::Ok(_)) {
+        return Err(Verdict::Fail(format!(
+            "the refusal payload was accepted: {answer}"
+        )));
+    }
+    if !answer.is_refusal() {
+        return Err(Verdict::Fail(format!(
+            "answered {answer}, a transient code: the coordinator would retry it instead of compensating"
+        )));
+    }
+    Ok(())
 }
 
 /// The output of an action answer to `--payload`, which must succeed.

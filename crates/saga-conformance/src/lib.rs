@@ -27,7 +27,7 @@ mod report;
 mod target;
 
 pub use checks::{Check, Verdict};
-pub use probe::{Answer, ConnectError, Direction, Probe, code_name};
+pub use probe::{Answer, ConnectError, Direction, Probe};
 pub use report::{CheckResult, Report};
 pub use target::{Target, TargetArgs, TargetError};
 

@@ -3,11 +3,13 @@
 
 use std::fmt;
 
-use saga_participant::{IDEMPOTENCY_KEY_HEADER, Refusal};
+use saga_participant::Refusal;
+use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use serde_json::{Map, Value};
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 use uuid::Uuid;
@@ -50,18 +52,6 @@ impl fmt::Display for Answer {
             Answer::Status { code, message } => write!(f, "{} ({message})", code_name(*code)),
         }
     }
-}
-
-/// The canonical name of a gRPC code (`FAILED_PRECONDITION`), from tonic's variant name.
-pub fn code_name(code: Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
 }
 
 /// Which RPC a delivery uses.
@@ -122,14 +112,16 @@ impl Probe {
         &self.target
     }
 
-    /// Delivers `request` the way the coordinator does: the idempotency key in the request and in the
-    /// metadata, with the target's deadline.
+    /// Delivers `request` the way the coordinator does: the idempotency key and the generation in the
+    /// request and in the metadata, with the target's deadline.
     pub async fn deliver(&self, direction: Direction, request: StepRequest) -> Answer {
         let mut call = Request::new(request);
         call.set_timeout(self.target.timeout);
         if let Ok(key) = call.get_ref().idempotency_key.parse() {
             call.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, key);
         }
+        let generation = MetadataValue::from(call.get_ref().generation);
+        call.metadata_mut().insert(GENERATION_HEADER, generation);
         let mut client = self.client.clone();
         let answer = match direction {
             Direction::Execute => client.execute(call).await,
@@ -152,13 +144,20 @@ impl Probe {
 
     /// The target's action for `saga`, attempt `attempt`, with `payload`.
     pub async fn execute(&self, saga: Uuid, attempt: u32, payload: &Map<String, Value>) -> Answer {
-        let request = self.request(
-            saga,
-            Direction::Execute,
-            &self.target.action,
-            attempt,
-            payload,
-        );
+        self.execute_in(saga, 0, attempt, payload).await
+    }
+
+    /// Like [`Probe::execute`], in delivery generation `generation` (an operator retried the step).
+    pub async fn execute_in(
+        &self,
+        saga: Uuid,
+        generation: u32,
+        attempt: u32,
+        payload: &Map<String, Value>,
+    ) -> Answer {
+        let action = &self.target.action;
+        let mut request = self.request(saga, Direction::Execute, action, attempt, payload);
+        request.generation = generation;
         self.deliver(Direction::Execute, request).await
     }
 
@@ -179,7 +178,8 @@ impl Probe {
         self.deliver(Direction::Compensate, request).await
     }
 
-    /// A step request as the coordinator builds it, with `action` in `direction`.
+    /// A step request as the coordinator builds it, with `action` in `direction`, in the first delivery
+    /// generation (0: no operator retry).
     pub fn request(
         &self,
         saga: Uuid,
@@ -196,6 +196,7 @@ impl Probe {
             attempt,
             idempotency_key: format!("{saga}:{}:{}", self.target.step, direction.as_str()),
             payload: Some(json_to_struct(payload.clone())),
+            generation: 0,
         }
     }
 }
@@ -203,13 +204,6 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn code_names_are_the_canonical_grpc_names() {
-        assert_eq!(code_name(Code::Ok), "OK");
-        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
-        assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
-    }
 
     #[test]
     fn refusals_are_the_contracts_seven_codes() {

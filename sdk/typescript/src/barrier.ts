@@ -7,6 +7,9 @@
  * claimer wait until the first transaction ends, so a duplicate request either finds the committed
  * outcome or, if the first one rolled back, takes the row itself. That same wait is what protects
  * against a compensation racing an in-flight execute.
+ *
+ * A refused execute row is final for its delivery generation only: an execute of a later generation (an
+ * operator retried the step) takes the row over and runs the handler again.
  */
 import type { ClientBase } from 'pg';
 
@@ -25,7 +28,7 @@ export type Outcome = 'succeeded' | 'refused' | 'cancelled' | 'skipped';
 /** A committed barrier row, as the answer to give a repeated request. */
 export type Recorded =
   | { outcome: 'succeeded'; output: JsonObject }
-  | { outcome: 'refused'; refusal: RefusalCode; message: string }
+  | { outcome: 'refused'; refusal: RefusalCode; message: string; generation: number }
   | { outcome: 'cancelled' }
   | { outcome: 'skipped' };
 
@@ -61,14 +64,17 @@ interface BarrierRow {
   output: JsonObject | null;
   error_code: string | null;
   error_message: string | null;
+  generation: number;
 }
 
 /** The barrier rows of one step of one saga, as seen by one participant service. */
 export class Barrier {
   private readonly key: [string, string, string];
+  private readonly generation: number;
 
   constructor(service: string, call: StepCall) {
     this.key = [service, call.sagaId, call.step];
+    this.generation = call.generation;
   }
 
   /**
@@ -84,15 +90,38 @@ export class Barrier {
     outcome: Outcome,
   ): Promise<Recorded | undefined> {
     const inserted = await tx.query(
-      `INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key)
-       VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key, generation)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (service, saga_id, step, direction) DO NOTHING`,
-      [...this.key, direction, outcome, idempotencyKey],
+      [...this.key, direction, outcome, idempotencyKey, this.generation],
     );
     if (inserted.rowCount === 1) {
       return undefined;
     }
-    return this.load(tx, direction);
+    const recorded = await this.load(tx, direction);
+    const retried = recorded.outcome === 'refused' && recorded.generation < this.generation;
+    if (direction === 'execute' && outcome === 'succeeded' && retried) {
+      return this.retakeRefused(tx, idempotencyKey);
+    }
+    return recorded;
+  }
+
+  /**
+   * Takes over an execute row refused in an earlier generation, for this (later) one. A concurrent
+   * duplicate of this generation may have taken it first: then its committed outcome is the answer.
+   */
+  private async retakeRefused(tx: ClientBase, idempotencyKey: string | null): Promise<Recorded | undefined> {
+    const retaken = await tx.query(
+      `UPDATE saga_barrier
+       SET outcome = 'succeeded', error_code = NULL, error_message = NULL, generation = $4, idempotency_key = $5
+       WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'
+         AND outcome = 'refused' AND generation < $4`,
+      [...this.key, this.generation, idempotencyKey],
+    );
+    if (retaken.rowCount === 1) {
+      return undefined;
+    }
+    return this.load(tx, 'execute');
   }
 
   /** Stores the handler's output on a row this transaction claimed. */
@@ -107,9 +136,9 @@ export class Barrier {
   /** Turns the execute row this transaction claimed into a recorded refusal. */
   async setRefused(tx: ClientBase, refusal: RefusalCode, message: string): Promise<void> {
     await tx.query(
-      `UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5
+      `UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5, generation = $6
        WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'`,
-      [...this.key, refusal, message],
+      [...this.key, refusal, message, this.generation],
     );
   }
 
@@ -128,7 +157,7 @@ export class Barrier {
   private async load(tx: ClientBase, direction: Direction): Promise<Recorded> {
     // A fresh statement under READ COMMITTED sees the row whose commit the claim waited for.
     const { rows } = await tx.query<BarrierRow>(
-      `SELECT outcome, output, error_code, error_message FROM saga_barrier
+      `SELECT outcome, output, error_code, error_message, generation FROM saga_barrier
        WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = $4`,
       [...this.key, direction],
     );
@@ -149,7 +178,7 @@ function toRecorded(row: BarrierRow): Recorded {
       if (!isRefusalCode(code)) {
         throw corruptRow(`${JSON.stringify(code)} is not a refusal code`);
       }
-      return { outcome: 'refused', refusal: code, message: row.error_message ?? '' };
+      return { outcome: 'refused', refusal: code, message: row.error_message ?? '', generation: row.generation };
     }
     case 'cancelled':
     case 'skipped':

@@ -7,6 +7,9 @@ import { type JsonObject, type JsonValue, type StructMessage, structToJson } fro
 /** gRPC metadata entry the coordinator also puts the idempotency key in. */
 export const IDEMPOTENCY_KEY_HEADER = 'x-idempotency-key';
 
+/** gRPC metadata entry the coordinator also puts the delivery generation in. */
+export const GENERATION_HEADER = 'x-saga-generation';
+
 /** gRPC metadata entry carrying the saga's W3C trace context. */
 export const TRACEPARENT_HEADER = 'traceparent';
 
@@ -19,6 +22,7 @@ export interface StepRequestMessage {
   attempt: number;
   idempotency_key: string;
   payload: StructMessage | null;
+  generation: number;
 }
 
 /** Which way a step is being driven; also how the barrier stores it. */
@@ -42,6 +46,11 @@ export class StepCall {
     readonly attempt: number,
     /** Stable per (saga, step, direction) across retries. */
     readonly idempotencyKey: string,
+    /**
+     * Delivery generation: 0 until an operator retries the step, then 1, 2, ... A refusal recorded in an
+     * earlier generation is not replayed: the step runs again.
+     */
+    readonly generation: number,
     /** The saga state so far: the start payload merged with every earlier step's output. */
     readonly payload: JsonObject,
     /** The W3C `traceparent` the coordinator sent as metadata, if any. */
@@ -49,8 +58,9 @@ export class StepCall {
   ) {}
 
   /**
-   * Decodes a request. The request's `idempotency_key` field is authoritative; the `x-idempotency-key`
-   * metadata entry is only a fallback for callers that leave the field empty.
+   * Decodes a request. The request's `idempotency_key` and `generation` fields are authoritative; the
+   * `x-idempotency-key` and `x-saga-generation` metadata entries are only fallbacks for callers that leave
+   * them unset.
    */
   static fromRequest(request: StepRequestMessage, metadata?: Metadata): StepCall {
     const header = (name: string): string | undefined => {
@@ -71,6 +81,8 @@ export class StepCall {
     if (idempotencyKey === undefined) {
       throw StepError.invalidArgument('missing idempotency key');
     }
+    const headerGeneration = Number(header(GENERATION_HEADER) ?? 0);
+    const generation = request.generation || (Number.isSafeInteger(headerGeneration) ? headerGeneration : 0);
     return new StepCall(
       sagaId,
       request.saga_type ?? '',
@@ -78,6 +90,7 @@ export class StepCall {
       request.action,
       request.attempt ?? 0,
       idempotencyKey,
+      Math.max(0, generation),
       structToJson(request.payload),
       header(TRACEPARENT_HEADER),
     );

@@ -12,7 +12,7 @@
  * - {@link ParticipantService} (`service`) and `barrier`: the barrier's claim/replay rules.
  * - {@link serve} (`server`): serves it with `grpc.health.v1` on an address you choose.
  */
-export { IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER } from './call';
+export { GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER } from './call';
 export type { Direction, StepRequestMessage } from './call';
 export { REFUSAL_CODES, Refused, StepError, Transient, isRefusalCode, toStepError } from './errors';
 export type { RefusalCode } from './errors';

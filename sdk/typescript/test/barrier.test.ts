@@ -71,6 +71,11 @@ class Recorder implements StepHandler {
         throw StepError.failedPrecondition('out of stock');
       case 'Invalid':
         throw StepError.invalidArgument('sku must be a string');
+      case 'RefuseUntilRetried':
+        if (call.generation === 0) {
+          throw StepError.failedPrecondition('out of stock until restocked');
+        }
+        return { run };
       case 'FlakyOnce':
         if (call.attempt === 1) {
           throw StepError.unavailable('warehouse is down');
@@ -220,6 +225,33 @@ test('a refusal is recorded without its work and replayed to a retry', async () 
       idempotency_key: `${saga}:RESERVE_STOCK:execute`,
     },
   ]);
+});
+
+test('a refusal is replayed within its generation and run again after an operator retry', async () => {
+  const saga = randomUUID();
+  const inGeneration = (generation: number, attempt: number) => ({
+    ...executeStep(saga, 'RefuseUntilRetried', attempt),
+    generation,
+  });
+
+  const refused = await rejection(client.execute(inGeneration(0, 1)));
+  const replayed = await rejection(client.execute(inGeneration(0, 2)));
+  assert.equal(refused.code, status.FAILED_PRECONDITION);
+  assert.equal(replayed.code, status.FAILED_PRECONDITION);
+  assert.equal(recorder.executions.get(saga), 1, 'the refusal is replayed');
+
+  // The operator retried the step: generation 1 runs the handler afresh, and succeeds.
+  const retried = await client.execute(inGeneration(1, 1));
+  assert.deepEqual(retried, { run: 2 });
+  assert.deepEqual(await ledger(saga), ['execute'], 'only the run that succeeded committed');
+  // From now on the success is the answer, whatever the generation of a (late or later) delivery.
+  for (const [generation, attempt] of [[1, 2], [0, 3], [2, 1]]) {
+    assert.deepEqual(await client.execute(inGeneration(generation, attempt)), retried, `generation ${generation}`);
+  }
+  assert.equal(recorder.executions.get(saga), 2);
+  assert.equal(await replays(saga, 'execute'), 4);
+  const { rows } = await database.pool.query('SELECT outcome, generation FROM saga_barrier WHERE saga_id = $1', [saga]);
+  assert.deepEqual(rows, [{ outcome: 'succeeded', generation: 1 }]);
 });
 
 test('a transient error records nothing, so the retry runs the handler again', async () => {

@@ -15,6 +15,7 @@ function request(payload: JsonObject = {}): StepRequestMessage {
     attempt: 2,
     idempotency_key: 'key-1',
     payload: jsonToStruct(payload) as StepRequestMessage['payload'],
+    generation: 0,
   };
 }
 
@@ -39,6 +40,16 @@ test('decodes every field of the request', () => {
   assert.equal(call.idempotencyKey, 'key-1');
   assert.deepEqual(call.payload, { userId: 'u1', nested: { list: [1, 'a', null, true] } });
   assert.equal(call.traceparent, undefined);
+  assert.equal(call.generation, 0);
+});
+
+test('the generation field wins over the metadata entry, which is only a fallback', () => {
+  const metadata = new Metadata();
+  metadata.set('x-saga-generation', '2');
+  assert.equal(StepCall.fromRequest({ ...request(), generation: 3 }, metadata).generation, 3);
+  assert.equal(StepCall.fromRequest(request(), metadata).generation, 2);
+  metadata.set('x-saga-generation', 'two');
+  assert.equal(StepCall.fromRequest(request(), metadata).generation, 0);
 });
 
 test('the trace context comes from the traceparent metadata', () => {

@@ -48,14 +48,14 @@ test("every Rust SDK migration is recorded with sqlx's version, description and 
     expected,
   );
   assert.ok(rows.every((row) => row.timed), 'execution time recorded');
-  assert.ok(expected.length >= 2);
+  assert.ok(expected.length >= 3);
 
   const columns = await database.pool.query<{ column_name: string }>(
     "SELECT column_name FROM information_schema.columns WHERE table_name = 'saga_barrier' ORDER BY ordinal_position",
   );
   assert.deepEqual(
     columns.rows.map((row) => row.column_name),
-    ['service', 'saga_id', 'step', 'direction', 'outcome', 'idempotency_key', 'output', 'error_code', 'error_message', 'created_at', 'replays'],
+    ['service', 'saga_id', 'step', 'direction', 'outcome', 'idempotency_key', 'output', 'error_code', 'error_message', 'created_at', 'replays', 'generation'],
   );
 });
 
