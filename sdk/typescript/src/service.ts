@@ -59,6 +59,9 @@ export class ParticipantService implements SagaParticipant {
     options: ServiceOptions = {},
   ) {
     this.logger = options.logger ?? jsonLogger();
+    // An idle connection the server closes (a restart, a failover) makes the pool emit 'error', which
+    // kills the process unless someone listens; the next call simply gets a fresh connection.
+    pool.on('error', (error) => this.logger.warn('idle database connection failed', { service, error }));
   }
 
   execute(request: StepRequestMessage, metadata: Metadata): Promise<JsonObject> {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
 import { status } from '@grpc/grpc-js';
-import type { PoolClient } from 'pg';
+import { Pool, type PoolClient } from 'pg';
 
 import {
   type Direction,
@@ -384,5 +384,28 @@ test('a handler that fails with a database error answers INTERNAL and records no
   } finally {
     brokenClient.close();
     await brokenServer.shutdown();
+  }
+});
+
+test('an idle connection the server cuts does not crash the participant; the next call reconnects', async () => {
+  const pool = new Pool({ connectionString: database.url, max: 1, application_name: 'idle-victim' });
+  const service = new ParticipantService('inventory', pool, recorder, { logger: jsonLogger('off') });
+  const victimServer = await serve(service, '127.0.0.1:0');
+  const victimClient = new ParticipantClient(victimServer.port);
+  try {
+    await victimClient.execute(executeStep(randomUUID(), 'Reserve', 1));
+    assert.equal(pool.idleCount, 1);
+    await database.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'idle-victim'",
+    );
+    // The pool drops the dead client when its 'error' arrives; without a listener that would kill the process.
+    while (pool.idleCount > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(await victimClient.execute(executeStep(randomUUID(), 'Reserve', 1)), { run: 1 });
+  } finally {
+    victimClient.close();
+    await victimServer.shutdown();
+    await pool.end();
   }
 });

@@ -17,6 +17,9 @@ export class TestDatabase {
     readonly url: string,
   ) {
     this.pool = new Pool({ connectionString: url, max: 20 });
+    // The shared server may cut idle connections (a restart by another test run); the next query
+    // reconnects, so an idle client's error must not crash the test process.
+    this.pool.on('error', () => {});
   }
 
   /** Creates an empty database named `<prefix>_<random>`. */
