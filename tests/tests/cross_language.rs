@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use e2e_tests::definitions::test_only_dir;
 use e2e_tests::{
-    active_sagas_owned_by, object, start_loyalty, start_participants, start_sagad, wait_terminal,
-    watch_until,
+    active_sagas_owned_by, start_loyalty, start_participants, start_saga, start_sagad,
+    wait_terminal, watch_until,
 };
+use saga_proto::v1::SagaStatus;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{SagaStatus, StartSagaRequest};
 use saga_testkit::TestDatabase;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -87,16 +87,8 @@ async fn a_saga_across_rust_and_typescript_participants_survives_lost_answers_an
     for i in 0..SAGAS {
         let (faults, compensates) = faults(i);
         let payload = json!({"userId": format!("x{i}"), "planId": "pro", "faults": faults});
-        let started = a_client
-            .start_saga(StartSagaRequest {
-                saga_type: "loyalty_purchase".to_owned(),
-                payload: Some(object(payload)),
-                idempotency_key: String::new(),
-            })
-            .await
-            .expect("StartSaga")
-            .into_inner();
-        sagas.insert(i, (started.saga_id.parse().expect("uuid"), compensates));
+        let started = start_saga(&mut a_client, "loyalty_purchase", payload).await;
+        sagas.insert(i, (started.parse().expect("uuid"), compensates));
     }
 
     // Kill A while the last delayed award is in flight at the TypeScript participant.
