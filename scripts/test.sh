@@ -5,8 +5,12 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
 scripts/ensure-grpcurl.sh >/dev/null
+scripts/ensure-node.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The TypeScript SDK: its tests with the real node, and the build (sdk/typescript/dist) whose example
+# participant the Rust end-to-end tests start.
+(cd sdk/typescript && npm ci --no-audit --no-fund && npm test)
 # The end-to-end tests start the real binaries, so build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -1,11 +1,14 @@
-//! Harness for sagad's end-to-end tests: starts the real `sagad` and `demo-participants` binaries as
-//! processes on port 0 against fresh databases, and talks to them over gRPC.
+//! Harness for sagad's end-to-end tests: starts the real `sagad` and `demo-participants` binaries, and the
+//! TypeScript SDK's example participant under `node`, as processes on port 0 against fresh databases, and
+//! talks to them over gRPC.
 //!
-//! The binaries must be built first (`cargo build --bins`); the README's test command does that.
+//! The binaries must be built first (`cargo build --bins`), and the TypeScript SDK too (`npm ci && npm run
+//! build` in `sdk/typescript`); the README's test command does both.
 //!
 //! # Layout
-//! - [`Stack`], [`Process`]: the processes and clients.
-//! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
+//! - [`Stack`], [`Process`]: the processes and clients; [`start_loyalty`] for the TypeScript participant.
+//! - [`definitions`]: the shipped definitions, a fast copy for tests that wait on deadlines, and the
+//!   test-only ones in `tests/definitions`.
 //! - [`in_process`]: sagad inside the test process, for tests of its edge.
 //! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 
@@ -337,6 +340,34 @@ pub async fn start_participants_with(
     (demo, participants)
 }
 
+/// The TypeScript SDK's example participant, as built by `npm run build` in `sdk/typescript`.
+///
+/// # Panics
+/// When it has not been built.
+pub fn loyalty_script() -> PathBuf {
+    let script = repo_root().join("sdk/typescript/dist/examples/loyalty/main.js");
+    assert!(
+        script.is_file(),
+        "{} is missing: build the TypeScript SDK first with `npm ci && npm run build` in sdk/typescript",
+        script.display()
+    );
+    script
+}
+
+/// Starts the TypeScript SDK's loyalty example (`node …/main.js`) on port 0 against `database_url`;
+/// returns the process and its endpoint (`http://…`). Its SDK logs warnings and worse to stderr.
+pub async fn start_loyalty(database_url: &str) -> (Process, String) {
+    let script = loyalty_script().display().to_string();
+    let env = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("SAGA_LOG_LEVEL", "warn".to_owned()),
+    ];
+    let mut loyalty = Process::spawn(Path::new("node"), &[&script], &env);
+    let addr = loyalty.wait_for_listening("loyalty listening on").await;
+    (loyalty, format!("http://{addr}"))
+}
+
 /// Starts `sagad` on port 0 with its saga log at `database_url`, definitions from `definitions`, the
 /// given participant endpoints, and `extra_env` (`SAGAD_*` settings; a `RUST_LOG` there applies unless
 /// the test runner set one). Returns the process and its address.
@@ -372,6 +403,19 @@ pub async fn start_sagad(
     let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
     let addr = sagad.wait_for_listening("sagad listening on").await;
     (sagad, addr)
+}
+
+/// The active (`RUNNING` or `COMPENSATING`) sagas whose lease belongs to the sagad process `pid`: what a
+/// replica held when it was killed.
+pub async fn active_sagas_owned_by(saga_log: &sqlx::PgPool, pid: u32) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
+           AND status IN ('RUNNING', 'COMPENSATING')",
+    )
+    .bind(pid.to_string())
+    .fetch_all(saga_log)
+    .await
+    .expect("held sagas")
 }
 
 /// Follows saga `saga_id` with `WatchSaga` until a version of it satisfies `until`, and returns it.
