@@ -199,8 +199,13 @@ impl Progress {
                 step.status(),
                 StepStatus::Running | StepStatus::Compensating
             );
-            bar.set_message(format!("{} {}", symbol(step.status()), step_line(step)));
-            spin(bar, active, "  {spinner} {prefix} {msg}");
+            // A still step shows its mark where an active one spins, so the columns stay put.
+            if active {
+                bar.set_message(step_line(step));
+            } else {
+                bar.set_message(format!("{} {}", symbol(step.status()), step_line(step)));
+            }
+            spin(bar, active, "  {prefix} {spinner} {msg}");
         }
     }
 
@@ -216,6 +221,11 @@ impl Progress {
 /// Spins `bar` while `active`; otherwise draws it still, without the spinner.
 fn spin(bar: &ProgressBar, active: bool, template: &str) {
     let still = template.replace("{spinner} ", "");
+    let still = if still.starts_with('{') {
+        format!("  {still}")
+    } else {
+        still
+    };
     let template = if active { template } else { &still };
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
@@ -234,8 +244,11 @@ fn symbol(status: StepStatus) -> &'static str {
         StepStatus::Succeeded => "✓",
         StepStatus::Failed => "✗",
         StepStatus::Compensated => "↺",
-        StepStatus::Running | StepStatus::Compensating => "…",
-        StepStatus::Unspecified | StepStatus::Pending | StepStatus::Skipped => "·",
+        StepStatus::Unspecified
+        | StepStatus::Pending
+        | StepStatus::Running
+        | StepStatus::Compensating
+        | StepStatus::Skipped => "·",
     }
 }
 

@@ -1,18 +1,24 @@
 //! What people read: short status names, times, durations and ages, and the tables (comfy-table, no
 //! borders, so that columns line up in a terminal and split on whitespace in a pipe).
 
+use std::time::Duration;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use prost_types::Timestamp;
 use saga_proto::v1::{EventKind, FailureReason, Saga, SagaStatus, StepStatus};
 
-/// A table with a header row and no borders.
+/// A table with a header row and no borders; print it with [`Table::trim_fmt`] (no trailing blanks).
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
     let mut table = Table::new();
     table
         .load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header);
+    for column in table.column_iter_mut() {
+        // Flush left, two blanks between columns, as kubectl prints.
+        column.set_padding((0, 2));
+    }
     table
 }
 
@@ -56,28 +62,33 @@ pub fn timestamp(timestamp: Option<&Timestamp>) -> String {
     )
 }
 
-/// `end - start` in readable units (`1s 250ms`), or empty when either end is unset.
+/// `end - start`: `12ms`, `3.09s`, `2m5s`; empty when either end is unset.
 pub fn duration(start: Option<&Timestamp>, end: Option<&Timestamp>) -> String {
-    match (time(start), time(end)) {
-        (Some(start), Some(end)) => readable((end - start).to_std().unwrap_or_default(), true),
-        _ => String::new(),
+    let (Some(start), Some(end)) = (time(start), time(end)) else {
+        return String::new();
+    };
+    let elapsed = (end - start).to_std().unwrap_or_default();
+    if elapsed < Duration::from_secs(1) {
+        format!("{}ms", elapsed.as_millis())
+    } else if elapsed < Duration::from_secs(60) {
+        format!("{:.2}s", elapsed.as_secs_f64())
+    } else {
+        whole_seconds(elapsed)
     }
 }
 
-/// How long ago `since` was, to the second (`3m 12s`).
+/// How long ago `since` was, to the second: `3m12s`.
 pub fn age(since: Option<&Timestamp>, now: DateTime<Utc>) -> String {
     time(since).map_or_else(String::new, |t| {
-        readable((now - t).to_std().unwrap_or_default(), false)
+        whole_seconds((now - t).to_std().unwrap_or_default())
     })
 }
 
-fn readable(elapsed: std::time::Duration, millis: bool) -> String {
-    let rounded = if millis {
-        std::time::Duration::from_millis(elapsed.as_millis().try_into().unwrap_or(u64::MAX))
-    } else {
-        std::time::Duration::from_secs(elapsed.as_secs())
-    };
-    humantime::format_duration(rounded).to_string()
+/// `1h2m3s`: one word, so that a table column never splits.
+fn whole_seconds(elapsed: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+        .to_string()
+        .replace(' ', "")
 }
 
 /// The saga's outcome line: `COMPENSATED (STEP_FAILED: ...)`.
@@ -108,14 +119,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_keep_milliseconds_and_ages_whole_seconds() {
+    fn durations_and_ages_are_one_word_each() {
         assert_eq!(
-            duration(Some(&at(10, 0)), Some(&at(11, 250_400_000))),
-            "1s 250ms"
+            duration(Some(&at(10, 0)), Some(&at(11, 254_400_000))),
+            "1.25s"
         );
+        assert_eq!(duration(Some(&at(10, 0)), Some(&at(10, 7_900_000))), "7ms");
+        assert_eq!(duration(Some(&at(10, 0)), Some(&at(135, 0))), "2m5s");
         assert_eq!(duration(Some(&at(10, 0)), None), "");
         let now = DateTime::from_timestamp(200, 900_000_000).unwrap();
-        assert_eq!(age(Some(&at(8, 0)), now), "3m 12s");
+        assert_eq!(age(Some(&at(8, 0)), now), "3m12s");
         assert_eq!(
             timestamp(Some(&at(0, 5_000_000))),
             "1970-01-01T00:00:00.005Z"

@@ -73,7 +73,7 @@ pub async fn list(client: &mut Client, args: ListArgs, output: Output) -> Result
     if listed.sagas.is_empty() {
         eprintln!("no sagas match");
     } else {
-        println!("{rows}");
+        println!("{}", rows.trim_fmt());
     }
     if !listed.next_page_token.is_empty() {
         eprintln!(

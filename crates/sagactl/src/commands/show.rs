@@ -28,12 +28,12 @@ pub async fn show(client: &mut Client, saga_id: &str, output: Output) -> Result<
         .ok_or_else(|| Failure::Rpc(tonic::Status::internal("GetStatus answered no saga")))?;
     println!("{}", summary(&saga));
     println!();
-    println!("{}", steps(&saga));
+    println!("{}", steps(&saga).trim_fmt());
     Ok(Outcome::Done)
 }
 
-/// The saga's fields, one per line.
-pub fn summary(saga: &Saga) -> Table {
+/// The saga's fields, one per line: name, then value.
+fn summary(saga: &Saga) -> String {
     let state = saga
         .state
         .clone()
@@ -46,23 +46,26 @@ pub fn summary(saga: &Saga) -> Table {
             text.to_owned()
         }
     };
-    let mut fields = Table::new();
-    fields
-        .load_style(comfy_table::presets::NOTHING)
-        .add_row(["saga", &saga.saga_id])
-        .add_row([
+    let fields = [
+        ("saga", saga.saga_id.clone()),
+        (
             "type",
-            &format!("{} v{}", saga.saga_type, saga.definition_version),
-        ])
-        .add_row(["status", &outcome(saga)])
-        .add_row(["current step", &dash(&saga.current_step)])
-        .add_row(["idempotency key", &dash(&saga.idempotency_key)])
-        .add_row(["created", &timestamp(saga.created_at.as_ref())])
-        .add_row(["updated", &timestamp(saga.updated_at.as_ref())])
-        .add_row(["finished", &timestamp(saga.finished_at.as_ref())])
-        .add_row(["revision", &saga.revision.to_string()])
-        .add_row(["state", &state]);
+            format!("{} v{}", saga.saga_type, saga.definition_version),
+        ),
+        ("status", outcome(saga)),
+        ("current step", dash(&saga.current_step)),
+        ("idempotency key", dash(&saga.idempotency_key)),
+        ("created", timestamp(saga.created_at.as_ref())),
+        ("updated", timestamp(saga.updated_at.as_ref())),
+        ("finished", timestamp(saga.finished_at.as_ref())),
+        ("revision", saga.revision.to_string()),
+        ("state", state),
+    ];
     fields
+        .iter()
+        .map(|(name, value)| format!("{name:<16} {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A row per step: status, attempts, how long it took, the last error.
