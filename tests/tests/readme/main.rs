@@ -390,7 +390,7 @@ impl Demo {
             .sibling("GetStatus", json!({"saga_id": id}))
             .run(&self.grpcurl)
             .await?;
-        let words = expected
+        let end_state = expected
             .get_status
             .as_deref()
             .unwrap_or("SAGA_STATUS_COMPLETED");
