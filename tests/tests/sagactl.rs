@@ -508,6 +508,21 @@ async fn bad_input_and_an_unreachable_sagad_are_one_line_on_stderr_with_their_ex
         "{tls_on_plain:#?}"
     );
 
+    // https:// to sagad's plaintext port: the TLS handshake fails, so sagad is unreachable (4); a CA
+    // file that cannot be read is a local error (1).
+    let https = format!("https://{}", stack.sagad_addr);
+    let handshake = sagactl(&stack, &["--addr", &https, "list"]).await;
+    assert_refused(&handshake, 4, "UNAVAILABLE");
+    let no_ca = ["--addr", &https, "--ca-cert", "/nonexistent/ca.pem", "list"];
+    let no_ca = sagactl(&stack, &no_ca).await;
+    assert_eq!(no_ca.code, 1, "{no_ca:#?}");
+    assert!(
+        no_ca
+            .stderr
+            .starts_with("sagactl: cannot read /nonexistent/ca.pem"),
+        "{no_ca:#?}"
+    );
+
     let help = sagactl(&stack, &["--help"]).await;
     assert_eq!(help.code, 0);
     for code in [
