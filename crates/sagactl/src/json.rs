@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use prost::{Message, Name};
 use prost_reflect::{DescriptorError, DescriptorPool, DynamicMessage};
 
+use crate::cli::Output;
 use crate::exit::Failure;
 
 static POOL: LazyLock<Result<DescriptorPool, DescriptorError>> =
@@ -16,6 +17,14 @@ static POOL: LazyLock<Result<DescriptorPool, DescriptorError>> =
 pub fn print<M: Message + Name>(message: &M) -> Result<(), Failure> {
     println!("{}", to_json(message)?);
     Ok(())
+}
+
+/// With `--output json`, prints `message` and says so; with `table`, leaves the printing to the caller.
+pub fn printed<M: Message + Name>(output: Output, message: &M) -> Result<bool, Failure> {
+    match output {
+        Output::Json => print(message).map(|()| true),
+        Output::Table => Ok(false),
+    }
 }
 
 /// `message` as pretty JSON.

@@ -54,8 +54,7 @@ pub async fn list(client: &mut Client, args: ListArgs, output: Output) -> Result
         request.page_token = listed.next_page_token.clone();
     }
 
-    if output == Output::Json {
-        json::print(&listed)?;
+    if json::printed(output, &listed)? {
         return Ok(Outcome::Done);
     }
     let now = Utc::now();

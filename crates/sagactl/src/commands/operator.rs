@@ -1,5 +1,6 @@
 //! `sagactl abort ID --reason R` and `sagactl retry ID --reason R`.
 
+use prost::{Message, Name};
 use saga_proto::v1::{AbortSagaRequest, RetrySagaRequest, Saga};
 
 use crate::cli::{OperatorArgs, Output};
@@ -14,18 +15,12 @@ pub async fn abort(
     args: OperatorArgs,
     output: Output,
 ) -> Result<Outcome, Failure> {
-    let response = client
-        .abort_saga(AbortSagaRequest {
-            saga_id: args.id,
-            reason: args.reason,
-        })
-        .await?
-        .into_inner();
-    match output {
-        Output::Json => json::print(&response)?,
-        Output::Table => report("aborted", response.saga.as_ref()),
-    }
-    Ok(Outcome::Done)
+    let request = AbortSagaRequest {
+        saga_id: args.id,
+        reason: args.reason,
+    };
+    let response = client.abort_saga(request).await?.into_inner();
+    report(output, "aborted", &response, response.saga.as_ref())
 }
 
 /// Retries the parked saga and prints its status right after.
@@ -34,22 +29,25 @@ pub async fn retry(
     args: OperatorArgs,
     output: Output,
 ) -> Result<Outcome, Failure> {
-    let response = client
-        .retry_saga(RetrySagaRequest {
-            saga_id: args.id,
-            reason: args.reason,
-        })
-        .await?
-        .into_inner();
-    match output {
-        Output::Json => json::print(&response)?,
-        Output::Table => report("retried", response.saga.as_ref()),
-    }
-    Ok(Outcome::Done)
+    let request = RetrySagaRequest {
+        saga_id: args.id,
+        reason: args.reason,
+    };
+    let response = client.retry_saga(request).await?.into_inner();
+    report(output, "retried", &response, response.saga.as_ref())
 }
 
-fn report(action: &str, saga: Option<&Saga>) {
-    if let Some(saga) = saga {
+/// The answer as JSON, or one line: `aborted saga ID: now COMPENSATING (ABORTED: ...)`.
+fn report<M: Message + Name>(
+    output: Output,
+    action: &str,
+    response: &M,
+    saga: Option<&Saga>,
+) -> Result<Outcome, Failure> {
+    if !json::printed(output, response)?
+        && let Some(saga) = saga
+    {
         println!("{action} saga {}: now {}", saga.saga_id, outcome(saga));
     }
+    Ok(Outcome::Done)
 }

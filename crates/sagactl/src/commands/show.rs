@@ -19,8 +19,7 @@ pub async fn show(client: &mut Client, saga_id: &str, output: Output) -> Result<
         })
         .await?
         .into_inner();
-    if output == Output::Json {
-        json::print(&response)?;
+    if json::printed(output, &response)? {
         return Ok(Outcome::Done);
     }
     let saga = response
@@ -107,8 +106,7 @@ pub async fn history(
         })
         .await?
         .into_inner();
-    if output == Output::Json {
-        json::print(&response)?;
+    if json::printed(output, &response)? {
         return Ok(Outcome::Done);
     }
     for event in &response.events {
