@@ -66,10 +66,18 @@ pub fn fast(step_timeout: Duration) -> TempDir {
 /// # Panics
 /// When the shipped definitions do not include `purchase_plan`.
 pub fn purchase_plan_as(name: &str, adjust: impl FnOnce(&mut Definition)) -> Definition {
+    shipped_as("purchase_plan", name, adjust)
+}
+
+/// The shipped definition `saga_type` under the name `name`, changed by `adjust`.
+///
+/// # Panics
+/// When no shipped definition is named `saga_type`.
+pub fn shipped_as(saga_type: &str, name: &str, adjust: impl FnOnce(&mut Definition)) -> Definition {
     let mut definition = shipped()
         .into_iter()
-        .find(|d| d.name == "purchase_plan")
-        .expect("purchase_plan is shipped");
+        .find(|d| d.name == saga_type)
+        .unwrap_or_else(|| panic!("{saga_type} is shipped"));
     definition.name = name.to_owned();
     adjust(&mut definition);
     definition
