@@ -14,7 +14,7 @@ use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepError};
 use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
-use saga_proto::{code_name, json_to_struct, struct_to_json};
+use saga_proto::{json_to_struct, struct_to_json};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};

@@ -5,11 +5,9 @@
 pub mod contract;
 mod convert;
 mod json;
-mod status;
 
 pub use convert::{history_event, to_datetime};
 pub use json::{json_to_struct, struct_to_json};
-pub use status::code_name;
 
 /// Generated code for package `saga.v1`.
 #[allow(clippy::all, clippy::pedantic)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use saga_proto::code_name;
+use saga_proto::contract::code_name;
 use saga_proto::v1::SagaStatus;
 use tonic::Code;
 

@@ -52,6 +52,7 @@ mod tests {
             saga_id: "s1".to_owned(),
             status: SagaStatus::Running.into(),
             created: false,
+            ..StartSagaResponse::default()
         };
         let json: serde_json::Value = serde_json::from_str(&to_json(&response).unwrap()).unwrap();
         assert_eq!(

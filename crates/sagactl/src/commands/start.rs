@@ -20,6 +20,8 @@ pub async fn start(
             saga_type: args.saga_type,
             payload: Some(saga_proto::json_to_struct(args.payload)),
             idempotency_key: args.key.unwrap_or_default(),
+            // --wait follows the saga with WatchSaga instead, to show its progress on the way.
+            wait: None,
         })
         .await?
         .into_inner();
