@@ -56,6 +56,20 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The real grpcurl, which `scripts/ensure-tools.sh` (run by the test command) links into `tools/bin`.
+///
+/// # Panics
+/// When it is not there.
+pub fn grpcurl() -> PathBuf {
+    let grpcurl = repo_root().join("tools/bin/grpcurl");
+    assert!(
+        grpcurl.is_file(),
+        "{} is missing: run scripts/ensure-tools.sh (the test command does)",
+        grpcurl.display()
+    );
+    grpcurl
+}
+
 /// Root of the repository (for `definitions/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

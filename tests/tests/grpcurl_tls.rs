@@ -1,4 +1,4 @@
-//! The real `grpcurl` (scripts/ensure-grpcurl.sh) against sagad with TLS, client certificates and bearer
+//! The real `grpcurl` (installed by scripts/ensure-tools.sh) against sagad with TLS, client certificates and bearer
 //! tokens, all made by scripts/dev-certs.sh, as the README's "Secure it" section runs it: a client token
 //! starts a saga and is refused `AbortSaga`, an operator token aborts it, no token is `UNAUTHENTICATED`.
 
@@ -26,9 +26,8 @@ fn script(name: &str, args: &[&str]) -> String {
 
 /// Runs grpcurl with the dev CA and client certificate, `token` as bearer token if given.
 fn grpcurl(certs: &Path, port: u16, token: Option<&str>, data: &str, method: &str) -> Output {
-    let grpcurl = script("ensure-grpcurl.sh", &[]);
     let file = |name: &str| certs.join(name).display().to_string();
-    let mut command = Command::new(grpcurl);
+    let mut command = Command::new(e2e_tests::grpcurl());
     command.args([
         "-cacert",
         &file("ca.pem"),

@@ -42,7 +42,7 @@ impl Report {
     pub fn table(&self) -> Table {
         let mut table = Table::new();
         table
-            .load_preset(UTF8_FULL_CONDENSED)
+            .load_style(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_width(TABLE_WIDTH)
             .set_header(["check", "rule", "result", "detail"]);

@@ -257,7 +257,30 @@ impl Settings {
         Self::load_from(config_file, Env::prefixed("SAGAD_").split("__"))
     }
 
-    fn load_from(config_file: Option<&Path>, env: Env) -> Result<Self, SettingsError> {
+    /// Like [`Settings::load`], with `vars` in place of the process environment (the `SAGAD_*` ones
+    /// count, read as `load` reads them): for checking the variables a deployment file sets without
+    /// touching this process's environment.
+    pub fn load_with_env<'a>(
+        config_file: Option<&Path>,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, SettingsError> {
+        let env = vars
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let key = key.strip_prefix("SAGAD_")?;
+                let Ok(value) = value.parse::<figment::value::Value>();
+                Some((key.replace("__", ".").to_ascii_lowercase(), value))
+            })
+            .fold(Figment::new(), |env, (key, value)| {
+                env.merge(Serialized::default(&key, value))
+            });
+        Self::load_from(config_file, env)
+    }
+
+    fn load_from(
+        config_file: Option<&Path>,
+        env: impl figment::Provider,
+    ) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(path) = config_file {
             if !path.is_file() {
@@ -507,6 +530,24 @@ mod tests {
         writeln!(file, "[participants]\nbilling = \"billing:50061\"").unwrap();
         let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn given_variables_are_read_as_the_environment_would_be() {
+        let vars = [
+            ("SAGAD_MAX_IN_FLIGHT", "12"),
+            ("SAGAD_PARTICIPANTS__BILLING", "http://billing:1"),
+            ("SAGAD_SHUTDOWN_GRACE", "3s"),
+            ("OTHER", "ignored"),
+        ];
+        let s = Settings::load_with_env(None, vars).unwrap();
+        assert_eq!(s.max_in_flight, 12);
+        assert_eq!(s.participants["billing"], "http://billing:1");
+        assert_eq!(s.participants["device"], "http://127.0.0.1:50062");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        let err = Settings::load_with_env(None, [("SAGAD_METRICS_ADRR", "0.0.0.0:1")]).unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("metrics_adrr"), "{cause}");
     }
 
     #[test]
