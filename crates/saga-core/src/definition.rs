@@ -87,6 +87,11 @@ pub struct StepDefinition {
     /// The point of no return: once it succeeds the saga only moves forward.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pivot: bool,
+    /// The compensation is done by hand (a refund at a provider without an API, a reversal the bank
+    /// only takes on paper): when the saga reaches it, nothing is called and the saga parks in `FAILED`
+    /// (`COMPENSATION_FAILED`) until an operator has done it and says so with `ResolveSaga`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
     /// Overrides of the default classification of the participant's gRPC codes, by code name, e.g.
     /// `{NOT_FOUND: transient}` for a participant that answers NOT_FOUND while a replica catches up.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -229,6 +234,13 @@ impl Definition {
                         "a pivot is the point of no return and is never compensated",
                     ));
                 }
+            }
+            if step.manual && step.compensate.is_none() {
+                return Err(invalid(
+                    at("manual"),
+                    "marks the compensation as done by hand, so the step needs a compensate action \
+                     naming it",
+                ));
             }
             if let Some(timeout) = step.timeout {
                 check_duration(&at("timeout"), timeout)?;
@@ -434,6 +446,20 @@ steps:
     }
 
     #[test]
+    fn a_compensation_can_be_marked_manual_and_snapshots_without_the_flag_still_load() {
+        let text = PURCHASE.replace("compensate: Refund}", "compensate: Refund, manual: true}");
+        let d = parse(&text).unwrap();
+        assert!(d.steps[3].manual);
+        assert!(!d.steps[1].manual);
+        // Snapshots stored before the flag existed have no `manual` key.
+        let mut snapshot = serde_json::to_value(parse(PURCHASE).unwrap()).unwrap();
+        assert!(snapshot["steps"][3].get("manual").is_none());
+        snapshot["steps"][3]["manual"] = serde_json::Value::Bool(true);
+        let back: Definition = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
     fn a_definition_survives_a_json_snapshot_round_trip() {
         let d = parse(PURCHASE).unwrap();
         let snapshot = serde_json::to_value(&d).unwrap();
@@ -499,6 +525,13 @@ steps:
                     "action: ValidatePlan, pivot: true,",
                 ),
                 "steps[1].compensate",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: ValidatePlan,",
+                    "action: ValidatePlan, manual: true,",
+                ),
+                "steps[0].manual",
             ),
             (
                 PURCHASE.replace(

@@ -24,5 +24,5 @@ pub use machine::{
     Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
 };
 pub use record::{ListFilter, RecordedEvent, SagaSummary};
-pub use saga::{Direction, JsonMap, Saga, SagaId, Step};
+pub use saga::{Direction, JsonMap, Labels, Resolution, ResolvedAs, Saga, SagaId, Step};
 pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

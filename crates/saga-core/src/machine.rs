@@ -24,12 +24,18 @@
 //! - An operator may abort a running saga that has not reached its pivot (compensate now, `ABORTED`),
 //!   and retry a parked one from the step where it stopped, with a fresh attempt budget and a new
 //!   delivery generation (a refusal recorded by the participant is not replayed to it).
+//! - A compensation marked `manual` is never called: reaching it parks the saga (`COMPENSATION_FAILED`).
+//!   An operator who did a parked step's work by hand resolves it — a stuck compensation as
+//!   `COMPENSATED`, a stuck forward step as `SUCCEEDED` — and the saga goes on from there: the
+//!   compensations before it run, or the steps after it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::saga::Failure;
-use crate::{FailureReason, JsonMap, Saga, SagaStatus, StepStatus, backoff};
+use crate::{
+    FailureReason, JsonMap, Resolution, ResolvedAs, Saga, SagaStatus, StepStatus, backoff,
+};
 
 /// What the executor must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,21 @@ pub enum Input {
     /// An operator asked to resume a parked (`FAILED`) saga where it stopped.
     Retry {
         /// Why, in the operator's words; kept in the history.
+        reason: String,
+        /// The authenticated principal who asked; `None` when sagad runs without authentication.
+        by: Option<String>,
+    },
+    /// An operator did the work of the step a parked (`FAILED`) saga stopped at by hand, and asks it to
+    /// go on from there.
+    Resolve {
+        /// The step's name; it must be the one the saga is parked at.
+        step: String,
+        /// What the step now counts as: `Compensated` for a stuck compensation, `Succeeded` for a
+        /// stuck forward step.
+        outcome: ResolvedAs,
+        /// What was done, in the operator's words.
+        note: String,
+        /// Why, in the operator's words.
         reason: String,
         /// The authenticated principal who asked; `None` when sagad runs without authentication.
         by: Option<String>,
@@ -213,6 +234,20 @@ pub enum HistoryEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// An operator did the work of the step the saga was parked at by hand (`ResolveSaga`).
+    StepResolved {
+        /// The step.
+        step: usize,
+        /// What it now counts as.
+        outcome: ResolvedAs,
+        /// What was done.
+        note: String,
+        /// The operator's reason.
+        reason: String,
+        /// The principal who resolved it; `None` when sagad runs without authentication.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 }
 
 impl HistoryEvent {
@@ -232,6 +267,7 @@ impl HistoryEvent {
             Self::SagaRetried { .. } => "SAGA_RETRIED",
             Self::SagaClaimed { .. } => "SAGA_CLAIMED",
             Self::SagaQuarantined { .. } => "SAGA_QUARANTINED",
+            Self::StepResolved { .. } => "STEP_RESOLVED",
         }
     }
 }
@@ -403,7 +439,39 @@ pub fn apply(
             let step = resume_parked(&mut next)?;
             events.push(HistoryEvent::SagaRetried { step, reason, by });
         }
+        Input::Resolve {
+            step,
+            outcome,
+            note,
+            reason,
+            by,
+        } => {
+            let index = check_resolvable(saga, &step, outcome)?;
+            resolve_parked(&mut next, index, outcome, now);
+            next.steps[index].resolution = Some(Resolution {
+                outcome,
+                note: note.clone(),
+                reason: reason.clone(),
+                by: by.clone(),
+                at: now,
+            });
+            events.push(HistoryEvent::StepResolved {
+                step: index,
+                outcome,
+                note,
+                reason,
+                by,
+            });
+            if next.current_step().is_none() {
+                let done = match outcome {
+                    ResolvedAs::Compensated => SagaStatus::Compensated,
+                    ResolvedAs::Succeeded => SagaStatus::Completed,
+                };
+                finish(&mut next, done, now, &mut events);
+            }
+        }
     }
+    park_at_manual_compensation(&mut next, now, &mut events);
     // A wait never outlasts the deadline that applies: the stored wake-up time alone then says when the
     // saga is next due, for this instance or any other.
     if let (Some(at), Some(deadline)) = (next.next_attempt_at, next.active_deadline()) {
@@ -505,6 +573,14 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             let index = saga
                 .next_to_compensate()
                 .ok_or_else(|| Mismatch("parked saga has no step left to compensate".to_owned()))?;
+            let step = &saga.definition.steps[index];
+            if step.manual {
+                return Err(Mismatch(format!(
+                    "the compensation of {} is manual: RetrySaga cannot run it; do it by hand, then \
+                     ResolveSaga with outcome COMPENSATED",
+                    step.name
+                )));
+            }
             let s = &mut saga.steps[index];
             s.compensation_attempts = 0;
             s.generation += 1;
@@ -532,6 +608,108 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             "saga parked for {other:?}, which RetrySaga does not know how to resume"
         ))),
     }
+}
+
+/// The index of `step` if the saga is parked at it and `outcome` is what that step can be resolved as; the
+/// refusal says what would be accepted.
+fn check_resolvable(saga: &Saga, step: &str, outcome: ResolvedAs) -> Result<usize, Mismatch> {
+    if saga.status != SagaStatus::Failed {
+        return Err(Mismatch(format!(
+            "saga is {}; only a FAILED (parked) saga can be resolved",
+            saga.status
+        )));
+    }
+    let steps = &saga.definition.steps;
+    let Some(named) = steps.iter().position(|s| s.name == step) else {
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        return Err(Mismatch(format!(
+            "saga has no step {step:?} (its steps: {})",
+            names.join(", ")
+        )));
+    };
+    let reason = saga.failure.as_ref().map(|f| f.reason);
+    let (parked, accepted, what) = match (reason, saga.parked_step()) {
+        (Some(FailureReason::CompensationFailed), Some(i)) => (
+            i,
+            ResolvedAs::Compensated,
+            "its compensation could not be made",
+        ),
+        (Some(FailureReason::ForwardFailed), Some(i)) => (
+            i,
+            ResolvedAs::Succeeded,
+            "it failed for good where the saga can only move forward",
+        ),
+        (other, _) => {
+            return Err(Mismatch(format!(
+                "saga parked for {other:?}, which ResolveSaga does not know how to resume"
+            )));
+        }
+    };
+    let parked_name = &steps[parked].name;
+    if named != parked {
+        return Err(Mismatch(format!(
+            "saga is parked at step {parked_name}, not {step}: resolve {parked_name}"
+        )));
+    }
+    if outcome != accepted {
+        return Err(Mismatch(format!(
+            "saga is parked at step {parked_name} because {what}: it can only be resolved as {}",
+            accepted.step_status()
+        )));
+    }
+    Ok(named)
+}
+
+/// Marks the parked step done by hand and puts the saga back in motion: compensating the steps before it,
+/// or running the steps after it.
+fn resolve_parked(saga: &mut Saga, index: usize, outcome: ResolvedAs, now: DateTime<Utc>) {
+    let s = &mut saga.steps[index];
+    s.status = outcome.step_status();
+    s.finished_at = Some(now);
+    saga.finished_at = None;
+    match outcome {
+        // The failure stays on record, as after a retried compensation.
+        ResolvedAs::Compensated => saga.status = SagaStatus::Compensating,
+        ResolvedAs::Succeeded => {
+            saga.status = SagaStatus::Running;
+            saga.failure = None;
+            // As for a retry: the operator owns going forward now, whatever the deadline said.
+            saga.deadline_at = None;
+        }
+    }
+}
+
+/// A compensation marked `manual` is never called: a saga that reaches one parks in `FAILED` until an
+/// operator has done it by hand and resolved it.
+fn park_at_manual_compensation(
+    saga: &mut Saga,
+    now: DateTime<Utc>,
+    events: &mut Vec<HistoryEvent>,
+) {
+    if saga.status != SagaStatus::Compensating {
+        return;
+    }
+    let Some(index) = saga.next_to_compensate() else {
+        return;
+    };
+    let step = &saga.definition.steps[index];
+    if !step.manual {
+        return;
+    }
+    let message = format!(
+        "the compensation of {} ({}) is manual: do it by hand, then ResolveSaga with outcome \
+         COMPENSATED",
+        step.name,
+        step.compensate.as_deref().unwrap_or_default()
+    );
+    saga.steps[index].status = StepStatus::Compensating;
+    park(
+        saga,
+        FailureReason::CompensationFailed,
+        message,
+        now,
+        events,
+    );
 }
 
 fn succeed(

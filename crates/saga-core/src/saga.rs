@@ -1,6 +1,7 @@
 //! A saga instance as the saga log stores it: identity, status, the definition snapshot it runs, its
 //! accumulated state and the state of every step.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use crate::{Definition, FailureReason, SagaStatus, StepStatus};
 
 /// A JSON object: saga payloads, state and step outputs.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// A saga's labels: business keys its caller knows it by (`orderId` → `123`), set at start.
+pub type Labels = BTreeMap<String, String>;
 
 /// A saga's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,6 +88,8 @@ pub struct Saga {
     pub idempotency_key: Option<String>,
     /// The authenticated principal that started the saga; `None` when sagad runs without authentication.
     pub started_by: Option<String>,
+    /// Business keys given at start, by which `ListSagas` finds the saga; never change afterwards.
+    pub labels: Labels,
     /// The earliest time the next call may be made (set while waiting to retry).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Whole-saga deadline.
@@ -134,6 +140,44 @@ pub struct Step {
     /// a call in flight when the saga turned, an output that could not be recorded). Kept across
     /// operator retries, so a later refusal still counts the step as possibly done.
     pub maybe_applied: bool,
+    /// Set when an operator did the step's parked work by hand (`ResolveSaga`): who, when, why, what.
+    pub resolution: Option<Resolution>,
+}
+
+/// What an operator did by hand for a step the saga parked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// What the step now counts as.
+    pub outcome: ResolvedAs,
+    /// What was done, in the operator's words (e.g. "reversed at the bank by phone, ref 4711").
+    pub note: String,
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// The authenticated principal who resolved it; `None` when sagad runs without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// What an operator says a parked step's work came to, done by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResolvedAs {
+    /// The compensation was done by hand (a saga parked `COMPENSATION_FAILED`).
+    Compensated,
+    /// The forward action was done by hand (a saga parked `FORWARD_FAILED`).
+    Succeeded,
+}
+
+impl ResolvedAs {
+    /// The step status the outcome stands for.
+    pub const fn step_status(self) -> StepStatus {
+        match self {
+            Self::Compensated => StepStatus::Compensated,
+            Self::Succeeded => StepStatus::Succeeded,
+        }
+    }
 }
 
 // Declared by hand: `StepStatus` comes from a macro shared with enums that have no default.
@@ -165,6 +209,7 @@ impl Saga {
             state: payload,
             idempotency_key,
             started_by: None,
+            labels: Labels::new(),
             next_attempt_at: None,
             deadline_at,
             revision: 0,
@@ -213,6 +258,20 @@ impl Saga {
                 .iter()
                 .position(|s| s.status != StepStatus::Succeeded),
             SagaStatus::Compensating => self.next_to_compensate(),
+            _ => None,
+        }
+    }
+
+    /// The step a parked (`FAILED`) saga stopped at, for an operator to retry or resolve: the compensation
+    /// that could not be made, or the forward step that failed for good. `None` unless parked.
+    pub fn parked_step(&self) -> Option<usize> {
+        match self.failure.as_ref().map(|f| f.reason) {
+            _ if self.status != SagaStatus::Failed => None,
+            Some(FailureReason::CompensationFailed) => self.next_to_compensate(),
+            Some(FailureReason::ForwardFailed) => self
+                .steps
+                .iter()
+                .position(|s| s.status != StepStatus::Succeeded),
             _ => None,
         }
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use saga_core::{
-    Command, Definition, Direction, ErrorKind, FailureReason, HistoryEvent, Input, JsonMap, Saga,
-    SagaStatus, StepError, StepStatus, apply, next_command,
+    Command, Definition, Direction, ErrorKind, FailureReason, HistoryEvent, Input, JsonMap,
+    ResolvedAs, Saga, SagaStatus, StepError, StepStatus, apply, next_command,
 };
 use serde_json::json;
 
@@ -937,5 +937,290 @@ fn operator_events_written_before_principals_existed_still_decode() {
     assert_eq!(
         serde_json::from_value::<HistoryEvent>(stored).expect("round trip"),
         new
+    );
+}
+
+/// An operator's `ResolveSaga` of `step` as `outcome`, by "ops-alice".
+fn resolve(step: &str, outcome: ResolvedAs) -> Input {
+    Input::Resolve {
+        step: step.to_owned(),
+        outcome,
+        note: "done by hand".to_owned(),
+        reason: "participant has no API for it".to_owned(),
+        by: Some("ops-alice".to_owned()),
+    }
+}
+
+/// Runs the purchase with `adjust` applied to its definition, as [`drive`] does.
+fn drive_adjusted(
+    adjust: impl FnOnce(&mut Definition),
+    script: impl Fn(&str, Direction, u32) -> Answer,
+) -> Run {
+    let mut d = (*definition()).clone();
+    adjust(&mut d);
+    let saga = Saga::new(Arc::new(d), payload(), None, t0());
+    drive_from(saga, t0(), script, |_| false)
+}
+
+#[test]
+fn a_compensation_resolved_by_hand_lets_the_compensations_before_it_run() {
+    let parked = drive(|step, d, _| match (step, d) {
+        ("PROCESS_PAYMENT", Direction::Execute) => Answer::Refuse,
+        ("ALLOCATE_DEVICE", Direction::Compensate) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(parked.saga.status, SagaStatus::Failed);
+    assert_eq!(parked.saga.parked_step(), Some(2));
+    let t = operator(&parked, resolve("ALLOCATE_DEVICE", ResolvedAs::Compensated))
+        .expect("a parked compensation can be resolved");
+    assert_eq!(t.saga.status, SagaStatus::Compensating);
+    assert_eq!(t.saga.finished_at, None);
+    assert_eq!(t.changed_steps, [2]);
+    let step = &t.saga.steps[2];
+    assert_eq!(step.status, Compensated);
+    assert_eq!(step.compensation_attempts, 4, "the attempts stay on record");
+    let resolution = step.resolution.clone().expect("resolution recorded");
+    assert_eq!(
+        (resolution.outcome, resolution.by.as_deref()),
+        (ResolvedAs::Compensated, Some("ops-alice"))
+    );
+    assert_eq!(resolution.note, "done by hand");
+    assert_eq!(resolution.at, parked.saga.updated_at + Duration::seconds(1));
+    assert_eq!(
+        t.events,
+        [HistoryEvent::StepResolved {
+            step: 2,
+            outcome: ResolvedAs::Compensated,
+            note: "done by hand".to_owned(),
+            reason: "participant has no API for it".to_owned(),
+            by: Some("ops-alice".to_owned()),
+        }]
+    );
+    let rest = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Ok,
+        |_| false,
+    );
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
+    assert_eq!(
+        rest.saga.failure.map(|f| f.reason),
+        Some(FailureReason::CompensationFailed),
+        "the stuck compensation stays on record"
+    );
+}
+
+#[test]
+fn resolving_the_last_compensation_finishes_the_saga_at_once() {
+    let parked = drive(|step, d, _| match (step, d) {
+        ("ALLOCATE_DEVICE", Direction::Execute) => Answer::Refuse,
+        ("CREATE_ORDER", Direction::Compensate) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    let t = operator(&parked, resolve("CREATE_ORDER", ResolvedAs::Compensated)).expect("resolved");
+    assert_eq!(t.saga.status, SagaStatus::Compensated);
+    assert!(t.saga.finished_at.is_some());
+    assert_eq!(t.events.last(), Some(&HistoryEvent::SagaCompensated));
+    assert_eq!(next_command(&t.saga, t.saga.updated_at), Command::Done);
+}
+
+#[test]
+fn a_forward_step_resolved_by_hand_moves_the_saga_on_to_the_steps_after_it() {
+    // The pivot's outcome stays unknown: parked. The operator checks, finds the order was not activated,
+    // activates it by hand and resolves the pivot as SUCCEEDED; NOTIFY_USER then runs.
+    let parked = drive(|step, _, _| match step {
+        "ACTIVATE_ORDER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    assert_eq!(parked.saga.parked_step(), Some(4));
+    let t = operator(&parked, resolve("ACTIVATE_ORDER", ResolvedAs::Succeeded)).expect("resolved");
+    assert_eq!(t.saga.status, SagaStatus::Running);
+    assert_eq!(t.saga.failure, None);
+    assert_eq!(t.saga.deadline_at, None, "the operator owns going forward");
+    assert_eq!(t.saga.steps[4].status, Succeeded);
+    assert_eq!(t.saga.steps[4].output, None, "nothing was answered");
+    assert_eq!(t.saga.current_step(), Some(5));
+    let rest = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Ok,
+        |_| false,
+    );
+    assert_eq!(rest.saga.status, SagaStatus::Completed);
+    assert_eq!(names(&rest), ["NOTIFY_USER:execute:1"]);
+
+    let last = drive(|step, _, _| match step {
+        "NOTIFY_USER" => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    let t = operator(&last, resolve("NOTIFY_USER", ResolvedAs::Succeeded)).expect("resolved");
+    assert_eq!(t.saga.status, SagaStatus::Completed);
+    assert_eq!(t.events.last(), Some(&HistoryEvent::SagaCompleted));
+}
+
+#[test]
+fn resolve_is_refused_unless_the_saga_is_parked_at_that_step_with_the_outcome_it_needs() {
+    let running = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(1));
+    let completed = drive(|_, _, _| Answer::Ok);
+    let stuck_compensation = drive(|step, d, _| match (step, d) {
+        ("PROCESS_PAYMENT", Direction::Execute) => Answer::Refuse,
+        ("ALLOCATE_DEVICE", Direction::Compensate) => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    let stuck_forward = drive(|step, _, _| match step {
+        "NOTIFY_USER" => Answer::Unavailable,
+        _ => Answer::Ok,
+    });
+    use ResolvedAs::{Compensated as C, Succeeded as S};
+    for (run, step, outcome, expected) in [
+        (
+            &running,
+            "CREATE_ORDER",
+            C,
+            "saga is RUNNING; only a FAILED",
+        ),
+        (
+            &completed,
+            "NOTIFY_USER",
+            S,
+            "saga is COMPLETED; only a FAILED",
+        ),
+        (
+            &stuck_compensation,
+            "CREATE_ORDER",
+            C,
+            "parked at step ALLOCATE_DEVICE, not CREATE_ORDER",
+        ),
+        (
+            &stuck_compensation,
+            "SHIP_IT",
+            C,
+            "no step \"SHIP_IT\" (its steps: VALIDATE_PLAN, CREATE_ORDER,",
+        ),
+        (
+            &stuck_compensation,
+            "ALLOCATE_DEVICE",
+            S,
+            "compensation could not be made: it can only be resolved as COMPENSATED",
+        ),
+        (
+            &stuck_forward,
+            "NOTIFY_USER",
+            C,
+            "can only move forward: it can only be resolved as SUCCEEDED",
+        ),
+    ] {
+        let err = operator(run, resolve(step, outcome)).expect_err("resolve refused");
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn a_manual_compensation_parks_without_a_call_and_goes_on_once_resolved_by_hand() {
+    let manual_device = |d: &mut Definition| d.steps[2].manual = true;
+    let parked = drive_adjusted(manual_device, |step, _, _| match step {
+        "PROCESS_PAYMENT" => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(parked.saga.status, SagaStatus::Failed);
+    let failure = parked.saga.failure.clone().expect("failure");
+    assert_eq!(failure.reason, FailureReason::CompensationFailed);
+    assert_eq!(
+        failure.message,
+        "the compensation of ALLOCATE_DEVICE (ReleaseDevice) is manual: do it by hand, then \
+         ResolveSaga with outcome COMPENSATED"
+    );
+    assert!(
+        names(&parked).iter().all(|c| !c.contains("compensate")),
+        "nothing called: {:?}",
+        names(&parked)
+    );
+    assert_eq!(parked.saga.steps[2].status, Compensating);
+    assert_eq!(parked.saga.steps[2].compensation_attempts, 0);
+    assert_eq!(
+        parked.events[parked.events.len() - 2..],
+        [
+            HistoryEvent::CompensationStarted {
+                reason: FailureReason::StepFailed
+            },
+            HistoryEvent::SagaParked {
+                reason: FailureReason::CompensationFailed
+            }
+        ]
+    );
+    let err = operator(&parked, retry()).expect_err("a retry cannot call a manual compensation");
+    assert!(err.contains("manual: RetrySaga cannot run it"), "{err}");
+
+    let t =
+        operator(&parked, resolve("ALLOCATE_DEVICE", ResolvedAs::Compensated)).expect("resolved");
+    let rest = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Ok,
+        |_| false,
+    );
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
+}
+
+#[test]
+fn a_saga_parks_again_at_each_manual_compensation_it_reaches() {
+    // PROCESS_PAYMENT's refund and CREATE_ORDER's cancellation are both manual, ALLOCATE_DEVICE's is not:
+    // an abort at PROCESS_PAYMENT parks there at once; resolved, the device is released by call, then
+    // the saga parks again at CREATE_ORDER.
+    let both = |d: &mut Definition| {
+        d.steps[1].manual = true;
+        d.steps[3].manual = true;
+    };
+    let mut d = (*definition()).clone();
+    both(&mut d);
+    let saga = Saga::new(Arc::new(d), payload(), None, t0());
+    let at_payment = drive_from(
+        saga,
+        t0(),
+        |_, _, _| Answer::Ok,
+        |s| s.current_step() == Some(3),
+    );
+    let aborted = operator(&at_payment, abort()).expect("abortable");
+    assert_eq!(aborted.saga.status, SagaStatus::Failed);
+    assert_eq!(aborted.saga.parked_step(), Some(3));
+    let now = aborted.saga.updated_at;
+    let resolved = apply(
+        &aborted.saga,
+        resolve("PROCESS_PAYMENT", ResolvedAs::Compensated),
+        now + Duration::seconds(1),
+        0.5,
+    )
+    .expect("resolved");
+    let rest = drive_from(resolved.saga, now, |_, _, _| Answer::Ok, |_| false);
+    assert_eq!(names(&rest), ["ALLOCATE_DEVICE:compensate:1"]);
+    assert_eq!(rest.saga.status, SagaStatus::Failed);
+    assert_eq!(rest.saga.parked_step(), Some(1));
+    assert!(
+        rest.saga.failure.as_ref().is_some_and(|f| f
+            .message
+            .contains("compensation of CREATE_ORDER (CancelOrder)")),
+        "{:?}",
+        rest.saga.failure
+    );
+}
+
+#[test]
+fn a_step_resolved_event_round_trips_and_an_operator_event_without_by_decodes() {
+    let event = HistoryEvent::StepResolved {
+        step: 1,
+        outcome: ResolvedAs::Succeeded,
+        note: "activated in the admin console".to_owned(),
+        reason: "pivot outcome unknown".to_owned(),
+        by: None,
+    };
+    let stored = serde_json::to_value(&event).expect("serialize");
+    assert_eq!(stored["kind"], "STEP_RESOLVED");
+    assert_eq!(stored["outcome"], "SUCCEEDED");
+    assert!(stored.get("by").is_none());
+    assert_eq!(
+        serde_json::from_value::<HistoryEvent>(stored).expect("decode"),
+        event
     );
 }

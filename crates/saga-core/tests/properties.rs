@@ -1,12 +1,14 @@
 //! Property test of the state machine: for any definition shape and any sequence of participant answers
 //! (success, refusal, transient error, deadline — some of which took effect anyway), crashes of the
 //! owner between a call and its record (another owner takes over later, maybe past the deadline),
-//! operator aborts and retries, every saga ends terminal and compensation obeys DESIGN.md §1–2:
+//! operator aborts and retries, compensations marked manual, and operators resolving a parked saga by
+//! doing its stuck step by hand, every saga ends terminal and compensation obeys DESIGN.md §1–2:
 //! - compensations run in strict reverse order, each step's effect is undone at most once;
 //! - only steps that succeeded or whose outcome is unknown are compensated;
 //! - nothing is compensated once the pivot succeeded or may have, and nothing runs forward once
 //!   compensation began;
-//! - a compensated saga has undone every effect a participant applied.
+//! - a manual compensation is never called: the saga parks there, and an operator may resolve it;
+//! - a compensated saga has undone every effect a participant applied (or an operator, by hand).
 //!
 //! Participants keep the contract of DESIGN.md §1 (the SDK's barrier): a call repeated after its effect
 //! was applied answers as the first one did, and a compensation repeated after it applied is a replay.
@@ -17,8 +19,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use saga_core::{
-    Command, Definition, ErrorKind, Input, JsonMap, Saga, SagaStatus, StepError, apply,
-    next_command,
+    Command, Definition, ErrorKind, FailureReason, Input, JsonMap, ResolvedAs, Saga, SagaStatus,
+    StepError, apply, next_command,
 };
 
 /// What a participant does with one call.
@@ -48,10 +50,12 @@ fn answer() -> impl Strategy<Value = Answer> {
     ]
 }
 
-/// The shape of a definition: per step whether it can be compensated, an optional pivot, retry budgets.
+/// The shape of a definition: per step whether it can be compensated (and if so whether by hand), an
+/// optional pivot, retry budgets.
 #[derive(Debug, Clone)]
 struct Shape {
     compensable: Vec<bool>,
+    manual: Vec<bool>,
     pivot: Option<usize>,
     max_attempts: u32,
     compensation_attempts: u32,
@@ -63,6 +67,7 @@ fn shape() -> impl Strategy<Value = Shape> {
         .prop_flat_map(|n| {
             (
                 proptest::collection::vec(any::<bool>(), n),
+                proptest::collection::vec(proptest::bool::weighted(0.2), n),
                 proptest::option::of(0..n),
                 1u32..=4,
                 1u32..=4,
@@ -70,17 +75,26 @@ fn shape() -> impl Strategy<Value = Shape> {
             )
         })
         .prop_map(
-            |(compensable, pivot, max_attempts, compensation_attempts, timeout_secs)| Shape {
+            |(compensable, manual, pivot, max_attempts, compensation_attempts, timeout_secs)| {
                 // Steps at and after the pivot are never compensated, so they cannot declare it.
-                compensable: compensable
+                let compensable: Vec<bool> = compensable
                     .iter()
                     .enumerate()
                     .map(|(i, &c)| c && pivot.is_none_or(|p| i < p))
-                    .collect(),
-                pivot,
-                max_attempts,
-                compensation_attempts,
-                timeout_secs,
+                    .collect();
+                let manual = manual
+                    .iter()
+                    .zip(&compensable)
+                    .map(|(&m, &c)| m && c)
+                    .collect();
+                Shape {
+                    compensable,
+                    manual,
+                    pivot,
+                    max_attempts,
+                    compensation_attempts,
+                    timeout_secs,
+                }
             },
         )
 }
@@ -101,6 +115,9 @@ impl Shape {
             yaml.push_str(&format!("  - {{name: S{i}, participant: p, action: Do{i}"));
             if compensable {
                 yaml.push_str(&format!(", compensate: Undo{i}"));
+            }
+            if self.manual[i] {
+                yaml.push_str(", manual: true");
             }
             if self.pivot == Some(i) {
                 yaml.push_str(", pivot: true");
@@ -155,6 +172,9 @@ struct World {
     compensated: Vec<usize>,
     /// Whether any compensation was attempted yet.
     compensation_began: bool,
+    /// Steps whose stuck work an operator did by hand: nobody may call them again (a participant's
+    /// barrier knows nothing of work done by hand, so a call would do it twice).
+    done_by_hand: HashSet<usize>,
 }
 
 impl World {
@@ -185,6 +205,10 @@ struct Scenario {
     abort: Option<Operator>,
     crashes: Vec<Crash>,
     operator_retries: u32,
+    /// How often an operator does a parked saga's stuck step by hand and resolves it.
+    operator_resolves: u32,
+    /// Whether an operator who may both retry and resolve a parked saga resolves it.
+    prefer_resolve: bool,
     jitter: f64,
 }
 
@@ -203,6 +227,7 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
     let mut answers = scenario.answers.iter().copied();
     let mut calls = 0usize;
     let mut retries_left = scenario.operator_retries;
+    let mut resolves_left = scenario.operator_resolves;
 
     for _ in 0..10_000 {
         let command = next_command(&saga, now);
@@ -230,11 +255,18 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
         }
         let crash = scenario.crashes.iter().find(|c| c.at_call == calls);
         let input = match command {
-            Command::Done if saga.status == SagaStatus::Failed && retries_left > 0 => {
-                retries_left -= 1;
-                Input::Retry {
-                    reason: "test".to_owned(),
-                    by: None,
+            Command::Done if saga.status == SagaStatus::Failed => {
+                match parked_action(shape, scenario, &saga, retries_left, resolves_left)? {
+                    Some(Input::Retry { reason, by }) => {
+                        retries_left -= 1;
+                        Input::Retry { reason, by }
+                    }
+                    Some(resolve) => {
+                        resolves_left -= 1;
+                        by_hand(shape, &saga, &resolve, &mut world)?;
+                        resolve
+                    }
+                    None => return Ok((saga, world)),
                 }
             }
             Command::Done => return Ok((saga, world)),
@@ -253,6 +285,10 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
             }
             Command::Execute { index, attempt } => {
                 calls += 1;
+                prop_assert!(
+                    !world.done_by_hand.contains(&index),
+                    "step {index} called after it was done by hand"
+                );
                 prop_assert!(
                     !world.compensation_began || shape.pivot.is_some_and(|p| index >= p),
                     "step {index} ran forward after compensation began"
@@ -303,6 +339,14 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
             }
             Command::Compensate { index, attempt } => {
                 calls += 1;
+                prop_assert!(
+                    !shape.manual[index],
+                    "manual compensation {index} was called"
+                );
+                prop_assert!(
+                    !world.done_by_hand.contains(&index),
+                    "compensation {index} called after it was done by hand"
+                );
                 world.compensation_began = true;
                 prop_assert!(
                     !world.pivot_applied(shape.pivot),
@@ -347,6 +391,80 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
     )))
 }
 
+/// What the operator does with a parked saga: resolve it (always, when the stuck compensation is manual
+/// and cannot be retried), retry it, or leave it parked once their budgets are spent.
+fn parked_action(
+    shape: &Shape,
+    scenario: &Scenario,
+    saga: &Saga,
+    retries_left: u32,
+    resolves_left: u32,
+) -> Result<Option<Input>, TestCaseError> {
+    let reason = saga.failure.as_ref().map(|f| f.reason);
+    let Some(index) = saga.parked_step() else {
+        return Err(TestCaseError::fail(format!(
+            "parked for {reason:?} at no step"
+        )));
+    };
+    let manual = reason == Some(FailureReason::CompensationFailed) && shape.manual[index];
+    let resolve = resolves_left > 0 && (manual || scenario.prefer_resolve || retries_left == 0);
+    Ok(if resolve {
+        Some(Input::Resolve {
+            step: format!("S{index}"),
+            outcome: match reason {
+                Some(FailureReason::CompensationFailed) => ResolvedAs::Compensated,
+                _ => ResolvedAs::Succeeded,
+            },
+            note: "by hand".to_owned(),
+            reason: "test".to_owned(),
+            by: None,
+        })
+    } else if retries_left > 0 && !manual {
+        Some(Input::Retry {
+            reason: "test".to_owned(),
+            by: None,
+        })
+    } else {
+        None
+    })
+}
+
+/// The operator's work by hand before resolving: the stuck compensation undone (if its effect is there),
+/// or the stuck forward step done. The same rules hold for it as for a participant's call.
+fn by_hand(
+    shape: &Shape,
+    saga: &Saga,
+    resolve: &Input,
+    world: &mut World,
+) -> Result<(), TestCaseError> {
+    let (Input::Resolve { outcome, .. }, Some(index)) = (resolve, saga.parked_step()) else {
+        return Err(TestCaseError::fail("not a resolve of a parked step"));
+    };
+    world.done_by_hand.insert(index);
+    match outcome {
+        ResolvedAs::Compensated => {
+            world.compensation_began = true;
+            prop_assert!(
+                !world.pivot_applied(shape.pivot),
+                "step {index} compensated by hand after the pivot took effect"
+            );
+            prop_assert!(
+                world.maybe_happened.contains(&index),
+                "step {index} compensated by hand though it never succeeded nor may have"
+            );
+            if !world.compensated.contains(&index) {
+                world.applied[index] = false;
+                world.compensated.push(index);
+            }
+        }
+        ResolvedAs::Succeeded => {
+            apply_forward(world, index);
+            world.maybe_happened.insert(index);
+        }
+    }
+    Ok(())
+}
+
 /// A forward effect takes place (again, if it was undone: a late action a compensation did not fence).
 fn apply_forward(world: &mut World, index: usize) {
     world.applied[index] = true;
@@ -364,14 +482,26 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         )),
         proptest::collection::vec(crash(), 0..3),
         0u32..3,
+        0u32..3,
+        any::<bool>(),
         0.0f64..1.0,
     )
         .prop_map(
-            |(answers, abort, crashes, operator_retries, jitter)| Scenario {
+            |(
                 answers,
                 abort,
                 crashes,
                 operator_retries,
+                operator_resolves,
+                prefer_resolve,
+                jitter,
+            )| Scenario {
+                answers,
+                abort,
+                crashes,
+                operator_retries,
+                operator_resolves,
+                prefer_resolve,
                 jitter,
             },
         )
