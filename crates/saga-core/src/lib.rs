@@ -23,6 +23,6 @@ pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
 pub use machine::{
     Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
 };
-pub use record::{ListFilter, RecordedEvent, SagaSummary};
+pub use record::{Label, ListFilter, RecordedEvent, SagaSummary};
 pub use saga::{Direction, JsonMap, Labels, Resolution, ResolvedAs, Saga, SagaId, Step};
 pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::saga::Failure;
-use crate::{HistoryEvent, SagaId, SagaStatus};
+use crate::{HistoryEvent, Labels, SagaId, SagaStatus};
 
 /// A saga without its steps, state or definition, as a listing shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,8 @@ pub struct SagaSummary {
     pub idempotency_key: Option<String>,
     /// The authenticated principal that started the saga.
     pub started_by: Option<String>,
+    /// The labels it was started with.
+    pub labels: Labels,
     /// When the saga was accepted.
     pub created_at: DateTime<Utc>,
     /// When the saga log last changed.
@@ -43,6 +45,17 @@ pub struct ListFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only sagas created before this time.
     pub created_before: Option<DateTime<Utc>>,
+    /// Only sagas started with this label.
+    pub label: Option<Label>,
+}
+
+/// One label, as a listing filters by it: `orderId` = `123`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// The label's key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// A history event as committed to the saga log.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use tracing::instrument;
 
 use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
@@ -16,13 +16,18 @@ use crate::{
 /// Reads one saga and all its steps in a single statement.
 const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
 
-/// The `sagas` columns a [`SagaRow`] reads besides `epoch`, with the steps aggregated.
+/// The `sagas` columns a [`SagaRow`] reads besides `epoch`, with the steps and labels aggregated.
 const SAGA_COLUMNS: &str = "
     s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
     s.idempotency_key, s.started_by, s.next_attempt_at, s.deadline_at, s.revision,
     s.created_at, s.updated_at, s.finished_at,
     COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
-              FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps";
+              FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps,
+    {LABELS} AS labels";
+
+/// The labels of saga `s` as one JSON object (read through `saga_labels`' primary key).
+const LABELS: &str = "COALESCE((SELECT jsonb_object_agg(l.key, l.value)
+              FROM saga_labels l WHERE l.saga_id = s.id), '{}'::jsonb)";
 
 /// The statuses of sagas that still have work to do (the `sagas_active` partial index).
 const ACTIVE: &str = "s.status IN ('RUNNING', 'COMPENSATING')";
@@ -101,6 +106,20 @@ impl PgStore {
         Ok(lines.join("\n"))
     }
 
+    /// The query plan of a listing, as `EXPLAIN` prints it (nothing is listed).
+    pub async fn explain_list(
+        &self,
+        filter: &ListFilter,
+        before: Option<SagaId>,
+        limit: u32,
+    ) -> Result<String, StoreError> {
+        let lines: Vec<String> = self.db(list_query("EXPLAIN", filter, before, limit)
+            .build_query_scalar()
+            .fetch_all(&self.pool)
+            .await)?;
+        Ok(lines.join("\n"))
+    }
+
     async fn load_by_idempotency_key(
         &self,
         saga_type: &str,
@@ -157,7 +176,61 @@ fn claim_due_sql() -> String {
 }
 
 fn select_saga() -> String {
-    SELECT_SAGA.replace("{SAGA_COLUMNS}", SAGA_COLUMNS)
+    SELECT_SAGA.replace("{SAGA_COLUMNS}", &SAGA_COLUMNS.replace("{LABELS}", LABELS))
+}
+
+/// `prefix` (empty, or `EXPLAIN`) and the listing query for [`SagaStore::list`]. Only the predicates in
+/// use are written, so each filter combination gets a plan of its own: the status and type indexes lead
+/// with the filter column, then id; a label filter walks `saga_labels_by_value` newest first and joins
+/// each saga by its key, so a page reads only its own rows however many sagas carry the label.
+fn list_query<'a>(
+    prefix: &str,
+    filter: &'a ListFilter,
+    before: Option<SagaId>,
+    limit: u32,
+) -> QueryBuilder<'a, Postgres> {
+    let mut query = QueryBuilder::new(format!(
+        "{prefix} SELECT s.id, s.saga_type, s.definition_version, s.status, s.failure_reason,
+                s.failure_message, s.definition->'steps'->s.current_step->>'name' AS current_step,
+                s.idempotency_key, s.started_by, {LABELS} AS labels, s.created_at, s.updated_at,
+                s.finished_at
+         FROM sagas s"
+    ));
+    if let Some(label) = &filter.label {
+        query
+            .push(" JOIN saga_labels by_label ON by_label.saga_id = s.id AND by_label.key = ")
+            .push_bind(&label.key)
+            .push(" AND by_label.value = ")
+            .push_bind(&label.value);
+    }
+    query.push(" WHERE true");
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query
+            .push(" AND s.status = ANY(")
+            .push_bind(statuses)
+            .push(")");
+    }
+    if let Some(saga_type) = &filter.saga_type {
+        query.push(" AND s.saga_type = ").push_bind(saga_type);
+    }
+    if let Some(after) = filter.created_after {
+        query.push(" AND s.created_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.created_before {
+        query.push(" AND s.created_at < ").push_bind(before);
+    }
+    if let Some(id) = before {
+        query.push(" AND s.id < ").push_bind(id.0);
+        if filter.label.is_some() {
+            // The same bound on the label index's own column, so the walk starts there.
+            query.push(" AND by_label.saga_id < ").push_bind(id.0);
+        }
+    }
+    query
+        .push(" ORDER BY s.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    query
 }
 
 /// A duration as whole milliseconds for SQL (`$n * interval '1 millisecond'`).
@@ -217,6 +290,10 @@ impl SagaStore for PgStore {
                 INSERT INTO saga_events (saga_id, kind, detail)
                 SELECT saga.id, e.kind, e.detail
                 FROM saga, jsonb_to_recordset($12::jsonb) AS e(kind text, detail jsonb)
+             ),
+             labels AS (
+                INSERT INTO saga_labels (saga_id, key, value)
+                SELECT saga.id, l.key, l.value FROM saga, jsonb_each_text($16::jsonb) AS l(key, value)
              )
              SELECT id FROM saga",
         )
@@ -235,6 +312,7 @@ impl SagaStore for PgStore {
         .bind(&owner.name)
         .bind(millis(owner.lease))
         .bind(saga.started_by.as_deref())
+        .bind(to_json(&saga.labels))
         .fetch_optional(&self.pool)
         .await;
 
@@ -326,11 +404,12 @@ impl SagaStore for PgStore {
                 SET status = r.status, attempts = r.attempts,
                     compensation_attempts = r.compensation_attempts, output = r.output,
                     last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
-                    generation = r.generation, maybe_applied = r.maybe_applied
+                    generation = r.generation, maybe_applied = r.maybe_applied,
+                    resolution = r.resolution
                 FROM saga, jsonb_to_recordset($11::jsonb) AS r(
                     step_index integer, status text, attempts integer, compensation_attempts integer,
                     output jsonb, last_error text, started_at timestamptz, finished_at timestamptz,
-                    generation integer, maybe_applied boolean)
+                    generation integer, maybe_applied boolean, resolution jsonb)
                 WHERE st.saga_id = saga.id AND st.step_index = r.step_index
              ),
              events AS (
@@ -544,36 +623,7 @@ impl SagaStore for PgStore {
         before: Option<SagaId>,
         limit: u32,
     ) -> Result<Vec<SagaSummary>, StoreError> {
-        // Only the predicates in use are written, so each filter combination gets a plan of its own
-        // (the status and type indexes lead with the filter column, then id).
-        let mut query = QueryBuilder::new(
-            "SELECT id, saga_type, definition_version, status, failure_reason, failure_message,
-                    definition->'steps'->current_step->>'name' AS current_step, idempotency_key,
-                    started_by, created_at, updated_at, finished_at
-             FROM sagas WHERE true",
-        );
-        if !filter.statuses.is_empty() {
-            let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-            query
-                .push(" AND status = ANY(")
-                .push_bind(statuses)
-                .push(")");
-        }
-        if let Some(saga_type) = &filter.saga_type {
-            query.push(" AND saga_type = ").push_bind(saga_type);
-        }
-        if let Some(after) = filter.created_after {
-            query.push(" AND created_at >= ").push_bind(after);
-        }
-        if let Some(before) = filter.created_before {
-            query.push(" AND created_at < ").push_bind(before);
-        }
-        if let Some(id) = before {
-            query.push(" AND id < ").push_bind(id.0);
-        }
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+        let mut query = list_query("", filter, before, limit);
         let rows: Vec<SummaryRow> = self.db(query.build_query_as().fetch_all(&self.pool).await)?;
         rows.into_iter().map(SummaryRow::into_summary).collect()
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use saga_core::saga::Failure;
 use saga_core::{
-    Definition, HistoryEvent, JsonMap, RecordedEvent, Saga, SagaId, SagaSummary, Step,
+    Definition, HistoryEvent, JsonMap, Labels, RecordedEvent, Resolution, Saga, SagaId,
+    SagaSummary, Step,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -31,6 +32,9 @@ pub(crate) struct StepRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub generation: i64,
     pub maybe_applied: bool,
+    /// Absent from rows written before `ResolveSaga` existed.
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
 }
 
 impl StepRow {
@@ -50,6 +54,7 @@ impl StepRow {
             finished_at: step.finished_at,
             generation: step.generation.into(),
             maybe_applied: step.maybe_applied,
+            resolution: step.resolution.clone(),
         }
     }
 
@@ -66,6 +71,7 @@ impl StepRow {
             finished_at: self.finished_at,
             generation: u32::try_from(self.generation).map_err(|e| corrupt(e.to_string()))?,
             maybe_applied: self.maybe_applied,
+            resolution: self.resolution,
         })
     }
 }
@@ -88,7 +94,9 @@ impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
             | HistoryEvent::CompensationFailed { step, attempt, .. } => {
                 (Some(*step), Some(*attempt))
             }
-            HistoryEvent::SagaRetried { step, .. } => (Some(*step), None),
+            HistoryEvent::SagaRetried { step, .. } | HistoryEvent::StepResolved { step, .. } => {
+                (Some(*step), None)
+            }
             _ => (None, None),
         };
         Self {
@@ -112,6 +120,7 @@ pub(crate) struct SagaRow {
     pub state: sqlx::types::Json<JsonMap>,
     pub idempotency_key: Option<String>,
     pub started_by: Option<String>,
+    pub labels: sqlx::types::Json<Labels>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub deadline_at: Option<DateTime<Utc>>,
     pub revision: i64,
@@ -151,6 +160,7 @@ impl SagaRow {
             steps,
             idempotency_key: self.idempotency_key,
             started_by: self.started_by,
+            labels: self.labels.0,
             next_attempt_at: self.next_attempt_at,
             deadline_at: self.deadline_at,
             revision: self.revision,
@@ -174,6 +184,7 @@ pub(crate) struct SummaryRow {
     pub current_step: Option<String>,
     pub idempotency_key: Option<String>,
     pub started_by: Option<String>,
+    pub labels: sqlx::types::Json<Labels>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -194,6 +205,7 @@ impl SummaryRow {
             current_step: self.current_step,
             idempotency_key: self.idempotency_key,
             started_by: self.started_by,
+            labels: self.labels.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
             finished_at: self.finished_at,

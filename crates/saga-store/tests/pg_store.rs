@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use saga_core::{
-    Command, Definition, FailureReason, HistoryEvent, Input, JsonMap, ListFilter, Saga, SagaId,
-    SagaStatus, StepStatus, apply, next_command,
+    Command, Definition, FailureReason, HistoryEvent, Input, JsonMap, Label, Labels, ListFilter,
+    ResolvedAs, Saga, SagaId, SagaStatus, StepStatus, apply, next_command,
 };
 use saga_store::{LeaseAfter, Owner, PgStore, SagaStore, StoreError, Wakeups};
 use saga_testkit::TestDatabase;
@@ -748,4 +748,258 @@ async fn the_principal_that_started_a_saga_is_stored_loaded_and_listed() {
         .await
         .expect("list");
     assert_eq!(listed[0].started_by.as_deref(), Some("billing-service"));
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn by_label(key: &str, value: &str) -> ListFilter {
+    ListFilter {
+        label: Some(Label {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        ..ListFilter::default()
+    }
+}
+
+#[tokio::test]
+async fn labels_are_stored_loaded_listed_and_filter_a_listing_page_by_page() {
+    let (store, _db) = store().await;
+    let mut ids = Vec::new();
+    for (order, region) in [("o-1", "eu"), ("o-2", "us"), ("o-3", "eu"), ("o-4", "eu")] {
+        let saga = Saga {
+            labels: labels(&[("orderId", order), ("region", region)]),
+            ..new_saga(Some(order))
+        };
+        store.create(&saga, &owner()).await.expect("create");
+        ids.push(saga.id);
+    }
+    let unlabelled = new_saga(None);
+    store.create(&unlabelled, &owner()).await.expect("create");
+
+    let loaded = store.load(ids[1]).await.expect("load").expect("exists");
+    assert_eq!(
+        loaded.labels,
+        labels(&[("orderId", "o-2"), ("region", "us")])
+    );
+    let plain = store
+        .load(unlabelled.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert!(plain.labels.is_empty());
+
+    let found = store
+        .list(&by_label("orderId", "o-2"), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(found.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(found[0].labels["region"], "us");
+
+    // region=eu, two per page, newest first: o-4 and o-3, then o-1.
+    let eu = by_label("region", "eu");
+    let first = store.list(&eu, None, 2).await.expect("list");
+    assert_eq!(
+        first.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [ids[3], ids[2]]
+    );
+    let second = store.list(&eu, Some(ids[2]), 2).await.expect("list");
+    assert_eq!(second.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[0]]);
+    let eu_failed = ListFilter {
+        statuses: vec![SagaStatus::Failed],
+        ..eu.clone()
+    };
+    assert!(
+        store
+            .list(&eu_failed, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    for (key, value) in [("orderId", "o-9"), ("region", "EU"), ("order", "o-1")] {
+        let none = store
+            .list(&by_label(key, value), None, 10)
+            .await
+            .expect("list");
+        assert!(none.is_empty(), "{key}={value} matches nothing");
+    }
+
+    // A repeated idempotency key returns the first saga and adds no labels.
+    let again = Saga {
+        labels: labels(&[("orderId", "o-1"), ("extra", "x")]),
+        ..new_saga(Some("o-1"))
+    };
+    let created = store.create(&again, &owner()).await.expect("create");
+    assert!(!created.created);
+    assert_eq!(
+        created.saga.labels,
+        labels(&[("orderId", "o-1"), ("region", "eu")])
+    );
+    assert!(
+        store
+            .list(&by_label("extra", "x"), None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn with_100000_labelled_sagas_a_label_filter_walks_its_index_newest_first() {
+    let (store, _db) = store().await;
+    let started = std::time::Instant::now();
+    // Every saga has a unique orderId and one of two regions (50,000 sagas each).
+    sqlx::raw_sql(
+        "INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                            created_at, updated_at, finished_at)
+         SELECT gen_random_uuid(), 'purchase_plan', 1, '{}', 'COMPLETED', '{}', now(), now(), now()
+         FROM generate_series(1, 100000);
+         INSERT INTO saga_labels (saga_id, key, value)
+         SELECT id, 'orderId', 'o-' || row_number() OVER () FROM sagas;
+         INSERT INTO saga_labels (saga_id, key, value)
+         SELECT id, 'region', CASE WHEN n % 2 = 0 THEN 'eu' ELSE 'us' END
+         FROM (SELECT id, row_number() OVER () AS n FROM sagas) numbered;
+         ANALYZE sagas; ANALYZE saga_labels;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("100,000 labelled sagas");
+    let some_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT saga_id FROM saga_labels WHERE key = 'region' AND value = 'eu'
+         ORDER BY saga_id DESC OFFSET 5000 LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("an id");
+    let cases = [
+        (
+            "a unique key, first page",
+            by_label("orderId", "o-4711"),
+            None,
+        ),
+        (
+            "a key on half the sagas, first page",
+            by_label("region", "eu"),
+            None,
+        ),
+        (
+            "a key on half the sagas, a later page",
+            by_label("region", "eu"),
+            Some(SagaId(some_id)),
+        ),
+    ];
+    println!(
+        "100,000 sagas with 200,000 labels inserted in {:?}",
+        started.elapsed()
+    );
+    for (what, filter, before) in cases {
+        let plan = store
+            .explain_list(&filter, before, 101)
+            .await
+            .expect("explain");
+        println!("listing by {what}:\n{plan}");
+        assert!(plan.contains("saga_labels_by_value"), "{what}: {plan}");
+        assert!(!plan.contains("Seq Scan"), "{what}: {plan}");
+        assert!(
+            !plan.contains("Sort"),
+            "{what}: the index gives the order: {plan}"
+        );
+        let listed = store.list(&filter, before, 101).await.expect("list");
+        assert!(
+            listed.windows(2).all(|w| w[0].id > w[1].id),
+            "{what}: newest first"
+        );
+        assert!(before.is_none_or(|b| listed.iter().all(|s| s.id < b)));
+        let label = filter.label.as_ref().expect("a label filter");
+        assert!(
+            listed
+                .iter()
+                .all(|s| s.labels.get(&label.key) == Some(&label.value)),
+            "{what}"
+        );
+        assert_eq!(
+            listed.len(),
+            if label.key == "orderId" { 1 } else { 101 },
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_step_resolved_by_hand_is_stored_with_its_resolution_and_history_event() {
+    let (store, _db) = store().await;
+    let mut saga = new_saga(None);
+    let mut manual = (*saga.definition).clone();
+    manual.steps[0].manual = true;
+    saga.definition = Arc::new(manual);
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
+    let saga = step(&store, &saga, Ok(JsonMap::new())).await;
+    let refusal = saga_core::StepError {
+        kind: saga_core::ErrorKind::Refusal,
+        message: "no device".to_owned(),
+    };
+    let parked = step(&store, &saga, Err(refusal)).await;
+    assert_eq!(
+        parked.status,
+        SagaStatus::Failed,
+        "CREATE_ORDER's compensation is manual"
+    );
+    assert_eq!(
+        store.load(parked.id).await.expect("load").expect("saga"),
+        parked
+    );
+
+    let resolve = Input::Resolve {
+        step: "CREATE_ORDER".to_owned(),
+        outcome: ResolvedAs::Compensated,
+        note: "cancelled in the billing console".to_owned(),
+        reason: "no API for it".to_owned(),
+        by: Some("ops-alice".to_owned()),
+    };
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("truncate");
+    let transition = apply(&parked, resolve, now, 0.5).expect("resolvable");
+    let committed = store
+        .commit(&transition, &owner(), LeaseAfter::TakeOver)
+        .await
+        .expect("commit");
+    let loaded = store.load(parked.id).await.expect("load").expect("saga");
+    assert_eq!(
+        loaded,
+        Saga {
+            revision: committed.revision,
+            epoch: committed.epoch,
+            ..transition.saga
+        }
+    );
+    assert_eq!(loaded.status, SagaStatus::Compensated);
+    let resolution = loaded.steps[0].resolution.clone().expect("resolution");
+    assert_eq!(resolution.note, "cancelled in the billing console");
+    assert_eq!(resolution.at, now);
+    let history = store
+        .history(parked.id)
+        .await
+        .expect("history")
+        .expect("saga");
+    let kinds: Vec<&str> = history.iter().map(|r| r.event.kind()).collect();
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["SAGA_PARKED", "STEP_RESOLVED", "SAGA_COMPENSATED"]
+    );
+    assert_eq!(
+        history[history.len() - 2].event,
+        HistoryEvent::StepResolved {
+            step: 0,
+            outcome: ResolvedAs::Compensated,
+            note: "cancelled in the billing console".to_owned(),
+            reason: "no API for it".to_owned(),
+            by: Some("ops-alice".to_owned()),
+        }
+    );
 }
