@@ -293,6 +293,7 @@ pub async fn start_saga(
 ) -> String {
     let response = client
         .start_saga(StartSagaRequest {
+            labels: Default::default(),
             saga_type: saga_type.to_owned(),
             payload: Some(object(payload)),
             idempotency_key: String::new(),

@@ -5,8 +5,9 @@ use e2e_tests::in_process::InProcess;
 use e2e_tests::object;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{
-    AbortSagaRequest, GetSagaHistoryRequest, GetStatusRequest, ListSagasRequest, RetrySagaRequest,
-    SagaStatus, StartSagaRequest, WatchSagaRequest,
+    AbortSagaRequest, GetSagaHistoryRequest, GetStatusRequest, Label, ListSagasRequest,
+    ResolveOutcome, ResolveSagaRequest, RetrySagaRequest, SagaStatus, StartSagaRequest,
+    WatchSagaRequest,
 };
 use sagad::Settings;
 use serde_json::json;
@@ -39,6 +40,7 @@ impl Coordinator {
 
 fn start(saga_type: &str, payload: Option<serde_json::Value>) -> StartSagaRequest {
     StartSagaRequest {
+        labels: Default::default(),
         saga_type: saga_type.to_owned(),
         payload: payload.map(object),
         idempotency_key: String::new(),
@@ -217,10 +219,17 @@ async fn operator_rpcs_on_unknown_or_malformed_ids_are_told_apart() {
             .await
             .expect_err("abort");
         let retry = client
-            .retry_saga(RetrySagaRequest { saga_id, reason })
+            .retry_saga(RetrySagaRequest {
+                saga_id: saga_id.clone(),
+                reason: reason.clone(),
+            })
             .await
             .expect_err("retry");
-        for status in [history, watch, abort, retry] {
+        let resolve = client
+            .resolve_saga(resolution(&saga_id, "CREATE_ORDER"))
+            .await
+            .expect_err("resolve");
+        for status in [history, watch, abort, retry, resolve] {
             assert_eq!(status.code(), code, "{id}: {status:?}");
             assert!(status.message().contains(id), "{}", status.message());
         }
@@ -440,5 +449,246 @@ async fn list_sagas_pages_through_everything_and_refuses_tampered_tokens() {
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains(expected), "{}", err.message());
     }
+    c.stop().await;
+}
+
+/// A `ResolveSaga` of `step` as compensated, with a note and a reason.
+fn resolution(saga_id: &str, step: &str) -> ResolveSagaRequest {
+    ResolveSagaRequest {
+        saga_id: saga_id.to_owned(),
+        step: step.to_owned(),
+        outcome: ResolveOutcome::Compensated.into(),
+        note: "cancelled in the billing console".to_owned(),
+        reason: "no API for it".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn resolve_saga_is_checked_at_the_edge_and_refused_unless_the_saga_is_parked() {
+    let mut c = Coordinator::start(|_| {}).await;
+    // No participant answers: the saga sits retrying VALIDATE_PLAN, RUNNING.
+    let id = c
+        .client
+        .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+    let base = resolution(&id, "VALIDATE_PLAN");
+    let cases = [
+        (
+            ResolveSagaRequest {
+                step: String::new(),
+                ..base.clone()
+            },
+            "step is required",
+        ),
+        (
+            ResolveSagaRequest {
+                step: "S".repeat(200),
+                ..base.clone()
+            },
+            "step is 200 bytes",
+        ),
+        (
+            ResolveSagaRequest {
+                outcome: ResolveOutcome::Unspecified.into(),
+                ..base.clone()
+            },
+            "outcome must be RESOLVE_OUTCOME_COMPENSATED",
+        ),
+        (
+            ResolveSagaRequest {
+                outcome: 7,
+                ..base.clone()
+            },
+            "outcome must be",
+        ),
+        (
+            ResolveSagaRequest {
+                note: " ".to_owned(),
+                ..base.clone()
+            },
+            "note is required: say what was done by hand",
+        ),
+        (
+            ResolveSagaRequest {
+                note: "x".repeat(3000),
+                ..base.clone()
+            },
+            "note is 3000 bytes; the limit is 2048",
+        ),
+        (
+            ResolveSagaRequest {
+                note: "a\u{0}b".to_owned(),
+                ..base.clone()
+            },
+            "note contains a NUL",
+        ),
+        (
+            ResolveSagaRequest {
+                reason: String::new(),
+                ..base.clone()
+            },
+            "reason is required",
+        ),
+    ];
+    for (request, expected) in cases {
+        let status = c.client.resolve_saga(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(expected), "{}", status.message());
+    }
+    let running = c
+        .client
+        .resolve_saga(base)
+        .await
+        .expect_err("a running saga cannot be resolved");
+    assert_eq!(running.code(), Code::FailedPrecondition);
+    assert!(
+        running
+            .message()
+            .contains("saga is RUNNING; only a FAILED (parked) saga can be resolved"),
+        "{}",
+        running.message()
+    );
+    let resolved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM saga_events WHERE kind = 'STEP_RESOLVED'")
+            .fetch_one(&c.sagad.pool)
+            .await
+            .expect("count");
+    assert_eq!(resolved, 0, "nothing was recorded");
+    c.stop().await;
+}
+
+fn labelled(pairs: &[(&str, &str)]) -> StartSagaRequest {
+    StartSagaRequest {
+        labels: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..start("purchase_plan", Some(json!({"userId": "u1"})))
+    }
+}
+
+fn by_label(key: &str, value: &str, page_token: String) -> ListSagasRequest {
+    ListSagasRequest {
+        label: Some(Label {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        page_size: 1,
+        page_token,
+        ..ListSagasRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn labels_are_bounded_at_the_edge_shown_with_the_saga_and_filter_a_listing() {
+    let mut c = Coordinator::start(|_| {}).await;
+    let too_many: Vec<(String, String)> =
+        (0..17).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+    let too_many: Vec<(&str, &str)> = too_many
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let long_value = "v".repeat(300);
+    for (pairs, expected) in [
+        (too_many.as_slice(), "17 labels; the limit is 16"),
+        (&[("order id", "1")][..], "labels: key \"order id\" must be"),
+        (&[("orderId", "")][..], "labels: orderId needs a value"),
+        (
+            &[("orderId", long_value.as_str())][..],
+            "the value of orderId is 300 bytes",
+        ),
+        (
+            &[("orderId", "1\u{0}")][..],
+            "labels.orderId contains a NUL",
+        ),
+    ] {
+        let status = c
+            .client
+            .start_saga(labelled(pairs))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(expected), "{}", status.message());
+    }
+    assert_eq!(c.rows().await, (0, 0), "refused labels write nothing");
+
+    let mut ids = Vec::new();
+    for (order, region) in [("123", "eu"), ("124", "eu"), ("125", "us")] {
+        let started = c
+            .client
+            .start_saga(labelled(&[("orderId", order), ("region", region)]))
+            .await
+            .expect("start")
+            .into_inner();
+        ids.push(started.saga_id);
+    }
+    let saga = c
+        .client
+        .get_status(GetStatusRequest {
+            saga_id: ids[0].clone(),
+        })
+        .await
+        .expect("GetStatus")
+        .into_inner()
+        .saga
+        .expect("saga");
+    assert_eq!(saga.labels.get("orderId").map(String::as_str), Some("123"));
+    assert_eq!(saga.labels.get("region").map(String::as_str), Some("eu"));
+
+    let found = c
+        .client
+        .list_sagas(by_label("orderId", "124", String::new()))
+        .await
+        .expect("ListSagas")
+        .into_inner();
+    assert_eq!(found.sagas.len(), 1);
+    assert_eq!(found.sagas[0].saga_id, ids[1]);
+    assert_eq!(
+        found.sagas[0].labels.get("region").map(String::as_str),
+        Some("eu")
+    );
+    assert!(found.next_page_token.is_empty());
+
+    // region=eu one per page: 124, then 123; the token is bound to the label.
+    let first = c
+        .client
+        .list_sagas(by_label("region", "eu", String::new()))
+        .await
+        .expect("page 1")
+        .into_inner();
+    assert_eq!(first.sagas[0].saga_id, ids[1]);
+    for other in [
+        by_label("region", "us", first.next_page_token.clone()),
+        ListSagasRequest {
+            label: None,
+            ..by_label("region", "eu", first.next_page_token.clone())
+        },
+    ] {
+        let err = c.client.list_sagas(other).await.expect_err("other filter");
+        assert!(
+            err.message().contains("different filters"),
+            "{}",
+            err.message()
+        );
+    }
+    let second = c
+        .client
+        .list_sagas(by_label("region", "eu", first.next_page_token))
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!(second.sagas[0].saga_id, ids[0]);
+    assert!(second.next_page_token.is_empty());
+
+    let bad = c
+        .client
+        .list_sagas(by_label("region", "", String::new()))
+        .await
+        .expect_err("empty value");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad.message(), "label: region needs a value");
     c.stop().await;
 }

@@ -152,6 +152,7 @@ async fn start_one(
             let addr = &live[rng.usize(0..live.len())];
             if let Ok(mut client) = SagaCoordinatorClient::connect(format!("http://{addr}")).await {
                 let request = StartSagaRequest {
+                    labels: Default::default(),
                     saga_type: saga_type.to_owned(),
                     payload: Some(object(payload.clone())),
                     idempotency_key: format!("chaos-{i}"),

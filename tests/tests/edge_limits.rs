@@ -26,6 +26,7 @@ async fn client(sagad: &InProcess) -> SagaCoordinatorClient<Channel> {
 
 fn start(payload: Struct) -> StartSagaRequest {
     StartSagaRequest {
+        labels: Default::default(),
         saga_type: "purchase_plan".to_owned(),
         payload: Some(payload),
         idempotency_key: String::new(),

@@ -56,6 +56,7 @@ async fn a_charge_made_for_a_frozen_replica_is_refunded_when_its_successor_finds
     let mut a_client = client(&a_addr).await;
     let id = a_client
         .start_saga(StartSagaRequest {
+            labels: Default::default(),
             saga_type: "purchase_plan".to_owned(),
             payload: Some(object(json!({
                 "userId": "u1", "planId": "pro", "faults": {"PROCESS_PAYMENT": "delay:800ms"}

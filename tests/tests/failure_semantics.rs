@@ -453,6 +453,7 @@ async fn fifty_concurrent_starts_with_one_idempotency_key_make_one_saga() {
         tasks.push(tokio::spawn(async move {
             client
                 .start_saga(StartSagaRequest {
+                    labels: Default::default(),
                     saga_type: "purchase_plan".to_owned(),
                     payload: Some(object(json!({"userId": "u1", "planId": "pro"}))),
                     idempotency_key: "checkout-7".to_owned(),

@@ -31,6 +31,7 @@ fn start_request() -> impl Strategy<Value = StartSagaRequest> {
     );
     (saga_type, payload, hostile_text(3000), wait).prop_map(
         |(saga_type, payload, idempotency_key, wait)| StartSagaRequest {
+            labels: Default::default(),
             saga_type,
             payload,
             idempotency_key,

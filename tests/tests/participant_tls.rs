@@ -59,6 +59,7 @@ async fn sagad_with_a_purchase(
         .await
         .expect("connect");
     let request = StartSagaRequest {
+        labels: Default::default(),
         saga_type: "purchase_plan".to_owned(),
         payload: Some(e2e_tests::object(json!({"userId": "u1", "planId": "pro"}))),
         idempotency_key: String::new(),

@@ -37,6 +37,7 @@ async fn client(addr: &str) -> SagaCoordinatorClient<Channel> {
 
 fn request(faults: serde_json::Value, key: &str) -> StartSagaRequest {
     StartSagaRequest {
+        labels: Default::default(),
         saga_type: "purchase_plan".to_owned(),
         payload: Some(object(
             json!({"userId": "u1", "planId": "pro", "faults": faults}),

@@ -105,6 +105,7 @@ fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
 
 fn purchase() -> StartSagaRequest {
     StartSagaRequest {
+        labels: Default::default(),
         saga_type: "purchase_plan".to_owned(),
         payload: Some(object(json!({"userId": "u1", "planId": "pro"}))),
         idempotency_key: String::new(),

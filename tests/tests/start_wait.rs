@@ -10,6 +10,7 @@ use tonic::Code;
 
 fn waiting(payload: Value, key: &str, wait: Duration) -> StartSagaRequest {
     StartSagaRequest {
+        labels: Default::default(),
         saga_type: "purchase_plan".to_owned(),
         payload: Some(object(payload)),
         idempotency_key: key.to_owned(),

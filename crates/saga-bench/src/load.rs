@@ -90,6 +90,7 @@ async fn worker(
         let started = Instant::now();
         let answer = client
             .start_saga(StartSagaRequest {
+                labels: Default::default(),
                 saga_type: plan.saga_type.clone(),
                 payload: Some(plan.payload.clone()),
                 idempotency_key: String::new(),

@@ -623,7 +623,7 @@ fn check_resolvable(saga: &Saga, step: &str, outcome: ResolvedAs) -> Result<usiz
     let Some(named) = steps.iter().position(|s| s.name == step) else {
         let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
         return Err(Mismatch(format!(
-            "saga has no step {step:?} (its steps: {})",
+            "saga has no step of that name (its steps: {})",
             names.join(", ")
         )));
     };

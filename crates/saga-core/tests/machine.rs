@@ -1096,7 +1096,7 @@ fn resolve_is_refused_unless_the_saga_is_parked_at_that_step_with_the_outcome_it
             &stuck_compensation,
             "SHIP_IT",
             C,
-            "no step \"SHIP_IT\" (its steps: VALIDATE_PLAN, CREATE_ORDER,",
+            "no step of that name (its steps: VALIDATE_PLAN, CREATE_ORDER,",
         ),
         (
             &stuck_compensation,

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use saga_core::{
-    Definition, Input, JsonMap, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, apply,
+    Definition, Input, JsonMap, Labels, ListFilter, RecordedEvent, ResolvedAs, Saga, SagaId,
+    SagaSummary, apply,
 };
 use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -71,6 +72,23 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// The authenticated principal starting it; `None` when sagad runs without authentication.
     pub started_by: Option<String>,
+    /// Business keys to find the saga by.
+    pub labels: Labels,
+}
+
+/// An operator's `ResolveSaga`, already validated at the edge.
+#[derive(Debug, Clone)]
+pub struct Resolve {
+    /// The name of the step the saga is parked at.
+    pub step: String,
+    /// What the step's work came to, done by hand.
+    pub outcome: ResolvedAs,
+    /// What was done.
+    pub note: String,
+    /// Why.
+    pub reason: String,
+    /// The authenticated principal; `None` when sagad runs without authentication.
+    pub by: Option<String>,
 }
 
 /// Accepts sagas, persists them, and drives each to a terminal status.
@@ -285,6 +303,7 @@ impl<S: SagaStore> Engine<S> {
                 })?;
         let saga = Saga {
             started_by: request.started_by,
+            labels: request.labels,
             ..Saga::new(
                 definition,
                 request.payload,
@@ -417,6 +436,23 @@ impl<S: SagaStore> Engine<S> {
         self.operate(id, || Input::Retry {
             reason: reason.clone(),
             by: by.clone(),
+        })
+        .await
+    }
+
+    /// Operator: the step a parked (`FAILED`) saga stopped at was done by hand; records it as `outcome`
+    /// with `note` (what was done), `reason` and `by`, and lets the saga go on from there.
+    pub async fn resolve(
+        self: &Arc<Self>,
+        id: SagaId,
+        resolution: Resolve,
+    ) -> Result<Saga, EngineError> {
+        self.operate(id, || Input::Resolve {
+            step: resolution.step.clone(),
+            outcome: resolution.outcome,
+            note: resolution.note.clone(),
+            reason: resolution.reason.clone(),
+            by: resolution.by.clone(),
         })
         .await
     }

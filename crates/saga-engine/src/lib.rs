@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `list`, `history`, `watch`,
-//!   the operator actions `abort` and `retry`, and `drain` on shutdown).
+//!   the operator actions `abort`, `retry` and `resolve`, and `drain` on shutdown).
 //! - `executor`: the per-saga loop — ask the core what to do, call the participant, commit the
 //!   transition, repeat.
 //! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
@@ -23,7 +23,7 @@ mod recovery;
 mod watch;
 
 pub use clock::Clock;
-pub use engine::{Engine, EngineSettings, StartRequest};
+pub use engine::{Engine, EngineSettings, Resolve, StartRequest};
 pub use error::EngineError;
 pub use participants::Participants;
 pub use watch::SagaWatch;

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use saga_core::saga::Failure;
 use saga_core::{
-    Definition, ErrorKind, FailureReason, HistoryEvent, RecordedEvent, Saga, SagaStatus,
-    SagaSummary, StepStatus,
+    Definition, ErrorKind, FailureReason, HistoryEvent, RecordedEvent, Resolution, ResolvedAs,
+    Saga, SagaStatus, SagaSummary, StepStatus,
 };
 
 use crate::json_to_struct;
@@ -66,6 +66,40 @@ impl TryFrom<pb::SagaStatus> for SagaStatus {
     }
 }
 
+impl From<ResolvedAs> for pb::ResolveOutcome {
+    fn from(outcome: ResolvedAs) -> Self {
+        match outcome {
+            ResolvedAs::Compensated => Self::Compensated,
+            ResolvedAs::Succeeded => Self::Succeeded,
+        }
+    }
+}
+
+impl TryFrom<pb::ResolveOutcome> for ResolvedAs {
+    /// `RESOLVE_OUTCOME_UNSPECIFIED` names no outcome.
+    type Error = ();
+
+    fn try_from(outcome: pb::ResolveOutcome) -> Result<Self, ()> {
+        match outcome {
+            pb::ResolveOutcome::Unspecified => Err(()),
+            pb::ResolveOutcome::Compensated => Ok(Self::Compensated),
+            pb::ResolveOutcome::Succeeded => Ok(Self::Succeeded),
+        }
+    }
+}
+
+impl From<&Resolution> for pb::StepResolution {
+    fn from(r: &Resolution) -> Self {
+        Self {
+            outcome: pb::ResolveOutcome::from(r.outcome).into(),
+            note: r.note.clone(),
+            reason: r.reason.clone(),
+            by: r.by.clone().unwrap_or_default(),
+            resolved_at: Some(timestamp(r.at)),
+        }
+    }
+}
+
 impl From<ErrorKind> for pb::ErrorKind {
     fn from(k: ErrorKind) -> Self {
         match k {
@@ -112,6 +146,8 @@ impl From<&Saga> for pb::Saga {
                 finished_at: step.finished_at.map(timestamp),
                 generation: step.generation,
                 maybe_applied: step.maybe_applied,
+                resolution: step.resolution.as_ref().map(pb::StepResolution::from),
+                manual_compensation: def.manual,
             })
             .collect();
         Self {
@@ -133,6 +169,7 @@ impl From<&Saga> for pb::Saga {
             finished_at: saga.finished_at.map(timestamp),
             revision: u64::try_from(saga.revision).unwrap_or_default(),
             started_by: saga.started_by.clone().unwrap_or_default(),
+            labels: saga.labels.clone().into_iter().collect(),
         }
     }
 }
@@ -160,6 +197,7 @@ impl From<&SagaSummary> for pb::SagaSummary {
             updated_at: Some(timestamp(s.updated_at)),
             finished_at: s.finished_at.map(timestamp),
             started_by: s.started_by.clone().unwrap_or_default(),
+            labels: s.labels.clone().into_iter().collect(),
         }
     }
 }
@@ -247,6 +285,20 @@ pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::H
             out.operator_reason = reason.clone();
             out.by = by.clone().unwrap_or_default();
             pb::EventKind::SagaRetried
+        }
+        HistoryEvent::StepResolved {
+            step,
+            outcome,
+            note,
+            reason,
+            by,
+        } => {
+            on_step(*step, 0);
+            out.resolved_as = pb::ResolveOutcome::from(*outcome).into();
+            out.note = note.clone();
+            out.operator_reason = reason.clone();
+            out.by = by.clone().unwrap_or_default();
+            pb::EventKind::StepResolved
         }
     };
     out.kind = kind.into();

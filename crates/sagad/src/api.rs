@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use futures::Stream;
 use prost::Message;
-use saga_core::{ListFilter, SagaId, SagaStatus};
-use saga_engine::{Engine, StartRequest};
+use saga_core::{ListFilter, ResolvedAs, SagaId, SagaStatus};
+use saga_engine::{Engine, Resolve, StartRequest};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinator;
 use saga_proto::v1::{
     self as pb, AbortSagaRequest, AbortSagaResponse, GetSagaHistoryRequest, GetSagaHistoryResponse,
-    GetStatusRequest, GetStatusResponse, ListSagasRequest, ListSagasResponse, RetrySagaRequest,
-    RetrySagaResponse, StartSagaRequest, StartSagaResponse, WatchSagaRequest, WatchSagaResponse,
+    GetStatusRequest, GetStatusResponse, ListSagasRequest, ListSagasResponse, ResolveSagaRequest,
+    ResolveSagaResponse, RetrySagaRequest, RetrySagaResponse, StartSagaRequest, StartSagaResponse,
+    WatchSagaRequest, WatchSagaResponse,
 };
 use saga_proto::{history_event, struct_to_json, to_datetime};
 use saga_store::PgStore;
@@ -22,10 +23,10 @@ use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
 use crate::auth::Principal;
-use crate::page_token;
 use crate::status::engine_status;
 use crate::text::{clip, refuse_nul, refuse_nul_in_payload};
 use crate::watch_quota::WatchQuota;
+use crate::{labels, page_token};
 
 /// Longest accepted caller idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
@@ -35,6 +36,12 @@ const MAX_START_WAIT: Duration = Duration::from_secs(60);
 
 /// Longest accepted operator reason.
 const MAX_REASON_LEN: usize = 1024;
+
+/// Longest accepted note of what an operator did by hand.
+const MAX_NOTE_LEN: usize = 2048;
+
+/// Longest accepted step name (definitions allow no longer).
+const MAX_STEP_NAME_LEN: usize = 128;
 
 /// Longest accepted saga type name (definition names are short identifiers).
 const MAX_SAGA_TYPE_LEN: usize = 128;
@@ -113,6 +120,7 @@ impl CoordinatorApi {
             payload,
             idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
             started_by: principal.map(|p| p.name.clone()),
+            labels: labels::labels(request.labels)?,
         })
     }
 }
@@ -170,6 +178,7 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
         saga_type: Some(request.saga_type.clone()).filter(|t| !t.is_empty()),
         created_after: time("created_after", &request.created_after)?,
         created_before: time("created_before", &request.created_before)?,
+        label: labels::filter(request.label.as_ref())?,
     };
     if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
         && after >= before
@@ -183,20 +192,63 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
 
 /// An operator's reason: required, so the history says why.
 fn operator_reason(reason: String) -> Result<String, Status> {
-    let reason = reason.trim().to_owned();
-    if reason.is_empty() {
-        return Err(Status::invalid_argument(
-            "reason is required: say why, it is kept in the saga's history",
-        ));
-    }
-    if reason.len() > MAX_REASON_LEN {
+    operator_text("reason", reason, "say why", MAX_REASON_LEN)
+}
+
+/// Text an operator must give for the history (`field`, trimmed): present (else the refusal asks them to
+/// `ask`), at most `limit` bytes, no NUL.
+fn operator_text(field: &str, text: String, ask: &str, limit: usize) -> Result<String, Status> {
+    let text = text.trim().to_owned();
+    if text.is_empty() {
         return Err(Status::invalid_argument(format!(
-            "reason is {} bytes; the limit is {MAX_REASON_LEN}",
-            reason.len()
+            "{field} is required: {ask}, it is kept in the saga's history"
         )));
     }
-    refuse_nul("reason", &reason)?;
-    Ok(reason)
+    if text.len() > limit {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes; the limit is {limit}",
+            text.len()
+        )));
+    }
+    refuse_nul(field, &text)?;
+    Ok(text)
+}
+
+/// `ResolveSaga`'s request, checked, with `by` as the resolving principal.
+fn resolution(request: ResolveSagaRequest, by: Option<String>) -> Result<Resolve, Status> {
+    if request.step.is_empty() {
+        return Err(Status::invalid_argument(
+            "step is required: the name of the step the saga is parked at",
+        ));
+    }
+    if request.step.len() > MAX_STEP_NAME_LEN {
+        return Err(Status::invalid_argument(format!(
+            "step is {} bytes; step names are at most {MAX_STEP_NAME_LEN}",
+            request.step.len()
+        )));
+    }
+    refuse_nul("step", &request.step)?;
+    let outcome = pb::ResolveOutcome::try_from(request.outcome)
+        .ok()
+        .and_then(|o| ResolvedAs::try_from(o).ok())
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "outcome must be RESOLVE_OUTCOME_COMPENSATED (a parked compensation was done by \
+                 hand) or RESOLVE_OUTCOME_SUCCEEDED (a parked forward step was)",
+            )
+        })?;
+    Ok(Resolve {
+        step: request.step,
+        outcome,
+        note: operator_text(
+            "note",
+            request.note,
+            "say what was done by hand",
+            MAX_NOTE_LEN,
+        )?,
+        reason: operator_reason(request.reason)?,
+        by,
+    })
 }
 
 fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
@@ -372,6 +424,34 @@ impl SagaCoordinator for CoordinatorApi {
         let RetrySagaRequest { saga_id, reason } = request.into_inner();
         let saga = self.operate(Operation::Retry, &saga_id, reason, by).await?;
         Ok(Response::new(RetrySagaResponse { saga: Some(saga) }))
+    }
+
+    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
+    async fn resolve_saga(
+        &self,
+        request: Request<ResolveSagaRequest>,
+    ) -> Result<Response<ResolveSagaResponse>, Status> {
+        let by = principal(&request).map(|p| p.name.clone());
+        let request = request.into_inner();
+        let id = parse_saga_id(&request.saga_id)?;
+        let resolve = resolution(request, by)?;
+        info!(
+            saga_id = %id,
+            step = %resolve.step,
+            outcome = ?resolve.outcome,
+            note = %resolve.note,
+            reason = %resolve.reason,
+            by = resolve.by.as_deref(),
+            "operator action"
+        );
+        let saga = self
+            .engine
+            .resolve(id, resolve)
+            .await
+            .map_err(engine_status)?;
+        Ok(Response::new(ResolveSagaResponse {
+            saga: Some(pb::Saga::from(&saga)),
+        }))
     }
 }
 

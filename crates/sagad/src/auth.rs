@@ -32,7 +32,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub(crate) enum Role {
     /// Starts sagas and reads them.
     Client,
-    /// Everything a client does, plus the operator verbs (abort, retry).
+    /// Everything a client does, plus the operator verbs (abort, retry, resolve).
     Operator,
 }
 
@@ -516,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_start_and_read_operators_also_abort_and_retry() {
+    fn clients_start_and_read_operators_also_abort_retry_and_resolve() {
         let layer = layer(false);
         let code = |path: &str, token: Option<&str>| match layer.check(&request(path, token)) {
             Ok(_) => tonic::Code::Ok,
@@ -540,7 +540,7 @@ mod tests {
             );
             assert_eq!(code(&coordinator(verb), None), tonic::Code::Unauthenticated);
         }
-        for verb in ["AbortSaga", "RetrySaga", "SomeFutureVerb"] {
+        for verb in ["AbortSaga", "RetrySaga", "ResolveSaga", "SomeFutureVerb"] {
             assert_eq!(
                 code(&coordinator(verb), Some("client-secret")),
                 tonic::Code::PermissionDenied

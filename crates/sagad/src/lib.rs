@@ -5,7 +5,7 @@
 //! - [`settings`]: defaults → TOML file → `SAGAD_*` environment.
 //! - [`definitions`]: loading and validating `definitions/*.yaml`.
 //! - `api`: the coordinator service; input validation at the edge (`text`: NUL and echo limits;
-//!   `watch_quota`: open watches per principal).
+//!   `labels`: a saga's business keys; `watch_quota`: open watches per principal).
 //! - `auth`: principals from `auth.tokens_file`, the layer that authenticates calls and checks verbs.
 //! - `limits`: the layer that bounds message size and call duration.
 //! - `tls`: TLS on the API (re-read on change through `reload`) and to participants.
@@ -17,6 +17,7 @@ mod api;
 pub mod app;
 mod auth;
 pub mod definitions;
+mod labels;
 mod limits;
 mod page_token;
 mod reload;

@@ -46,7 +46,7 @@ pub(crate) fn decode(token: &str, filter: &ListFilter) -> Result<SagaId, Status>
     if body[17..] != filter_digest(filter) {
         return Err(Status::invalid_argument(
             "page_token was issued for different filters; repeat the first page's statuses, \
-             saga_type and time range, or omit page_token to start over",
+             saga_type, time range and label, or omit page_token to start over",
         ));
     }
     let id = Uuid::from_slice(&body[1..17]).map_err(|_| not_ours())?;
@@ -57,13 +57,18 @@ fn filter_digest(filter: &ListFilter) -> [u8; 8] {
     let mut statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
     statuses.sort_unstable();
     statuses.dedup();
-    let canonical = format!(
+    let mut canonical = format!(
         "{}|{}|{:?}|{:?}",
         statuses.join(","),
         filter.saga_type.as_deref().unwrap_or_default(),
         filter.created_after.map(|t| t.timestamp_micros()),
         filter.created_before.map(|t| t.timestamp_micros()),
     );
+    // Only when set, so that tokens issued before label filters existed stay valid. Debug quoting keeps
+    // key and value apart whatever they hold.
+    if let Some(label) = &filter.label {
+        canonical.push_str(&format!("|{:?}={:?}", label.key, label.value));
+    }
     digest8(canonical.as_bytes())
 }
 
@@ -113,6 +118,41 @@ mod tests {
                 err.message()
             );
         }
+    }
+
+    #[test]
+    fn a_token_is_bound_to_its_label_filter() {
+        let label = |key: &str, value: &str| ListFilter {
+            label: Some(saga_core::Label {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            }),
+            ..failed_only()
+        };
+        let id = SagaId::new();
+        let token = encode(id, &label("orderId", "123"));
+        assert_eq!(decode(&token, &label("orderId", "123")).expect("same"), id);
+        for other in [
+            label("orderId", "124"),
+            label("orderid", "123"),
+            // Key and value cannot be shifted into each other.
+            label("orderId=1", "23"),
+            failed_only(),
+        ] {
+            let err = decode(&token, &other).expect_err("another label");
+            assert!(err.message().contains("different filters"), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_issued_before_label_filters_existed_stays_valid() {
+        // Issued by the previous version for the FAILED sagas after this id.
+        let old = "AQGTpfJ8Hn0wmxovTG6KCxy13lh9GAOMJoomQCsjsiLJ";
+        let id: SagaId = "0193a5f2-7c1e-7d30-9b1a-2f4c6e8a0b1c"
+            .parse()
+            .expect("uuid");
+        assert_eq!(decode(old, &failed_only()).expect("still valid"), id);
+        assert_eq!(encode(id, &failed_only()), old);
     }
 
     #[test]

@@ -306,6 +306,7 @@ async fn a_saga_an_operator_retries_on_a_full_instance_is_handed_to_an_instance_
     let full = h
         .engine
         .start(StartRequest {
+            labels: Default::default(),
             started_by: None,
             saga_type: "shop".into(),
             payload: JsonMap::new(),

@@ -243,6 +243,7 @@ impl Harness {
         let created = self
             .engine
             .start(StartRequest {
+                labels: Default::default(),
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: json!({"userId": "u1"})
@@ -324,6 +325,7 @@ impl Harness {
     pub async fn start_saga_on(engine: &Arc<Engine<PgStore>>) -> SagaId {
         engine
             .start(StartRequest {
+                labels: Default::default(),
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: serde_json::Map::new(),

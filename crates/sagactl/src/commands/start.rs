@@ -17,6 +17,7 @@ pub async fn start(
 ) -> Result<Outcome, Failure> {
     let response = client
         .start_saga(StartSagaRequest {
+            labels: Default::default(),
             saga_type: args.saga_type,
             payload: Some(saga_proto::json_to_struct(args.payload)),
             idempotency_key: args.key.unwrap_or_default(),
