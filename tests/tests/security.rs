@@ -11,7 +11,7 @@ use e2e_tests::object;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{
     AbortSagaRequest, EventKind, GetSagaHistoryRequest, GetStatusRequest, ListSagasRequest,
-    StartSagaRequest,
+    ResolveOutcome, ResolveSagaRequest, SagaStatus, StartSagaRequest,
 };
 use sagad::Settings;
 use serde_json::json;
@@ -265,6 +265,104 @@ async fn a_client_token_starts_sagas_and_only_an_operator_token_aborts_them() {
         .check(HealthCheckRequest::default())
         .await;
     assert!(health.is_ok(), "health stays open: {health:?}");
+    sagad.stop().await;
+}
+
+/// One step whose compensation is done by hand: aborted while its call may be in flight, the saga parks
+/// at once (no participant runs here).
+const HOLD: &str = "name: hold\nversion: 1\nsteps:\n  \
+    - {name: HOLD_FUNDS, participant: billing, action: Hold, compensate: Release, manual: true}\n";
+
+#[tokio::test]
+async fn only_an_operator_resolves_a_parked_saga_and_is_recorded_as_the_one_who_did() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = write_principals(dir.path(), &principals());
+    let definitions = dir.path().join("definitions");
+    std::fs::create_dir(&definitions).expect("mkdir");
+    std::fs::write(definitions.join("hold.yaml"), HOLD).expect("write definition");
+    let sagad = InProcess::start(|s| {
+        s.auth.tokens_file = Some(tokens.clone());
+        s.definitions_dir = definitions.clone();
+    })
+    .await;
+    let mut client = client(plain_endpoint(sagad.addr)).await;
+    let hold = StartSagaRequest {
+        saga_type: "hold".to_owned(),
+        ..purchase()
+    };
+    let started = client
+        .start_saga(with_token(hold, Some(OPERATOR_TOKEN)))
+        .await
+        .expect("start")
+        .into_inner();
+    let parked = client
+        .abort_saga(with_token(
+            AbortSagaRequest {
+                saga_id: started.saga_id.clone(),
+                reason: "customer cancelled".to_owned(),
+            },
+            Some(OPERATOR_TOKEN),
+        ))
+        .await
+        .expect("abort")
+        .into_inner()
+        .saga
+        .expect("saga");
+    assert_eq!(parked.status(), SagaStatus::Failed, "{parked:#?}");
+
+    let resolve = || ResolveSagaRequest {
+        saga_id: started.saga_id.clone(),
+        step: "HOLD_FUNDS".to_owned(),
+        outcome: ResolveOutcome::Compensated.into(),
+        note: "released in the ledger".to_owned(),
+        reason: "no API for releases".to_owned(),
+    };
+    for (token, code) in [
+        (None, Code::Unauthenticated),
+        (Some(CLIENT_TOKEN), Code::PermissionDenied),
+    ] {
+        let refused = client
+            .resolve_saga(with_token(resolve(), token))
+            .await
+            .expect_err("not an operator");
+        assert_eq!(refused.code(), code, "{refused:?}");
+    }
+    let resolved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM saga_events WHERE kind = 'STEP_RESOLVED'")
+            .fetch_one(&sagad.pool)
+            .await
+            .expect("count");
+    assert_eq!(resolved, 0, "a refused resolve writes nothing");
+
+    let saga = client
+        .resolve_saga(with_token(resolve(), Some(OPERATOR_TOKEN)))
+        .await
+        .expect("an operator resolves")
+        .into_inner()
+        .saga
+        .expect("saga");
+    assert_eq!(saga.status(), SagaStatus::Compensated);
+    let resolution = saga.steps[0].resolution.clone().expect("resolution");
+    assert_eq!(resolution.by, "ops");
+    let history = client
+        .get_saga_history(with_token(
+            GetSagaHistoryRequest {
+                saga_id: started.saga_id.clone(),
+            },
+            Some(CLIENT_TOKEN),
+        ))
+        .await
+        .expect("history")
+        .into_inner();
+    let event = history
+        .events
+        .iter()
+        .find(|e| e.kind() == EventKind::StepResolved)
+        .expect("resolution recorded");
+    assert_eq!(
+        (event.by.as_str(), event.note.as_str(), event.step.as_str()),
+        ("ops", "released in the ledger", "HOLD_FUNDS")
+    );
     sagad.stop().await;
 }
 
