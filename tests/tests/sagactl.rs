@@ -1,11 +1,15 @@
 //! `sagactl` end to end: the real binary, run as a process (stdout is a pipe, so its plain output)
-//! against real `sagad` and `demo-participants` processes; each subcommand's output and exit code.
+//! against real `sagad` and `demo-participants` processes; each subcommand's output and exit code; its
+//! TLS, client certificate and token flags against a sagad that requires them; `conform` against the
+//! demo participants.
 
 use std::time::Duration;
 
-use e2e_tests::{Stack, binary, watch_until};
+use e2e_tests::certs::Pki;
+use e2e_tests::in_process::InProcess;
+use e2e_tests::{Stack, binary, state_uuid, watch_until};
 use saga_proto::v1::{GetSagaHistoryRequest, SagaStatus, StepStatus};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What a `sagactl` run printed and how it exited.
 #[derive(Debug)]
@@ -33,6 +37,12 @@ impl Run {
 
 /// Runs `sagactl args...` against the stack's sagad, with no inherited `SAGACTL_*` settings.
 async fn sagactl(stack: &Stack, args: &[&str]) -> Run {
+    let addr = format!("http://{}", stack.sagad_addr);
+    sagactl_with(args, &[("SAGACTL_ADDR", &addr)]).await
+}
+
+/// Runs `sagactl args...` with `env` and no inherited `SAGACTL_*` settings.
+async fn sagactl_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = tokio::process::Command::new(binary("sagactl"));
     for (key, _) in std::env::vars() {
         if key.starts_with("SAGACTL_") {
@@ -41,7 +51,7 @@ async fn sagactl(stack: &Stack, args: &[&str]) -> Run {
     }
     let output = command
         .args(args)
-        .env("SAGACTL_ADDR", format!("http://{}", stack.sagad_addr))
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -196,7 +206,7 @@ async fn start_wait_show_history_and_list_describe_a_completed_purchase() {
     let rows = list.rows();
     assert_eq!(
         rows[0],
-        ["ID", "TYPE", "STATUS", "REASON", "STEP", "AGE"],
+        ["ID", "TYPE", "STATUS", "REASON", "STEP", "AGE", "LABELS"],
         "{list:#?}"
     );
     assert_eq!(
@@ -533,6 +543,7 @@ async fn bad_input_and_an_unreachable_sagad_are_one_line_on_stderr_with_their_ex
         "6  the saga ended COMPENSATED",
         "7  the saga ended FAILED",
         "8  the wait ended",
+        "9  conform: the participant failed a check",
     ] {
         assert!(help.stdout.contains(code), "{code:?} documented in --help");
     }
@@ -560,6 +571,458 @@ async fn bad_input_and_an_unreachable_sagad_are_one_line_on_stderr_with_their_ex
             .stderr
             .contains(&format!("cannot connect to http://{closed}")),
         "{unreachable:#?}"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn labels_given_at_start_find_the_saga_in_list_and_show_with_it() {
+    let stack = Stack::start().await;
+    let labelled = |order: &'static str| {
+        [
+            "start",
+            "purchase_plan",
+            "--payload",
+            PURCHASE,
+            "--label",
+            order,
+            "--label",
+            "channel=web shop",
+            "-o",
+            "json",
+        ]
+    };
+    let first = sagactl(&stack, &labelled("orderId=123")).await;
+    assert_eq!(first.code, 0, "{first:#?}");
+    let id = first.json()["sagaId"].as_str().expect("sagaId").to_owned();
+    let other = sagactl(&stack, &labelled("orderId=124")).await;
+    assert_eq!(other.code, 0, "{other:#?}");
+
+    let found = sagactl(&stack, &["list", "--label", "orderId=123"]).await;
+    assert_eq!(found.code, 0, "{found:#?}");
+    let rows = found.rows();
+    assert_eq!(rows.len(), 2, "the header and one saga: {found:#?}");
+    assert_eq!(rows[1][0], id);
+    assert_eq!(
+        found
+            .stdout
+            .lines()
+            .nth(1)
+            .map(|l| l.trim_end().ends_with("channel=web shop,orderId=123")),
+        Some(true),
+        "{found:#?}"
+    );
+    let json = sagactl(
+        &stack,
+        &["list", "--label", "channel=web shop", "-o", "json"],
+    )
+    .await;
+    assert_eq!(
+        json.json()["sagas"].as_array().map(Vec::len),
+        Some(2),
+        "{json:#?}"
+    );
+
+    let show = sagactl(&stack, &["show", &id]).await;
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l == "labels           channel=web shop,orderId=123"),
+        "{show:#?}"
+    );
+    let none = sagactl(&stack, &["list", "--label", "orderId=999"]).await;
+    assert_eq!((none.code, none.stderr.trim()), (0, "no sagas match"));
+    let bad = sagactl(&stack, &["list", "--label", "orderId="]).await;
+    assert_refused(&bad, 3, "INVALID_ARGUMENT");
+    assert_eq!(
+        sagactl(&stack, &["list", "--label", "orderId"]).await.code,
+        2
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn resolve_records_a_parked_step_done_by_hand_and_the_saga_goes_on_to_complete() {
+    let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
+    let purchase = stack
+        .run_saga("purchase_plan", json!({"userId": "u5", "planId": "pro"}))
+        .await;
+    let payment = state_uuid(&purchase, "paymentId");
+    let order = state_uuid(&purchase, "orderId");
+    // The provider refunds (the pivot), then recording it on the payment is refused: parked after the
+    // pivot, FORWARD_FAILED.
+    let refund =
+        json!({"paymentId": payment, "faults": {"UPDATE_PAYMENT_STATUS": "refuse"}}).to_string();
+    let parked = sagactl(
+        &stack,
+        &[
+            "start",
+            "payment_refund",
+            "--payload",
+            &refund,
+            "--wait",
+            "30s",
+        ],
+    )
+    .await;
+    assert_eq!(parked.code, 7, "{parked:#?}");
+    let id = parked.rows()[0][2].to_owned();
+
+    let refused = sagactl(
+        &stack,
+        &[
+            "resolve",
+            &id,
+            "--step",
+            "UPDATE_PAYMENT_STATUS",
+            "--outcome",
+            "compensated",
+            "--note",
+            "n",
+            "--reason",
+            "r",
+        ],
+    )
+    .await;
+    assert_refused(&refused, 3, "FAILED_PRECONDITION");
+    assert!(
+        refused.stderr.contains("can only be resolved as SUCCEEDED"),
+        "{refused:#?}"
+    );
+
+    // The operator records the refund on the payment by hand, then says so.
+    sqlx::query(
+        "UPDATE payment.payments SET status = 'REFUNDED', refunding_saga_id = NULL WHERE id = $1",
+    )
+    .bind(payment)
+    .execute(&stack.demo_db)
+    .await
+    .expect("refund recorded by hand");
+    let resolved = sagactl(
+        &stack,
+        &[
+            "resolve",
+            &id,
+            "--step",
+            "UPDATE_PAYMENT_STATUS",
+            "--outcome",
+            "succeeded",
+            "--note",
+            "payment marked REFUNDED in the admin console",
+            "--reason",
+            "payments db rejected the update",
+        ],
+    )
+    .await;
+    assert_eq!(resolved.code, 0, "{resolved:#?}");
+    assert!(
+        resolved
+            .stdout
+            .starts_with(&format!("resolved saga {id}: now RUNNING")),
+        "{resolved:#?}"
+    );
+    let finished = sagactl(&stack, &["watch", &id, "--timeout", "30s"]).await;
+    assert_eq!(
+        finished.code, 0,
+        "the saga went on and COMPLETED: {finished:#?}"
+    );
+    let (order_status, device_status): (String, String) = sqlx::query_as(
+        "SELECT o.status, d.status FROM billing.orders o JOIN device.devices d ON d.order_id = o.id
+         WHERE o.id = $1",
+    )
+    .bind(order)
+    .fetch_one(&stack.demo_db)
+    .await
+    .expect("order and device");
+    assert_eq!(
+        (order_status.as_str(), device_status.as_str()),
+        ("REFUNDED", "RELEASED")
+    );
+
+    let show = sagactl(&stack, &["show", &id]).await;
+    let by_hand = show
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "done by hand:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a done-by-hand block: {show:#?}"));
+    assert!(
+        by_hand.starts_with("  UPDATE_PAYMENT_STATUS SUCCEEDED at ")
+            && by_hand.ends_with(
+                "by -: payment marked REFUNDED in the admin console (reason: payments db rejected \
+                 the update)"
+            ),
+        "{show:#?}"
+    );
+    let history = sagactl(&stack, &["history", &id]).await;
+    assert!(
+        history.stdout.lines().any(|l| l.contains("STEP_RESOLVED")
+            && l.contains("UPDATE_PAYMENT_STATUS resolved_as=SUCCEEDED note=\"payment marked")),
+        "{history:#?}"
+    );
+    let again = sagactl(
+        &stack,
+        &[
+            "resolve",
+            &id,
+            "--step",
+            "UPDATE_PAYMENT_STATUS",
+            "--outcome",
+            "succeeded",
+            "--note",
+            "n",
+            "--reason",
+            "r",
+        ],
+    )
+    .await;
+    assert_refused(&again, 3, "FAILED_PRECONDITION");
+    assert_eq!(
+        sagactl(
+            &stack,
+            &[
+                "resolve",
+                &id,
+                "--step",
+                "X",
+                "--outcome",
+                "done",
+                "--note",
+                "n",
+                "--reason",
+                "r"
+            ]
+        )
+        .await
+        .code,
+        2,
+        "an outcome clap does not know"
+    );
+    stack.stop().await;
+}
+
+/// Principals for the TLS test: a client and an operator, by token.
+fn principals(client: &str, operator: &str) -> String {
+    let hash = |token: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    format!(
+        "[[principal]]\nname = \"billing-service\"\ntoken_sha256 = \"{}\"\nroles = [\"client\"]\n\n\
+         [[principal]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nroles = [\"operator\"]\n",
+        hash(client),
+        hash(operator)
+    )
+}
+
+#[tokio::test]
+async fn tls_client_certificate_and_token_flags_reach_a_sagad_that_requires_them() {
+    let pki = Pki::new("sagactl");
+    let server = pki.server("sagad");
+    let client_cert = pki.client("billing-service");
+    let tokens = pki.dir().join("principals.toml");
+    std::fs::write(&tokens, principals("client-token-1", "operator-token-2")).expect("write");
+    let sagad = InProcess::start(|s| {
+        s.tls.cert_file = Some(server.cert.clone());
+        s.tls.key_file = Some(server.key.clone());
+        s.tls.client_ca_file = Some(pki.ca_file());
+        s.auth.tokens_file = Some(tokens.clone());
+    })
+    .await;
+    let ca = pki.ca_file().display().to_string();
+    let (cert, key) = (
+        client_cert.cert.display().to_string(),
+        client_cert.key.display().to_string(),
+    );
+    // By IP, the certificate's name given with --tls-server-name; every flag on the command line.
+    let addr = format!("https://127.0.0.1:{}", sagad.addr.port());
+    let flags = |token: &'static str| {
+        vec![
+            "--addr".to_owned(),
+            addr.clone(),
+            "--ca-cert".to_owned(),
+            ca.clone(),
+            "--client-cert".to_owned(),
+            cert.clone(),
+            "--client-key".to_owned(),
+            key.clone(),
+            "--tls-server-name".to_owned(),
+            "localhost".to_owned(),
+            "--token".to_owned(),
+            token.to_owned(),
+        ]
+    };
+    let with = |flags: Vec<String>, args: &[&str]| {
+        let mut all = flags;
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sagactl_with(&args, &[]).await
+    };
+
+    let started = run(with(
+        flags("client-token-1"),
+        &[
+            "start",
+            "purchase_plan",
+            "--payload",
+            PURCHASE,
+            "--label",
+            "orderId=77",
+            "-o",
+            "json",
+        ],
+    ))
+    .await;
+    assert_eq!(started.code, 0, "{started:#?}");
+    let id = started.json()["sagaId"]
+        .as_str()
+        .expect("sagaId")
+        .to_owned();
+    let show = run(with(flags("client-token-1"), &["show", &id, "-o", "json"])).await;
+    assert_eq!(show.code, 0, "{show:#?}");
+    assert_eq!(show.json()["saga"]["startedBy"], "billing-service");
+    assert_eq!(show.json()["saga"]["labels"]["orderId"], "77");
+
+    let refused = run(with(
+        flags("client-token-1"),
+        &["abort", &id, "--reason", "no"],
+    ))
+    .await;
+    assert_refused(&refused, 5, "PERMISSION_DENIED");
+    let unknown = run(with(flags("guessed"), &["list"])).await;
+    assert_refused(&unknown, 5, "UNAUTHENTICATED");
+
+    // The same through the environment, as the operator: the abort goes through.
+    let port = sagad.addr.port().to_string();
+    let localhost = format!("https://localhost:{port}");
+    let env = [
+        ("SAGACTL_ADDR", localhost.as_str()),
+        ("SAGACTL_CA_CERT", ca.as_str()),
+        ("SAGACTL_CLIENT_CERT", cert.as_str()),
+        ("SAGACTL_CLIENT_KEY", key.as_str()),
+        ("SAGACTL_TOKEN", "operator-token-2"),
+    ];
+    let aborted = sagactl_with(&["abort", &id, "--reason", "customer cancelled"], &env).await;
+    assert_eq!(aborted.code, 0, "{aborted:#?}");
+    assert!(
+        aborted
+            .stdout
+            .starts_with(&format!("aborted saga {id}: now COMPENSAT")),
+        "{aborted:#?}"
+    );
+    let history = sagactl_with(&["history", &id], &env).await;
+    assert!(
+        history
+            .stdout
+            .lines()
+            .any(|l| l.contains("SAGA_ABORTED") && l.contains("by=ops")),
+        "{history:#?}"
+    );
+
+    sagad.stop().await;
+}
+
+#[tokio::test]
+async fn conform_checks_a_demo_participant_and_fails_one_that_breaks_the_contract() {
+    let stack = Stack::start().await;
+    let billing = stack.participants["billing"].clone();
+    let conform = |action: &'static str, output: &'static str| {
+        let billing = billing.clone();
+        async move {
+            sagactl_with(
+                &[
+                    "conform",
+                    "--addr",
+                    &billing,
+                    "--action",
+                    action,
+                    "--compensate",
+                    "CancelOrder",
+                    "--payload",
+                    PURCHASE,
+                    "--refusal-payload",
+                    r#"{"userId":"u1","planId":"legacy"}"#,
+                    "-o",
+                    output,
+                ],
+                // sagad's address plays no part: conform talks to the participant only.
+                &[("SAGACTL_ADDR", "http://127.0.0.1:9")],
+            )
+            .await
+        }
+    };
+    let passed = conform("CreateOrder", "table").await;
+    assert_eq!(passed.code, 0, "{passed:#?}");
+    assert!(
+        passed
+            .stdout
+            .starts_with(&format!("checked CreateOrder / CancelOrder at {billing}")),
+        "{passed:#?}"
+    );
+    assert_eq!(
+        passed.stdout.trim_end().lines().last(),
+        Some("10 passed, 0 failed, 0 skipped"),
+        "{passed:#?}"
+    );
+
+    // ActivateOrder refuses the purchase payload (it needs an orderId): the checks that need a success
+    // fail, and so does the run.
+    let failed = conform("ActivateOrder", "json").await;
+    assert_eq!(failed.code, 9, "{failed:#?}");
+    let report = failed.json();
+    assert_eq!(report["passed"], false);
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), 10);
+    assert!(results.iter().any(|r| r["result"] == "fail"), "{report:#}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["check"].is_string() && r["rule"].is_string())
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let unreachable = sagactl_with(
+        &[
+            "conform",
+            "--addr",
+            &closed.to_string(),
+            "--action",
+            "A",
+            "--compensate",
+            "B",
+            "--payload",
+            "{}",
+            "--timeout",
+            "2s",
+        ],
+        &[],
+    )
+    .await;
+    assert_refused(&unreachable, 4, "UNAVAILABLE");
+    let not_object = sagactl_with(
+        &[
+            "conform",
+            "--addr",
+            &billing,
+            "--action",
+            "A",
+            "--compensate",
+            "B",
+            "--payload",
+            "[]",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(not_object.code, 2, "{not_object:#?}");
+    assert!(
+        not_object
+            .stderr
+            .contains("--payload must be a JSON object"),
+        "{not_object:#?}"
     );
     stack.stop().await;
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use saga_proto::v1::SagaStatus;
+use saga_conformance::TargetArgs;
+use saga_proto::v1::{ResolveOutcome, SagaStatus};
 use serde_json::{Map, Value};
 
 use crate::exit;
 
-/// Operate sagad: start sagas, list and inspect them, follow one live, abort or retry it.
+/// Operate sagad: start sagas, list and inspect them, follow one live, abort, retry or resolve it; and
+/// check a participant against the participant contract.
 #[derive(Debug, Parser)]
 #[command(name = "sagactl", version, after_help = exit::HELP)]
 pub struct Cli {
@@ -71,9 +73,20 @@ pub struct Connection {
 /// The operations.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Operations on sagad's API.
+    #[command(flatten)]
+    Sagad(SagadCommand),
+    /// Check a running participant against the participant contract (the saga-conformance checks,
+    /// over gRPC; sagad is not involved). Exit code 9 when a check fails.
+    Conform(ConformArgs),
+}
+
+/// The operations that talk to sagad.
+#[derive(Debug, Subcommand)]
+pub enum SagadCommand {
     /// Start a saga; with --wait, follow it until it ends (the exit code says how).
     Start(StartArgs),
-    /// List sagas, newest first: id, type, status, failure reason, current step, age.
+    /// List sagas, newest first: id, type, status, failure reason, current step, age, labels.
     List(ListArgs),
     /// Show one saga: its status, state and a table of its steps.
     Show(SagaRef),
@@ -85,6 +98,8 @@ pub enum Command {
     Abort(OperatorArgs),
     /// Resume a saga parked in FAILED where it stopped, with fresh attempts.
     Retry(OperatorArgs),
+    /// Record the step a parked saga stopped at as done by hand, and let the saga go on from there.
+    Resolve(ResolveArgs),
 }
 
 /// `sagactl start`.
@@ -102,6 +117,9 @@ pub struct StartArgs {
     /// Follow the saga until it ends, for at most this long (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
+    /// A business key to find the saga by later (`list --label`), e.g. orderId=123; repeat for several.
+    #[arg(long = "label", value_name = "K=V", value_parser = key_value)]
+    pub labels: Vec<(String, String)>,
 }
 
 /// `sagactl list`.
@@ -116,6 +134,9 @@ pub struct ListArgs {
     /// Only sagas created within this long (e.g. 1h, 2days).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub since: Option<Duration>,
+    /// Only sagas started with this label, e.g. orderId=123.
+    #[arg(long, value_name = "K=V", value_parser = key_value)]
+    pub label: Option<(String, String)>,
     /// At most this many sagas.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
@@ -181,6 +202,63 @@ pub struct OperatorArgs {
     pub reason: String,
 }
 
+/// `sagactl resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The saga's id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// The step the saga is parked at.
+    #[arg(long, value_name = "STEP")]
+    pub step: String,
+    /// What the step's work came to, done by hand.
+    #[arg(long, value_enum)]
+    pub outcome: OutcomeArg,
+    /// What was done by hand, for the saga's history.
+    #[arg(long, value_name = "N")]
+    pub note: String,
+    /// Why, for the saga's history.
+    #[arg(long, value_name = "R")]
+    pub reason: String,
+}
+
+/// What a step done by hand now counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    /// Its compensation was done by hand (a saga parked COMPENSATION_FAILED).
+    Compensated,
+    /// Its forward action was done by hand (a saga parked FORWARD_FAILED).
+    Succeeded,
+}
+
+impl From<OutcomeArg> for ResolveOutcome {
+    fn from(outcome: OutcomeArg) -> Self {
+        match outcome {
+            OutcomeArg::Compensated => Self::Compensated,
+            OutcomeArg::Succeeded => Self::Succeeded,
+        }
+    }
+}
+
+/// `sagactl conform`: the participant to check, as `saga-conformance` takes it. Its `--addr` is the
+/// participant's, not sagad's.
+#[derive(Debug, Args)]
+pub struct ConformArgs {
+    /// The participant and what to send it.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Parses `K=V` (`--label`): a key before the first `=`, a value after it.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE, e.g. orderId=123, not {text:?}"
+        )),
+    }
+}
+
 /// Parses `--payload`: JSON, and an object (sagad refuses anything else).
 fn json_object(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(text) {
@@ -198,6 +276,39 @@ mod tests {
     #[test]
     fn the_arguments_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn labels_are_key_equals_value() {
+        assert_eq!(
+            key_value("orderId=12=3"),
+            Ok(("orderId".to_owned(), "12=3".to_owned()))
+        );
+        assert_eq!(key_value("note="), Ok(("note".to_owned(), String::new())));
+        assert!(key_value("=1").unwrap_err().contains("KEY=VALUE"));
+        assert!(key_value("orderId").is_err());
+    }
+
+    #[test]
+    fn conform_takes_the_participant_address_and_sagad_keeps_its_own() {
+        let cli = Cli::parse_from([
+            "sagactl",
+            "conform",
+            "--addr",
+            "127.0.0.1:50061",
+            "--action",
+            "CreateOrder",
+            "--compensate",
+            "CancelOrder",
+            "--payload",
+            "{}",
+        ]);
+        let Command::Conform(args) = cli.command else {
+            panic!("conform parsed as {:?}", cli.command)
+        };
+        assert_eq!(args.target.addr, "127.0.0.1:50061");
+        let cli = Cli::parse_from(["sagactl", "--addr", "http://sagad:50051", "list"]);
+        assert_eq!(cli.connection.addr, "http://sagad:50051");
     }
 
     #[test]

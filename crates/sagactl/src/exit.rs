@@ -19,7 +19,8 @@ Exit codes:
   5  not allowed: UNAUTHENTICATED, PERMISSION_DENIED
   6  the saga ended COMPENSATED
   7  the saga ended FAILED (parked for an operator)
-  8  the wait ended (--wait, --timeout) before the saga did";
+  8  the wait ended (--wait, --timeout) before the saga did
+  9  conform: the participant failed a check";
 
 /// What a command achieved when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Outcome {
     Compensated,
     /// A followed saga ended FAILED (parked).
     Parked,
+    /// `conform`: the participant failed at least one check.
+    ChecksFailed,
 }
 
 impl Outcome {
@@ -39,6 +42,7 @@ impl Outcome {
             Self::Done => 0,
             Self::Compensated => 6,
             Self::Parked => 7,
+            Self::ChecksFailed => 9,
         })
     }
 }

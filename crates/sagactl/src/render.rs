@@ -1,12 +1,13 @@
 //! What people read: short status names, times, durations and ages, and the tables (comfy-table, no
 //! borders, so that columns line up in a terminal and split on whitespace in a pipe).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use prost_types::Timestamp;
-use saga_proto::v1::{EventKind, FailureReason, Saga, SagaStatus, StepStatus};
+use saga_proto::v1::{EventKind, FailureReason, ResolveOutcome, Saga, SagaStatus, StepStatus};
 
 /// A table with a header row and no borders; print it with [`Table::trim_fmt`] (no trailing blanks).
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
@@ -38,6 +39,18 @@ pub fn reason(reason: FailureReason) -> &'static str {
         FailureReason::Unspecified => "",
         other => short(other.as_str_name(), "FAILURE_REASON_"),
     }
+}
+
+/// `COMPENSATED` for `RESOLVE_OUTCOME_COMPENSATED`.
+pub fn resolved_as(outcome: ResolveOutcome) -> &'static str {
+    short(outcome.as_str_name(), "RESOLVE_OUTCOME_")
+}
+
+/// `orderId=123,region=eu`, sorted by key; empty when there are none.
+pub fn labels(labels: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort_unstable();
+    pairs.join(",")
 }
 
 /// `STEP_SUCCEEDED` for `EVENT_KIND_STEP_SUCCEEDED`.
@@ -116,6 +129,17 @@ mod tests {
         assert_eq!(reason(FailureReason::StepFailed), "STEP_FAILED");
         assert_eq!(reason(FailureReason::Unspecified), "");
         assert_eq!(event_kind(EventKind::SagaClaimed), "SAGA_CLAIMED");
+        assert_eq!(resolved_as(ResolveOutcome::Succeeded), "SUCCEEDED");
+    }
+
+    #[test]
+    fn labels_print_sorted_as_one_word() {
+        let given = HashMap::from([
+            ("region".to_owned(), "eu".to_owned()),
+            ("orderId".to_owned(), "123".to_owned()),
+        ]);
+        assert_eq!(labels(&given), "orderId=123,region=eu");
+        assert_eq!(labels(&HashMap::new()), "");
     }
 
     #[test]

@@ -1,15 +1,15 @@
-//! `sagactl list [--status S]... [--type T] [--since D] [--limit N | --all]`.
+//! `sagactl list [--status S]... [--type T] [--since D] [--label K=V] [--limit N | --all]`.
 
 use std::time::SystemTime;
 
 use chrono::Utc;
-use saga_proto::v1::{ListSagasRequest, ListSagasResponse, SagaStatus};
+use saga_proto::v1::{Label, ListSagasRequest, ListSagasResponse, SagaStatus};
 
 use crate::cli::{ListArgs, Output};
 use crate::connect::Client;
 use crate::exit::{Failure, Outcome};
 use crate::json;
-use crate::render::{age, reason, saga_status, table};
+use crate::render::{age, labels, reason, saga_status, table};
 
 /// The largest page sagad serves.
 const MAX_PAGE: u32 = 1000;
@@ -33,6 +33,7 @@ pub async fn list(client: &mut Client, args: ListArgs, output: Output) -> Result
             .collect(),
         saga_type: args.saga_type.unwrap_or_default(),
         created_after,
+        label: args.label.map(|(key, value)| Label { key, value }),
         ..ListSagasRequest::default()
     };
     let mut listed = ListSagasResponse::default();
@@ -58,7 +59,7 @@ pub async fn list(client: &mut Client, args: ListArgs, output: Output) -> Result
         return Ok(Outcome::Done);
     }
     let now = Utc::now();
-    let mut rows = table(["ID", "TYPE", "STATUS", "REASON", "STEP", "AGE"]);
+    let mut rows = table(["ID", "TYPE", "STATUS", "REASON", "STEP", "AGE", "LABELS"]);
     for saga in &listed.sagas {
         rows.add_row([
             saga.saga_id.as_str(),
@@ -67,6 +68,7 @@ pub async fn list(client: &mut Client, args: ListArgs, output: Output) -> Result
             reason(saga.failure_reason()),
             &saga.current_step,
             &age(saga.created_at.as_ref(), now),
+            &labels(&saga.labels),
         ]);
     }
     if listed.sagas.is_empty() {

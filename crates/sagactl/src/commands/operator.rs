@@ -1,9 +1,12 @@
-//! `sagactl abort ID --reason R` and `sagactl retry ID --reason R`.
+//! `sagactl abort ID --reason R`, `sagactl retry ID --reason R` and
+//! `sagactl resolve ID --step S --outcome O --note N --reason R`.
 
 use prost::{Message, Name};
-use saga_proto::v1::{AbortSagaRequest, RetrySagaRequest, Saga};
+use saga_proto::v1::{
+    AbortSagaRequest, ResolveOutcome, ResolveSagaRequest, RetrySagaRequest, Saga,
+};
 
-use crate::cli::{OperatorArgs, Output};
+use crate::cli::{OperatorArgs, Output, ResolveArgs};
 use crate::connect::Client;
 use crate::exit::{Failure, Outcome};
 use crate::json;
@@ -35,6 +38,23 @@ pub async fn retry(
     };
     let response = client.retry_saga(request).await?.into_inner();
     report(output, "retried", &response, response.saga.as_ref())
+}
+
+/// Records the parked step as done by hand and prints the saga's status right after.
+pub async fn resolve(
+    client: &mut Client,
+    args: ResolveArgs,
+    output: Output,
+) -> Result<Outcome, Failure> {
+    let request = ResolveSagaRequest {
+        saga_id: args.id,
+        step: args.step,
+        outcome: ResolveOutcome::from(args.outcome).into(),
+        note: args.note,
+        reason: args.reason,
+    };
+    let response = client.resolve_saga(request).await?.into_inner();
+    report(output, "resolved", &response, response.saga.as_ref())
 }
 
 /// The answer as JSON, or one line: `aborted saga ID: now COMPENSATING (ABORTED: ...)`.

@@ -2,16 +2,19 @@
 
 use comfy_table::Table;
 use saga_proto::v1::{
-    ErrorKind, FailureReason, GetSagaHistoryRequest, GetStatusRequest, HistoryEvent, Saga,
+    ErrorKind, FailureReason, GetSagaHistoryRequest, GetStatusRequest, HistoryEvent,
+    ResolveOutcome, Saga,
 };
 
 use crate::cli::Output;
 use crate::connect::Client;
 use crate::exit::{Failure, Outcome, one_line};
 use crate::json;
-use crate::render::{duration, event_kind, outcome, reason, step_status, table, timestamp};
+use crate::render::{
+    duration, event_kind, labels, outcome, reason, resolved_as, step_status, table, timestamp,
+};
 
-/// Prints the saga: a block of its fields, then a table of its steps.
+/// Prints the saga: a block of its fields, a table of its steps, then what was done by hand.
 pub async fn show(client: &mut Client, saga_id: &str, output: Output) -> Result<Outcome, Failure> {
     let response = client
         .get_status(GetStatusRequest {
@@ -28,6 +31,11 @@ pub async fn show(client: &mut Client, saga_id: &str, output: Output) -> Result<
     println!("{}", summary(&saga));
     println!();
     println!("{}", steps(&saga).trim_fmt());
+    let by_hand = resolutions(&saga);
+    if !by_hand.is_empty() {
+        println!();
+        println!("{by_hand}");
+    }
     Ok(Outcome::Done)
 }
 
@@ -54,6 +62,8 @@ fn summary(saga: &Saga) -> String {
         ("status", outcome(saga)),
         ("current step", dash(&saga.current_step)),
         ("idempotency key", dash(&saga.idempotency_key)),
+        ("labels", dash(&labels(&saga.labels))),
+        ("started by", dash(&saga.started_by)),
         ("created", timestamp(saga.created_at.as_ref())),
         ("updated", timestamp(saga.updated_at.as_ref())),
         ("finished", timestamp(saga.finished_at.as_ref())),
@@ -92,6 +102,34 @@ fn steps(saga: &Saga) -> Table {
         ]);
     }
     rows
+}
+
+/// `done by hand:` and a line per resolved step: outcome, when, who, what and why; empty when no step was
+/// resolved. Manual compensations not yet done are listed too.
+fn resolutions(saga: &Saga) -> String {
+    let mut lines = Vec::new();
+    for step in &saga.steps {
+        if let Some(r) = &step.resolution {
+            let by = if r.by.is_empty() { "-" } else { &r.by };
+            lines.push(format!(
+                "  {} {} at {} by {by}: {} (reason: {})",
+                step.name,
+                resolved_as(r.outcome()),
+                timestamp(r.resolved_at.as_ref()),
+                one_line(&r.note),
+                one_line(&r.reason)
+            ));
+        } else if step.manual_compensation {
+            lines.push(format!(
+                "  {} compensation {} is manual: done by hand, then `sagactl resolve`",
+                step.name, step.compensate_action
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("done by hand:\n{}", lines.join("\n"))
 }
 
 /// Prints the saga's events, one line each, oldest first.
@@ -147,6 +185,15 @@ fn event_line(event: &HistoryEvent) -> String {
     }
     if !event.instance.is_empty() {
         field(format!("instance={} epoch={}", event.instance, event.epoch));
+    }
+    if event.resolved_as() != ResolveOutcome::Unspecified {
+        field(format!("resolved_as={}", resolved_as(event.resolved_as())));
+    }
+    if !event.by.is_empty() {
+        field(format!("by={}", event.by));
+    }
+    if !event.note.is_empty() {
+        field(format!("note={:?}", one_line(&event.note)));
     }
     if !event.operator_reason.is_empty() {
         field(format!(

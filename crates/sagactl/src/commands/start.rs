@@ -1,4 +1,4 @@
-//! `sagactl start TYPE --payload JSON [--key K] [--wait DURATION]`.
+//! `sagactl start TYPE --payload JSON [--key K] [--label K=V]... [--wait DURATION]`.
 
 use saga_proto::v1::StartSagaRequest;
 
@@ -17,10 +17,10 @@ pub async fn start(
 ) -> Result<Outcome, Failure> {
     let response = client
         .start_saga(StartSagaRequest {
-            labels: Default::default(),
             saga_type: args.saga_type,
             payload: Some(saga_proto::json_to_struct(args.payload)),
             idempotency_key: args.key.unwrap_or_default(),
+            labels: args.labels.into_iter().collect(),
             // --wait follows the saga with WatchSaga instead, to show its progress on the way.
             wait: None,
         })
