@@ -29,7 +29,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::definitions::PARTICIPANTS;
 
@@ -205,7 +205,7 @@ impl Stack {
     /// Starts `demo-participants --service all` and `sagad` with the shipped definitions, each process
     /// on port 0 with its own database.
     pub async fn start() -> Self {
-        Self::start_with(repo_root().join("definitions"), None, "warn").await
+        Self::start_with(repo_root().join("definitions"), None, "warn", &[], None).await
     }
 
     /// Like [`Stack::start`] with [`definitions::fast`] definitions: every step deadline is
@@ -213,29 +213,55 @@ impl Stack {
     /// so the processes log errors only (unless `RUST_LOG` says otherwise).
     pub async fn start_fast(step_timeout: Duration) -> Self {
         let dir = definitions::fast(step_timeout);
-        Self::start_with(dir.path().to_owned(), Some(dir), "error").await
+        Self::start_with(dir.path().to_owned(), Some(dir), "error", &[], None).await
+    }
+
+    /// Like [`Stack::start_fast`], with `sagad_env` added to sagad's environment (e.g. its TLS and auth
+    /// settings) and the client connecting with TLS as `tls` says (as `localhost`).
+    pub async fn start_fast_secured(
+        step_timeout: Duration,
+        sagad_env: &[(&str, String)],
+        tls: ClientTlsConfig,
+    ) -> Self {
+        let dir = definitions::fast(step_timeout);
+        let definitions = dir.path().to_owned();
+        Self::start_with(definitions, Some(dir), "error", sagad_env, Some(tls)).await
     }
 
     /// Like [`Stack::start`], with sagad loading its definitions from `definitions`.
     pub async fn start_in(definitions: &Path) -> Self {
-        Self::start_with(definitions.to_owned(), None, "warn").await
+        Self::start_with(definitions.to_owned(), None, "warn", &[], None).await
     }
 
-    async fn start_with(definitions_dir: PathBuf, keep: Option<TempDir>, log_level: &str) -> Self {
+    async fn start_with(
+        definitions_dir: PathBuf,
+        keep: Option<TempDir>,
+        log_level: &str,
+        sagad_env: &[(&str, String)],
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
 
         let (demo, participants) = start_participants(&demo_database.url(), log_level).await;
-        let (sagad, sagad_addr) = start_sagad(
-            &saga_database.url(),
-            &definitions_dir,
-            &participants,
-            &[("RUST_LOG", log_level.to_owned())],
-        )
-        .await;
-        let client = SagaCoordinatorClient::connect(format!("http://{sagad_addr}"))
+        let mut env = vec![("RUST_LOG", log_level.to_owned())];
+        env.extend_from_slice(sagad_env);
+        let (sagad, sagad_addr) =
+            start_sagad(&saga_database.url(), &definitions_dir, &participants, &env).await;
+        let endpoint = match tls {
+            None => Endpoint::from_shared(format!("http://{sagad_addr}")),
+            Some(tls) => {
+                let port = sagad_addr.rsplit(':').next().unwrap_or_default();
+                Endpoint::from_shared(format!("https://localhost:{port}"))
+                    .and_then(|endpoint| endpoint.tls_config(tls))
+            }
+        };
+        let channel = endpoint
+            .expect("sagad endpoint")
+            .connect()
             .await
             .expect("connect to sagad");
+        let client = SagaCoordinatorClient::new(channel);
 
         Self {
             client,

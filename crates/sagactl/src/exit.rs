@@ -15,7 +15,8 @@ Exit codes:
   1  any other error (an internal error in sagad, an unreadable certificate file, ...)
   2  usage: unknown flag, missing or malformed argument
   3  refused: NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE
-  4  sagad unavailable: cannot connect, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED
+  4  sagad unavailable (conform: the participant): cannot connect, UNAVAILABLE, DEADLINE_EXCEEDED,
+     RESOURCE_EXHAUSTED
   5  not allowed: UNAUTHENTICATED, PERMISSION_DENIED
   6  the saga ended COMPENSATED
   7  the saga ended FAILED (parked for an operator)

@@ -1,5 +1,6 @@
 //! Checks of grpcurl's answers that need nothing but the answer: what the comment lines after a
-//! command say (JSON shapes, `GetStatus: ...`), and what each RPC promises in the README's prose.
+//! command say (JSON shapes, `GetStatus: ...`, the error a refusal prints), and what each RPC promises
+//! in the README's prose.
 
 use serde_json::Value;
 
@@ -10,6 +11,8 @@ use crate::words;
 pub struct Expected<'a> {
     /// JSON objects the answer must contain.
     pub shapes: Vec<&'a str>,
+    /// `Code: X` and `Message: ...` lines: the call must fail, and grpcurl print each of them.
+    pub errors: Vec<&'a str>,
     /// Other lines, before any `GetStatus:` line.
     pub prose: Vec<&'a str>,
     /// From a `GetStatus:` line to the end: the started saga's expected end state.
@@ -25,12 +28,14 @@ impl<'a> Expected<'a> {
             .position(|line| line.starts_with("GetStatus:"))
             .unwrap_or(lines.len());
         let (before, after) = lines.split_at(split);
-        let (shapes, prose) = before
+        let (errors, rest): (Vec<&str>, Vec<&str>) = before
             .iter()
             .map(String::as_str)
-            .partition(|l| l.starts_with('{'));
+            .partition(|l| l.starts_with("Code: ") || l.starts_with("Message: "));
+        let (shapes, prose) = rest.into_iter().partition(|l| l.starts_with('{'));
         Self {
             shapes,
+            errors,
             prose,
             get_status: (!after.is_empty()).then(|| after.join(" ")),
         }
@@ -53,6 +58,20 @@ impl<'a> Expected<'a> {
     }
 }
 
+/// A refused call: grpcurl failed and printed every `Code:` and `Message:` line the README gives.
+pub fn refused(errors: &[&str], success: bool, stderr: &str) -> Result<(), String> {
+    if success {
+        return Err(format!(
+            "the README says it fails with {errors:?}, but it answered"
+        ));
+    }
+    let printed: Vec<&str> = stderr.lines().map(str::trim).collect();
+    match errors.iter().find(|line| !printed.contains(line)) {
+        Some(missing) => Err(format!("grpcurl did not print {missing:?}: {stderr}")),
+        None => Ok(()),
+    }
+}
+
 /// `list`: the services, one per line, exactly as the README lists them.
 pub fn services(stdout: &str, documented: &[&str]) -> Result<(), String> {
     let served: Vec<&str> = stdout.lines().collect();
@@ -65,8 +84,8 @@ pub fn services(stdout: &str, documented: &[&str]) -> Result<(), String> {
     }
 }
 
-/// ListSagas: at least one saga (an empty page shows nothing), each matching the status filter, no
-/// more than the page size.
+/// ListSagas: at least one saga (an empty page shows nothing), each matching the status and label
+/// filters, no more than the page size.
 pub fn list_sagas(request: &Value, answer: &Value) -> Result<(), String> {
     let sagas = answer["sagas"].as_array().cloned().unwrap_or_default();
     if sagas.is_empty() {
@@ -80,6 +99,15 @@ pub fn list_sagas(request: &Value, answer: &Value) -> Result<(), String> {
         return Err(format!(
             "{} is {}, not one of {statuses:?}",
             saga["sagaId"], saga["status"]
+        ));
+    }
+    let label = &request["label"];
+    if let Some(saga) = sagas.iter().find(|saga| {
+        label.is_object() && saga["labels"][label["key"].as_str().unwrap_or("")] != label["value"]
+    }) {
+        return Err(format!(
+            "{} has labels {}, not {label}",
+            saga["sagaId"], saga["labels"]
         ));
     }
     let size = request["page_size"].as_u64().unwrap_or(100);
@@ -142,6 +170,51 @@ pub fn retried(answer: &Value) -> Result<(), String> {
     }
 }
 
+/// ResolveSaga: the named step counts as the request's outcome, with the note and reason on it.
+pub fn resolved(request: &Value, answer: &Value) -> Result<(), String> {
+    let saga = &answer["saga"];
+    let step = saga["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == request["step"]))
+        .ok_or_else(|| format!("no step {} in the answer", request["step"]))?;
+    let outcome = request["outcome"].as_str().unwrap_or("");
+    let status = outcome.replace("RESOLVE_OUTCOME_", "STEP_STATUS_");
+    expect_eq(&step["status"], status, "the resolved step's status")?;
+    let resolution = &step["resolution"];
+    expect_eq(&resolution["outcome"], outcome, "the resolution's outcome")?;
+    expect_eq(
+        &resolution["note"],
+        request["note"].clone(),
+        "the resolution's note",
+    )?;
+    expect_eq(
+        &resolution["reason"],
+        request["reason"].clone(),
+        "the resolution's reason",
+    )
+}
+
+/// The history event of `kind` an operator action wrote: its reason is the request's, and `by` the
+/// principal that made the call (absent without authentication).
+pub fn operator_event(
+    history: &Value,
+    kind: &str,
+    request: &Value,
+    principal: Option<&str>,
+) -> Result<(), String> {
+    let event = history["events"]
+        .as_array()
+        .and_then(|events| events.iter().rev().find(|e| e["kind"] == kind))
+        .ok_or_else(|| format!("no {kind} in the history"))?;
+    expect_eq(
+        &event["operatorReason"],
+        request["reason"].clone(),
+        "its reason",
+    )?;
+    let by = principal.map_or(Value::Null, Value::from);
+    expect_eq(&event["by"], by, &format!("{kind}'s by"))
+}
+
 /// uint64 fields, which grpcurl prints as strings.
 fn numbers(items: &[Value], field: impl Fn(&Value) -> &Value) -> Result<Vec<u64>, String> {
     items
@@ -166,6 +239,12 @@ pub fn subset(shape: &Value, actual: &Value) -> Result<(), String> {
             Ok(())
         }
         (Value::String(s), Value::String(_)) if s.contains(PLACEHOLDER) => Ok(()),
+        // A list of shapes: as many items, each a subset of its counterpart.
+        (Value::Array(wanted), Value::Array(have)) if wanted.len() == have.len() => wanted
+            .iter()
+            .zip(have)
+            .enumerate()
+            .try_for_each(|(i, (w, h))| subset(w, h).map_err(|e| format!("[{i}]: {e}"))),
         (wanted, have) if wanted == have => Ok(()),
         (wanted, have) => Err(format!("{have}, not {wanted}")),
     }
@@ -189,6 +268,16 @@ fn shapes_match_as_subsets_with_placeholders() {
     assert!(Expected::new(&lines).check_shapes(&answer, false).is_ok());
     let lines = ["{\"status\": \"SAGA_STATUS_COMPLETED\"}".to_owned()];
     assert!(Expected::new(&lines).check_shapes(&answer, false).is_err());
+    let answer = serde_json::json!({"sagas": [{"sagaId": "a1", "labels": {"orderId": "7"}}]});
+    let lines = ["{\"sagas\": [{\"labels\": {\"orderId\": \"7\"}}]}".to_owned()];
+    assert!(Expected::new(&lines).check_shapes(&answer, false).is_ok());
+    let lines = ["{\"sagas\": [{\"labels\": {\"orderId\": \"8\"}}]}".to_owned()];
+    assert!(Expected::new(&lines).check_shapes(&answer, false).is_err());
+    let lines = ["{\"sagas\": []}".to_owned()];
+    assert!(
+        Expected::new(&lines).check_shapes(&answer, false).is_err(),
+        "lengths differ"
+    );
     let lines = ["ends SAGA_STATUS_FAILED".to_owned()];
     assert!(
         Expected::new(&lines).check_shapes(&answer, false).is_err(),
@@ -230,4 +319,26 @@ fn watch_and_list_checks_catch_gaps_and_strays() {
     assert!(list_sagas(&request, &page("SAGA_STATUS_FAILED")).is_ok());
     assert!(list_sagas(&request, &page("SAGA_STATUS_COMPLETED")).is_err());
     assert!(list_sagas(&request, &serde_json::json!({})).is_err());
+    let by_label = serde_json::json!({"label": {"key": "orderId", "value": "7"}});
+    let labelled =
+        |value: &str| serde_json::json!({"sagas": [{"sagaId": "a", "labels": {"orderId": value}}]});
+    assert!(list_sagas(&by_label, &labelled("7")).is_ok());
+    assert!(list_sagas(&by_label, &labelled("8")).is_err());
+}
+
+#[test]
+fn refusals_must_fail_and_print_what_the_readme_says() {
+    let stderr =
+        "ERROR:\n  Code: PermissionDenied\n  Message: principal x may not call AbortSaga\n";
+    let lines = [
+        "Code: PermissionDenied".to_owned(),
+        "Message: principal x may not call AbortSaga".to_owned(),
+        "prose".to_owned(),
+    ];
+    let expected = Expected::new(&lines);
+    assert_eq!(expected.errors.len(), 2);
+    assert_eq!(expected.prose, ["prose"]);
+    assert!(refused(&expected.errors, false, stderr).is_ok());
+    assert!(refused(&expected.errors, true, "").is_err(), "it answered");
+    assert!(refused(&["Code: Unauthenticated"], false, stderr).is_err());
 }

@@ -3,21 +3,29 @@
 //! each answer is checked for what the README says about it.
 //!
 //! Rules for README authors (a command the test cannot run or check fails the test, never skips):
-//! - A code block with `grpcurl` commands is preceded by `<!-- readme-test: stack=NAME -->` (stacks:
-//!   `demo` — sagad with the shipped steps and millisecond backoffs, and the demo participants) and
-//!   optionally `setup=parked-saga`; or by `<!-- readme-test: skip: REASON -->`.
+//! - A code block with `grpcurl` commands is preceded by `<!-- readme-test: stack=NAME -->` and
+//!   optionally `setup=parked-saga`; or by `<!-- readme-test: skip: REASON -->`. Stacks: `demo` —
+//!   sagad with the shipped steps and millisecond backoffs, and the demo participants; `secure` — the
+//!   same, with TLS, client certificates and tokens as the block sets them up (`secure.rs`: it must run
+//!   `scripts/dev-certs.sh certs` and give sagad `SAGAD_*=certs/...` settings).
 //! - Commands talk to `localhost:50051`. A placeholder id (`019aa4f0-…`) is replaced by a real one:
 //!   in GetStatus, GetSagaHistory and WatchSaga by the saga the README started last (once it has
-//!   finished); in AbortSaga by a saga running before its pivot; in RetrySaga by a parked saga; in a
-//!   StartSaga payload's `paymentId` by the payment of the first purchase the README made.
+//!   finished); in AbortSaga by a saga running before its pivot; in RetrySaga by a parked saga; in
+//!   ResolveSaga by a saga parked at CREATE_ORDER's compensation (a purchase whose device is refused
+//!   and whose CancelOrder keeps failing); in a StartSaga payload's `paymentId` by the payment of the
+//!   first purchase the README made.
 //! - Comment lines right after a command say what it answers: a JSON object is a subset of the
-//!   answer (placeholders match any value); after `list`, one service per line; after GetStatus, and
-//!   after StartSaga as `GetStatus: ...`, the saga's statuses, steps and state (`words.rs`).
-//! - Every RPC has a check of its own below (e.g. ListSagas: every saga matches the filter); an RPC
-//!   without one fails the test until one is added.
+//!   answer (placeholders match any value; a list matches item by item); `Code: X` and `Message: ...`
+//!   lines say the call fails and what grpcurl prints then; after `list`, one service per line; after
+//!   GetStatus, and after StartSaga or ResolveSaga as `GetStatus: ...`, the saga's statuses, steps and
+//!   state (`words.rs`).
+//! - Every RPC has a check of its own below (e.g. ListSagas: every saga matches the filter; operator
+//!   actions are in the history with the caller's principal as `by`); an RPC without one fails the
+//!   test until one is added.
 
 mod answers;
 mod markdown;
+mod secure;
 mod words;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +37,7 @@ use serde_json::{Value, json};
 
 use crate::answers::{Expected, expect_eq};
 use crate::markdown::{Block, Command, Marker};
+use crate::secure::Certs;
 
 /// The address every README command uses; replaced by the stack's.
 const README_ADDR: &str = "localhost:50051";
@@ -42,32 +51,45 @@ async fn every_grpcurl_command_in_the_readme_runs_and_answers_as_the_readme_says
     let blocks = markdown::blocks(&readme).unwrap_or_else(|e| panic!("{e}"));
     assert!(!blocks.is_empty(), "README.md has no grpcurl commands");
     let grpcurl = e2e_tests::grpcurl();
-    let mut demo: Option<Demo> = None;
+    let mut demo: Option<Session> = None;
+    let mut secure: Option<Session> = None;
     let mut ran = 0;
     for block in &blocks {
-        match &block.marker {
+        let (session, setup) = match &block.marker {
             None => panic!(
                 "README.md:{}: a code block with grpcurl commands needs a marker before it, e.g. \
                  <!-- readme-test: stack=demo --> (see tests/tests/readme/main.rs)",
                 block.line
             ),
-            Some(Marker::Skip(reason)) => println!("README.md:{}: not run: {reason}", block.line),
+            Some(Marker::Skip(reason)) => {
+                println!("README.md:{}: not run: {reason}", block.line);
+                continue;
+            }
             Some(Marker::Run { stack, setup }) if stack == "demo" => {
                 if demo.is_none() {
-                    demo = Some(Demo::start(grpcurl.clone()).await);
+                    demo = Some(Session::demo(grpcurl.clone()).await);
                 }
-                let stack = demo.as_mut().expect("started above");
-                ran += stack.block(block, setup).await;
+                (demo.as_mut().expect("started above"), setup)
+            }
+            Some(Marker::Run { stack, setup }) if stack == "secure" => {
+                assert!(
+                    secure.is_none(),
+                    "README.md:{}: one secure block sets the stack up; add its commands there",
+                    block.line
+                );
+                secure = Some(Session::secure(grpcurl.clone(), &block.lines).await);
+                (secure.as_mut().expect("started above"), setup)
             }
             Some(Marker::Run { stack, .. }) => panic!(
                 "README.md:{}: unknown stack {stack:?}: add it to tests/tests/readme/main.rs",
                 block.line
             ),
-        }
+        };
+        ran += session.block(block, setup).await;
     }
     println!("README.md: {ran} grpcurl commands ran and answered as documented");
-    if let Some(demo) = demo {
-        demo.stack.stop().await;
+    for session in [demo, secure].into_iter().flatten() {
+        session.stack.stop().await;
     }
 }
 
@@ -81,9 +103,9 @@ struct Call {
 }
 
 impl Call {
-    /// The README command, pointed at `addr`.
-    fn parse(command: &Command, addr: &str) -> Result<Self, String> {
-        let args = &command.args[1..];
+    /// The README command, pointed at `addr`, each word passed through `map`.
+    fn parse(command: &Command, addr: &str, map: impl Fn(&str) -> String) -> Result<Self, String> {
+        let args: Vec<String> = command.args[1..].iter().map(|a| map(a)).collect();
         let at = args
             .iter()
             .position(|a| a == README_ADDR)
@@ -125,6 +147,13 @@ impl Call {
             .unwrap_or(&self.method)
     }
 
+    /// The principal the call's bearer token names, if it sends one.
+    fn token(&self) -> Option<&str> {
+        self.flags
+            .iter()
+            .find_map(|flag| flag.strip_prefix("authorization: Bearer "))
+    }
+
     /// The same flags for another coordinator RPC.
     fn sibling(&self, rpc: &str, request: Value) -> Self {
         Self {
@@ -135,6 +164,19 @@ impl Call {
     }
 
     /// Runs grpcurl; a non-zero exit is an error.
+    async fn run_ok(&self, grpcurl: &Path) -> Result<Answer, String> {
+        let answer = self.run(grpcurl).await?;
+        if answer.success {
+            Ok(answer)
+        } else {
+            Err(format!(
+                "grpcurl failed: {}{}",
+                answer.stdout, answer.stderr
+            ))
+        }
+    }
+
+    /// Runs grpcurl and returns what it printed, whether it succeeded or not.
     async fn run(&self, grpcurl: &Path) -> Result<Answer, String> {
         let mut args = self.flags.clone();
         if let Some(request) = &self.request {
@@ -150,14 +192,9 @@ impl Call {
             .map_err(|_| "grpcurl did not finish within 30s".to_owned())?
             .map_err(|e| format!("cannot run grpcurl: {e}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!(
-                "grpcurl failed ({}): {stdout}{stderr}",
-                output.status
-            ));
-        }
-        let messages = if self.method == "list" {
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let success = output.status.success();
+        let messages = if self.method == "list" || !success {
             Vec::new()
         } else {
             serde_json::Deserializer::from_str(&stdout)
@@ -165,13 +202,21 @@ impl Call {
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("grpcurl printed something that is not JSON: {e}"))?
         };
-        Ok(Answer { stdout, messages })
+        Ok(Answer {
+            success,
+            stdout,
+            stderr,
+            messages,
+        })
     }
 }
 
 /// What grpcurl printed for one call.
 struct Answer {
+    /// Whether grpcurl exited 0.
+    success: bool,
     stdout: String,
+    stderr: String,
     /// The JSON messages (one, or one per streamed message); empty for `list`.
     messages: Vec<Value>,
 }
@@ -182,10 +227,14 @@ impl Answer {
     }
 }
 
-/// The `demo` stack and the sagas the README made on it.
-struct Demo {
+/// A stack and the sagas the README made on it.
+struct Session {
     stack: Stack,
     grpcurl: PathBuf,
+    /// What README commands' `localhost:50051` becomes.
+    addr: String,
+    /// The secure stack's certificates and tokens; `None` on the demo stack.
+    certs: Option<Certs>,
     /// Sagas started by README commands, oldest first.
     started: Vec<String>,
     /// The first `purchase_plan` saga the README started.
@@ -194,15 +243,46 @@ struct Demo {
     parked: Option<String>,
 }
 
-impl Demo {
-    async fn start(grpcurl: PathBuf) -> Self {
+impl Session {
+    /// The `demo` stack.
+    async fn demo(grpcurl: PathBuf) -> Self {
+        let stack = Stack::start_fast(Duration::from_secs(10)).await;
+        Self::new(stack, grpcurl, None)
+    }
+
+    /// The `secure` stack, set up as the block's lines say (`secure.rs`).
+    async fn secure(grpcurl: PathBuf, block_lines: &[String]) -> Self {
+        let certs = Certs::make(block_lines);
+        let env = certs.sagad_env(block_lines);
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        // Short step deadlines: a saga to abort is one whose hanging call has timed out once.
+        let stack =
+            Stack::start_fast_secured(Duration::from_secs(2), &env, certs.harness_tls()).await;
+        Self::new(stack, grpcurl, Some(certs))
+    }
+
+    fn new(stack: Stack, grpcurl: PathBuf, certs: Option<Certs>) -> Self {
+        // The certificate names localhost; the demo stack is plaintext on its IP.
+        let addr = match &certs {
+            Some(_) => stack.sagad_addr.replace("127.0.0.1", "localhost"),
+            None => stack.sagad_addr.clone(),
+        };
         Self {
-            stack: Stack::start_fast(Duration::from_secs(10)).await,
+            stack,
             grpcurl,
+            addr,
+            certs,
             started: Vec::new(),
             first_purchase: None,
             parked: None,
         }
+    }
+
+    /// The principal a call authenticates as, by its bearer token; `None` without one or on the
+    /// demo stack (no authentication).
+    fn principal(&self, call: &Call) -> Option<String> {
+        let certs = self.certs.as_ref()?;
+        certs.principal(call.token()?).map(str::to_owned)
     }
 
     /// Runs every command of `block` after its setups; returns how many ran.
@@ -228,7 +308,11 @@ impl Demo {
     }
 
     async fn command(&mut self, command: &Command) -> Result<(), String> {
-        let mut call = Call::parse(command, &self.stack.sagad_addr)?;
+        let certs = self.certs.as_ref();
+        let mut call = Call::parse(command, &self.addr, |word| match certs {
+            Some(certs) => certs.map(word),
+            None => word.to_owned(),
+        })?;
         if let Some(request) = &mut call.request {
             let rpc = call
                 .method
@@ -238,7 +322,17 @@ impl Demo {
             self.fill_placeholders(&rpc, request).await?;
         }
         let answer = call.run(&self.grpcurl).await?;
-        self.check(&call, &Expected::new(&command.expected), &answer)
+        let expected = Expected::new(&command.expected);
+        if !expected.errors.is_empty() {
+            return answers::refused(&expected.errors, answer.success, &answer.stderr);
+        }
+        if !answer.success {
+            return Err(format!(
+                "grpcurl failed: {}{}",
+                answer.stdout, answer.stderr
+            ));
+        }
+        self.check(&call, &expected, &answer)
             .await
             .map_err(|e| format!("{e}\n  answer: {}", answer.stdout))
     }
@@ -251,6 +345,7 @@ impl Demo {
                     self.last_started_finished().await?,
                 "AbortSaga" => self.running_saga().await,
                 "RetrySaga" => self.parked_saga().await,
+                "ResolveSaga" => self.park_a_purchase().await,
                 other => return Err(format!("no real saga for the placeholder in {other}")),
             });
         }
@@ -291,11 +386,19 @@ impl Demo {
         id
     }
 
-    /// A purchase parked in FAILED: its device is refused and CancelOrder never succeeds.
+    /// The purchase parked in FAILED that listings and RetrySaga show, made once.
     async fn parked_saga(&mut self) -> String {
         if let Some(id) = &self.parked {
             return id.clone();
         }
+        let id = self.park_a_purchase().await;
+        self.parked = Some(id.clone());
+        id
+    }
+
+    /// A new purchase parked in FAILED at CREATE_ORDER's compensation: its device is refused and
+    /// CancelOrder never succeeds.
+    async fn park_a_purchase(&mut self) -> String {
         let faults = json!({"ALLOCATE_DEVICE": "refuse", "CREATE_ORDER:compensate": "unavailable"});
         let payload = json!({"userId": "readme", "planId": "pro", "faults": faults});
         let saga = self.stack.run_saga("purchase_plan", payload).await;
@@ -304,7 +407,6 @@ impl Demo {
             SagaStatus::Failed,
             "the parked-saga setup: {saga:?}"
         );
-        self.parked = Some(saga.saga_id.clone());
         saga.saga_id
     }
 
@@ -345,17 +447,48 @@ impl Demo {
                     &json!(ended.status().as_str_name()),
                     "SAGA_STATUS_COMPENSATED",
                     "the end",
-                )
+                )?;
+                self.recorded(call, "EVENT_KIND_SAGA_ABORTED").await
             }
-            "RetrySaga" => answers::retried(answer.first()),
+            "RetrySaga" => {
+                answers::retried(answer.first())?;
+                self.recorded(call, "EVENT_KIND_SAGA_RETRIED").await
+            }
+            "ResolveSaga" => {
+                answers::resolved(&request, answer.first())?;
+                self.recorded(call, "EVENT_KIND_STEP_RESOLVED").await?;
+                let id = request["saga_id"].as_str().ok_or("no saga_id")?;
+                wait_terminal(&mut self.stack.client, id).await;
+                let status = call
+                    .sibling("GetStatus", json!({"saga_id": id}))
+                    .run_ok(&self.grpcurl)
+                    .await?;
+                match &expected.get_status {
+                    Some(end) => words::check_saga(end, &status.first()["saga"]),
+                    None => Ok(()),
+                }
+            }
             other => Err(format!(
                 "no check for {other}: add one to tests/tests/readme/main.rs"
             )),
         }
     }
 
+    /// An operator action's history event (`kind`) carries the request's reason and the caller's
+    /// principal as `by`.
+    async fn recorded(&self, call: &Call, kind: &str) -> Result<(), String> {
+        let request = call.request.clone().unwrap_or(Value::Null);
+        let history = call
+            .sibling("GetSagaHistory", json!({"saga_id": request["saga_id"]}))
+            .run_ok(&self.grpcurl)
+            .await?;
+        let principal = self.principal(call);
+        answers::operator_event(history.first(), kind, &request, principal.as_deref())
+    }
+
     /// StartSaga: a new saga (and, with an idempotency key, the same one again on a repeat) that ends
-    /// as its `GetStatus:` line says, or COMPLETED when it says nothing.
+    /// as its `GetStatus:` line says, or COMPLETED when it says nothing; started by the caller's
+    /// principal.
     async fn started_saga(
         &mut self,
         call: &Call,
@@ -370,7 +503,7 @@ impl Demo {
         if request["idempotency_key"].is_string() {
             // The README's word: the same key returns the first saga, created=false (grpcurl leaves
             // false out).
-            let again = call.run(&self.grpcurl).await?;
+            let again = call.run_ok(&self.grpcurl).await?;
             expect_eq(&again.first()["sagaId"], id.as_str(), "the repeat's sagaId")?;
             if let Some(created) = again.first().get("created") {
                 return Err(format!("the repeat says created: {created}"));
@@ -383,8 +516,14 @@ impl Demo {
         wait_terminal(&mut self.stack.client, &id).await;
         let status = call
             .sibling("GetStatus", json!({"saga_id": id}))
-            .run(&self.grpcurl)
+            .run_ok(&self.grpcurl)
             .await?;
+        let started_by = self.principal(call).map_or(Value::Null, Value::from);
+        expect_eq(
+            &status.first()["saga"]["startedBy"],
+            started_by,
+            "startedBy",
+        )?;
         let end_state = expected
             .get_status
             .as_deref()

@@ -11,6 +11,8 @@ pub struct Block {
     pub marker: Option<Marker>,
     /// The commands, in order.
     pub commands: Vec<Command>,
+    /// Every line of the block, commands or not (a stack may read its set-up from them).
+    pub lines: Vec<String>,
 }
 
 /// `<!-- readme-test: stack=NAME [setup=A,B] -->` or `<!-- readme-test: skip: REASON -->`.
@@ -60,6 +62,10 @@ pub fn blocks(markdown: &str) -> Result<Vec<Block>, String> {
                     line: index + 1,
                     marker: marker.take(),
                     commands,
+                    lines: lines[index + 1..end]
+                        .iter()
+                        .map(|l| (*l).to_owned())
+                        .collect(),
                 });
             }
             marker = None;
