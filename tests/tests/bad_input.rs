@@ -33,6 +33,17 @@ impl Coordinator {
         self.sagad.rows().await
     }
 
+    /// Starts a purchase and returns its id. No participant answers, so it sits RUNNING, retrying
+    /// VALIDATE_PLAN (1 s backoff), while a test acts on it.
+    async fn running_purchase(&mut self) -> String {
+        self.client
+            .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
+            .await
+            .expect("start")
+            .into_inner()
+            .saga_id
+    }
+
     async fn stop(self) {
         self.sagad.stop().await;
     }
@@ -266,14 +277,7 @@ async fn footprint(c: &Coordinator, id: &str) -> (i64, i64) {
 #[tokio::test]
 async fn operator_actions_that_do_not_fit_the_saga_are_refused_and_change_nothing() {
     let mut c = Coordinator::start(|_| {}).await;
-    // No participant answers, so the saga sits retrying VALIDATE_PLAN (1 s backoff) while we act.
-    let id = c
-        .client
-        .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
-        .await
-        .expect("start")
-        .into_inner()
-        .saga_id;
+    let id = c.running_purchase().await;
 
     let retry = c
         .client
@@ -346,14 +350,7 @@ async fn list_sagas_pages_through_everything_and_refuses_tampered_tokens() {
     let mut c = Coordinator::start(|_| {}).await;
     let mut started = Vec::new();
     for _ in 0..5 {
-        let id = c
-            .client
-            .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
-            .await
-            .expect("start")
-            .into_inner()
-            .saga_id;
-        started.push(id);
+        started.push(c.running_purchase().await);
     }
     let request = |page_token: String| ListSagasRequest {
         statuses: vec![SagaStatus::Running.into()],
@@ -466,14 +463,7 @@ fn resolution(saga_id: &str, step: &str) -> ResolveSagaRequest {
 #[tokio::test]
 async fn resolve_saga_is_checked_at_the_edge_and_refused_unless_the_saga_is_parked() {
     let mut c = Coordinator::start(|_| {}).await;
-    // No participant answers: the saga sits retrying VALIDATE_PLAN, RUNNING.
-    let id = c
-        .client
-        .start_saga(start("purchase_plan", Some(json!({"userId": "u1"}))))
-        .await
-        .expect("start")
-        .into_inner()
-        .saga_id;
+    let id = c.running_purchase().await;
     let base = resolution(&id, "VALIDATE_PLAN");
     let cases = [
         (

@@ -668,22 +668,21 @@ async fn resolve_records_a_parked_step_done_by_hand_and_the_saga_goes_on_to_comp
     assert_eq!(parked.code, 7, "{parked:#?}");
     let id = parked.rows()[0][2].to_owned();
 
-    let refused = sagactl(
-        &stack,
-        &[
+    let resolve = |outcome: &'static str| {
+        [
             "resolve",
-            &id,
+            id.as_str(),
             "--step",
             "UPDATE_PAYMENT_STATUS",
             "--outcome",
-            "compensated",
+            outcome,
             "--note",
-            "n",
+            "payment marked REFUNDED in the admin console",
             "--reason",
-            "r",
-        ],
-    )
-    .await;
+            "payments db rejected the update",
+        ]
+    };
+    let refused = sagactl(&stack, &resolve("compensated")).await;
     assert_refused(&refused, 3, "FAILED_PRECONDITION");
     assert!(
         refused.stderr.contains("can only be resolved as SUCCEEDED"),
@@ -698,22 +697,7 @@ async fn resolve_records_a_parked_step_done_by_hand_and_the_saga_goes_on_to_comp
     .execute(&stack.demo_db)
     .await
     .expect("refund recorded by hand");
-    let resolved = sagactl(
-        &stack,
-        &[
-            "resolve",
-            &id,
-            "--step",
-            "UPDATE_PAYMENT_STATUS",
-            "--outcome",
-            "succeeded",
-            "--note",
-            "payment marked REFUNDED in the admin console",
-            "--reason",
-            "payments db rejected the update",
-        ],
-    )
-    .await;
+    let resolved = sagactl(&stack, &resolve("succeeded")).await;
     assert_eq!(resolved.code, 0, "{resolved:#?}");
     assert!(
         resolved
@@ -760,44 +744,13 @@ async fn resolve_records_a_parked_step_done_by_hand_and_the_saga_goes_on_to_comp
             && l.contains("UPDATE_PAYMENT_STATUS resolved_as=SUCCEEDED note=\"payment marked")),
         "{history:#?}"
     );
-    let again = sagactl(
-        &stack,
-        &[
-            "resolve",
-            &id,
-            "--step",
-            "UPDATE_PAYMENT_STATUS",
-            "--outcome",
-            "succeeded",
-            "--note",
-            "n",
-            "--reason",
-            "r",
-        ],
-    )
-    .await;
-    assert_refused(&again, 3, "FAILED_PRECONDITION");
-    assert_eq!(
-        sagactl(
-            &stack,
-            &[
-                "resolve",
-                &id,
-                "--step",
-                "X",
-                "--outcome",
-                "done",
-                "--note",
-                "n",
-                "--reason",
-                "r"
-            ]
-        )
-        .await
-        .code,
-        2,
-        "an outcome clap does not know"
+    assert_refused(
+        &sagactl(&stack, &resolve("succeeded")).await,
+        3,
+        "FAILED_PRECONDITION",
     );
+    let unknown_outcome = sagactl(&stack, &resolve("done")).await;
+    assert_eq!(unknown_outcome.code, 2, "{unknown_outcome:#?}");
     stack.stop().await;
 }
 

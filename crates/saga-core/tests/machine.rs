@@ -78,6 +78,24 @@ fn drive_until(
     drive_from(saga, t0(), script, stop)
 }
 
+/// Drives `saga`, which goes on from a stuck compensation after CREATE_ORDER's, to the end with every
+/// call OK: only CancelOrder is called, and the stuck compensation stays on record.
+fn cancels_the_order_with_the_failure_on_record(saga: Saga, now: DateTime<Utc>) {
+    let rest = drive_ok(saga, now);
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
+    assert_eq!(
+        rest.saga.failure.map(|f| f.reason),
+        Some(FailureReason::CompensationFailed),
+        "the stuck compensation stays on record"
+    );
+}
+
+/// Continues driving `saga` from time `now` with every call answering OK, to the end.
+fn drive_ok(saga: Saga, now: DateTime<Utc>) -> Run {
+    drive_from(saga, now, |_, _, _| Answer::Ok, |_| false)
+}
+
 /// Continues driving `saga` from time `now`, as [`drive_until`] does.
 fn drive_from(
     mut saga: Saga,
@@ -591,7 +609,7 @@ fn abort_compensates_the_completed_steps_and_the_one_that_may_be_in_flight() {
             Skipped
         ]
     );
-    let rest = drive_from(t.saga, run.saga.updated_at, |_, _, _| Answer::Ok, |_| false);
+    let rest = drive_ok(t.saga, run.saga.updated_at);
     assert_eq!(rest.saga.status, SagaStatus::Compensated);
     assert_eq!(
         names(&rest),
@@ -656,19 +674,7 @@ fn retry_resumes_a_stuck_compensation_with_a_fresh_budget() {
             by: None,
         }]
     );
-    let rest = drive_from(
-        t.saga,
-        parked.saga.updated_at,
-        |_, _, _| Answer::Ok,
-        |_| false,
-    );
-    assert_eq!(rest.saga.status, SagaStatus::Compensated);
-    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
-    assert_eq!(
-        rest.saga.failure.map(|f| f.reason),
-        Some(FailureReason::CompensationFailed),
-        "the stuck compensation stays on record"
-    );
+    cancels_the_order_with_the_failure_on_record(t.saga, parked.saga.updated_at);
 }
 
 #[test]
@@ -685,12 +691,7 @@ fn retry_resumes_a_step_after_the_pivot_and_the_saga_completes() {
     assert_eq!(t.saga.status, SagaStatus::Running);
     assert_eq!(t.saga.failure, None);
     assert_eq!(t.saga.deadline_at, None);
-    let rest = drive_from(
-        t.saga,
-        parked.saga.updated_at,
-        |_, _, _| Answer::Ok,
-        |_| false,
-    );
+    let rest = drive_ok(t.saga, parked.saga.updated_at);
     assert_eq!(rest.saga.status, SagaStatus::Completed);
     assert_eq!(names(&rest), ["NOTIFY_USER:execute:1"]);
 }
@@ -801,7 +802,7 @@ fn a_step_taken_over_past_the_deadline_is_compensated_though_no_attempt_was_reco
     let t = apply(&run.saga, Input::DeadlinePassed, late, 0.5).expect("deadline passed");
     assert_eq!(t.saga.steps[3].status, Compensating);
     assert!(t.saga.steps[3].maybe_applied);
-    let rest = drive_from(t.saga, late, |_, _, _| Answer::Ok, |_| false);
+    let rest = drive_ok(t.saga, late);
     assert_eq!(rest.saga.status, SagaStatus::Compensated);
     assert_eq!(
         names(&rest),
@@ -996,19 +997,7 @@ fn a_compensation_resolved_by_hand_lets_the_compensations_before_it_run() {
             by: Some("ops-alice".to_owned()),
         }]
     );
-    let rest = drive_from(
-        t.saga,
-        parked.saga.updated_at,
-        |_, _, _| Answer::Ok,
-        |_| false,
-    );
-    assert_eq!(rest.saga.status, SagaStatus::Compensated);
-    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
-    assert_eq!(
-        rest.saga.failure.map(|f| f.reason),
-        Some(FailureReason::CompensationFailed),
-        "the stuck compensation stays on record"
-    );
+    cancels_the_order_with_the_failure_on_record(t.saga, parked.saga.updated_at);
 }
 
 #[test]
@@ -1041,12 +1030,7 @@ fn a_forward_step_resolved_by_hand_moves_the_saga_on_to_the_steps_after_it() {
     assert_eq!(t.saga.steps[4].status, Succeeded);
     assert_eq!(t.saga.steps[4].output, None, "nothing was answered");
     assert_eq!(t.saga.current_step(), Some(5));
-    let rest = drive_from(
-        t.saga,
-        parked.saga.updated_at,
-        |_, _, _| Answer::Ok,
-        |_| false,
-    );
+    let rest = drive_ok(t.saga, parked.saga.updated_at);
     assert_eq!(rest.saga.status, SagaStatus::Completed);
     assert_eq!(names(&rest), ["NOTIFY_USER:execute:1"]);
 
@@ -1154,14 +1138,7 @@ fn a_manual_compensation_parks_without_a_call_and_goes_on_once_resolved_by_hand(
 
     let t =
         operator(&parked, resolve("ALLOCATE_DEVICE", ResolvedAs::Compensated)).expect("resolved");
-    let rest = drive_from(
-        t.saga,
-        parked.saga.updated_at,
-        |_, _, _| Answer::Ok,
-        |_| false,
-    );
-    assert_eq!(rest.saga.status, SagaStatus::Compensated);
-    assert_eq!(names(&rest), ["CREATE_ORDER:compensate:1"]);
+    cancels_the_order_with_the_failure_on_record(t.saga, parked.saga.updated_at);
 }
 
 #[test]
@@ -1193,7 +1170,7 @@ fn a_saga_parks_again_at_each_manual_compensation_it_reaches() {
         0.5,
     )
     .expect("resolved");
-    let rest = drive_from(resolved.saga, now, |_, _, _| Answer::Ok, |_| false);
+    let rest = drive_ok(resolved.saga, now);
     assert_eq!(names(&rest), ["ALLOCATE_DEVICE:compensate:1"]);
     assert_eq!(rest.saga.status, SagaStatus::Failed);
     assert_eq!(rest.saga.parked_step(), Some(1));

@@ -178,6 +178,34 @@ struct World {
 }
 
 impl World {
+    /// A compensation of step `index` is made (`how`: by a call, or by hand): it may only undo a step
+    /// that succeeded or may have, and never once the pivot took effect.
+    fn compensating(
+        &mut self,
+        shape: &Shape,
+        index: usize,
+        how: &str,
+    ) -> Result<(), TestCaseError> {
+        self.compensation_began = true;
+        prop_assert!(
+            !self.pivot_applied(shape.pivot),
+            "step {index} compensated {how} after the pivot took effect"
+        );
+        prop_assert!(
+            self.maybe_happened.contains(&index),
+            "step {index} compensated {how} though it never succeeded nor may have"
+        );
+        Ok(())
+    }
+
+    /// Step `index`'s effect is undone; a repeated compensation that took effect is a replay.
+    fn undo(&mut self, index: usize) {
+        if !self.compensated.contains(&index) {
+            self.applied[index] = false;
+            self.compensated.push(index);
+        }
+    }
+
     /// Whether the pivot took effect (answered OK, or ran while its answer was lost, while an abort
     /// turned the saga, or while its owner died): from then on nothing may be compensated.
     fn pivot_applied(&self, pivot: Option<usize>) -> bool {
@@ -347,22 +375,10 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
                     !world.done_by_hand.contains(&index),
                     "compensation {index} called after it was done by hand"
                 );
-                world.compensation_began = true;
-                prop_assert!(
-                    !world.pivot_applied(shape.pivot),
-                    "step {index} compensated after the pivot took effect"
-                );
-                prop_assert!(
-                    world.maybe_happened.contains(&index),
-                    "step {index} compensated though it never succeeded nor may have"
-                );
+                world.compensating(shape, index, "by a call")?;
                 let ok = matches!(answers.next().unwrap_or(Answer::Ok), Answer::Ok);
                 if crash.is_some_and(|c| c.applied) || ok {
-                    // A repeated delivery of a compensation that took effect is a replay.
-                    if !world.compensated.contains(&index) {
-                        world.applied[index] = false;
-                        world.compensated.push(index);
-                    }
+                    world.undo(index);
                 }
                 if let Some(crash) = crash {
                     now += Duration::seconds(crash.resume_after_secs);
@@ -443,19 +459,8 @@ fn by_hand(
     world.done_by_hand.insert(index);
     match outcome {
         ResolvedAs::Compensated => {
-            world.compensation_began = true;
-            prop_assert!(
-                !world.pivot_applied(shape.pivot),
-                "step {index} compensated by hand after the pivot took effect"
-            );
-            prop_assert!(
-                world.maybe_happened.contains(&index),
-                "step {index} compensated by hand though it never succeeded nor may have"
-            );
-            if !world.compensated.contains(&index) {
-                world.applied[index] = false;
-                world.compensated.push(index);
-            }
+            world.compensating(shape, index, "by hand")?;
+            world.undo(index);
         }
         ResolvedAs::Succeeded => {
             apply_forward(world, index);
