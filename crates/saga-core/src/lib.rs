@@ -17,7 +17,7 @@ pub mod record;
 pub mod saga;
 pub mod status;
 
-pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
+pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition, UnprovidedNeed};
 pub use machine::{
     Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
 };

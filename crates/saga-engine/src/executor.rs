@@ -5,6 +5,9 @@
 //! between the call and the commit re-sends the call with the same idempotency key, which participants
 //! answer from their barrier.
 //!
+//! A step whose `needs` are missing from the saga state is refused here, without a call: the participant
+//! could only refuse it too, or worse, act on a half-built request.
+//!
 //! `stop` ends the loop at its next await point, even mid-call: an operator action has been committed and
 //! a fresh executor continues from it. The abandoned call's outcome is unknown, which the state machine
 //! already assumes of the step that was in flight.
@@ -12,7 +15,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use saga_core::{Command, Direction, Input, Saga, apply, next_command};
+use saga_core::{Command, Direction, ErrorKind, Input, Saga, StepError, apply, next_command};
 use saga_store::{Committed, LeaseAfter, SagaStore, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -111,7 +114,8 @@ pub(crate) async fn drive<S: SagaStore>(
     }
 }
 
-/// Calls one direction of a step; `None` when `stop` fired first.
+/// Calls one direction of a step; `None` when `stop` fired first. A forward step whose needed state keys
+/// are missing is refused without a call.
 async fn call<S: SagaStore>(
     engine: &Engine<S>,
     saga: &Saga,
@@ -119,8 +123,14 @@ async fn call<S: SagaStore>(
     direction: Direction,
     attempt: u32,
     stop: &CancellationToken,
-) -> Option<Result<saga_core::JsonMap, saga_core::StepError>> {
+) -> Option<Result<saga_core::JsonMap, StepError>> {
     let step = &saga.definition.steps[index].name;
+    if direction == Direction::Execute
+        && let Some(refusal) = unmet_needs(saga, index)
+    {
+        warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
+        return Some(Err(refusal));
+    }
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
     let result = tokio::select! {
         result = engine.participants.call(saga, index, direction, attempt).instrument(span) => result,
@@ -133,6 +143,18 @@ async fn call<S: SagaStore>(
         warn!(step = %step, attempt, direction = direction.as_str(), kind = ?e.kind, error = %e.message, "step attempt failed");
     }
     Some(result)
+}
+
+/// The refusal for step `index` when the saga state lacks keys the step needs.
+fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
+    let missing = saga.definition.steps[index].missing_keys(&saga.state);
+    (!missing.is_empty()).then(|| StepError {
+        kind: ErrorKind::Refusal,
+        message: format!(
+            "not called: the saga state lacks the keys the step needs: {}",
+            missing.join(", ")
+        ),
+    })
 }
 
 /// Commits a transition, retrying while the database is unavailable. Returns what was committed, or
