@@ -1,5 +1,5 @@
-//! `demo-participants`: serves the billing, device, payment and withdrawal demo participants, each on its
-//! own port.
+//! `demo-participants`: serves the demo participants (billing, device, payment, withdrawal, gateway, app,
+//! notification, customer, inventory, sales), each on its own port.
 //!
 //! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
 //! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
@@ -7,6 +7,7 @@
 use std::error::Error;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
@@ -16,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-/// Serves the sagad demo participants (billing, device, payment, withdrawal).
+/// Serves the sagad demo participants (billing, device, payment, withdrawal, gateway, app, notification,
+/// customer, inventory, sales).
 #[derive(Debug, Parser)]
 #[command(name = "demo-participants", version)]
 struct Cli {
@@ -35,9 +37,31 @@ struct Cli {
     /// Listen address of the withdrawal service.
     #[arg(long, default_value_t = Service::Withdrawal.default_addr(), env = "DEMO_WITHDRAWAL_ADDR")]
     withdrawal_addr: SocketAddr,
+    /// Listen address of the gateway service.
+    #[arg(long, default_value_t = Service::Gateway.default_addr(), env = "DEMO_GATEWAY_ADDR")]
+    gateway_addr: SocketAddr,
+    /// Listen address of the app service.
+    #[arg(long, default_value_t = Service::App.default_addr(), env = "DEMO_APP_ADDR")]
+    app_addr: SocketAddr,
+    /// Listen address of the notification service.
+    #[arg(long, default_value_t = Service::Notification.default_addr(), env = "DEMO_NOTIFICATION_ADDR")]
+    notification_addr: SocketAddr,
+    /// Listen address of the customer service.
+    #[arg(long, default_value_t = Service::Customer.default_addr(), env = "DEMO_CUSTOMER_ADDR")]
+    customer_addr: SocketAddr,
+    /// Listen address of the inventory service.
+    #[arg(long, default_value_t = Service::Inventory.default_addr(), env = "DEMO_INVENTORY_ADDR")]
+    inventory_addr: SocketAddr,
+    /// Listen address of the sales service.
+    #[arg(long, default_value_t = Service::Sales.default_addr(), env = "DEMO_SALES_ADDR")]
+    sales_addr: SocketAddr,
     /// PostgreSQL URL of the demo database (created if it does not exist).
     #[arg(long, default_value = DEFAULT_DATABASE_URL, env = "DEMO_DATABASE_URL")]
     database_url: String,
+    /// Directory the app service keeps its packages in, and owns [default: sagad-demo-storage/<database>
+    /// under the system's temporary directory].
+    #[arg(long, env = "DEMO_STORAGE_DIR")]
+    storage_dir: Option<PathBuf>,
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DEMO_LOG_FORMAT")]
     log_format: LogFormat,
@@ -49,6 +73,12 @@ enum Selection {
     Device,
     Payment,
     Withdrawal,
+    Gateway,
+    App,
+    Notification,
+    Customer,
+    Inventory,
+    Sales,
     All,
 }
 
@@ -66,12 +96,24 @@ impl Cli {
             Selection::Device => service == Service::Device,
             Selection::Payment => service == Service::Payment,
             Selection::Withdrawal => service == Service::Withdrawal,
+            Selection::Gateway => service == Service::Gateway,
+            Selection::App => service == Service::App,
+            Selection::Notification => service == Service::Notification,
+            Selection::Customer => service == Service::Customer,
+            Selection::Inventory => service == Service::Inventory,
+            Selection::Sales => service == Service::Sales,
         };
         let addr = |service| match service {
             Service::Billing => self.billing_addr,
             Service::Device => self.device_addr,
             Service::Payment => self.payment_addr,
             Service::Withdrawal => self.withdrawal_addr,
+            Service::Gateway => self.gateway_addr,
+            Service::App => self.app_addr,
+            Service::Notification => self.notification_addr,
+            Service::Customer => self.customer_addr,
+            Service::Inventory => self.inventory_addr,
+            Service::Sales => self.sales_addr,
         };
         Settings {
             database_url: self.database_url.clone(),
@@ -80,6 +122,10 @@ impl Cli {
                 .filter(|service| chosen(*service))
                 .map(|service| (service, addr(service)))
                 .collect(),
+            storage_dir: self
+                .storage_dir
+                .clone()
+                .unwrap_or_else(|| Settings::default_storage_dir(&self.database_url)),
         }
     }
 }
