@@ -1,10 +1,13 @@
-//! Loads `definitions/*.yaml` at start-up; a bad file stops start-up with its name and the field.
+//! Loads `definitions/*.yaml` at start-up; a bad file stops start-up with its name and the field. A step
+//! `needs` that the definition's own declarations say nothing provides is logged as a warning: the
+//! participants may set keys the file does not declare, so it is not an error.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use saga_core::{Definition, DefinitionError};
+use tracing::warn;
 
 /// A definitions directory that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,15 @@ pub fn load_dir(
                 first: first.clone(),
             });
         }
+        for need in definition.unprovided_needs() {
+            warn!(
+                file = %path.display(),
+                saga_type = %definition.name,
+                step = %need.step,
+                key = %need.key,
+                "a step needs a state key that neither the input nor an earlier step provides"
+            );
+        }
         origin.insert(definition.name.clone(), path);
         definitions.insert(definition.name.clone(), Arc::new(definition));
     }
@@ -87,9 +99,20 @@ mod tests {
     use super::*;
 
     fn participants() -> HashSet<String> {
-        ["billing", "device", "payment", "withdrawal"]
-            .map(String::from)
-            .into()
+        [
+            "billing",
+            "device",
+            "payment",
+            "withdrawal",
+            "gateway",
+            "app",
+            "notification",
+            "customer",
+            "inventory",
+            "sales",
+        ]
+        .map(String::from)
+        .into()
     }
 
     fn repo_definitions() -> PathBuf {
@@ -99,9 +122,31 @@ mod tests {
     #[test]
     fn the_shipped_definitions_load() {
         let defs = load_dir(&repo_definitions(), &participants()).unwrap();
+        let mut names: Vec<&str> = defs.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "app_upload",
+                "device_creation",
+                "order_creation",
+                "payment_create",
+                "payment_refund",
+                "purchase_plan",
+                "withdrawal"
+            ]
+        );
         let purchase = &defs["purchase_plan"];
         assert_eq!(purchase.steps.len(), 5);
         assert_eq!(purchase.pivot_index(), Some(4));
+        for definition in defs.values() {
+            assert_eq!(
+                definition.unprovided_needs(),
+                [],
+                "{}: every need is provided",
+                definition.name
+            );
+        }
     }
 
     #[test]
