@@ -12,7 +12,18 @@ use tempfile::TempDir;
 use crate::repo_root;
 
 /// The participants the shipped definitions use.
-pub const PARTICIPANTS: [&str; 4] = ["billing", "device", "payment", "withdrawal"];
+pub const PARTICIPANTS: [&str; 10] = [
+    "billing",
+    "device",
+    "payment",
+    "withdrawal",
+    "gateway",
+    "app",
+    "notification",
+    "customer",
+    "inventory",
+    "sales",
+];
 
 /// Parses every shipped definition (`definitions/*.yaml`).
 ///
@@ -66,10 +77,22 @@ pub fn fast(step_timeout: Duration) -> TempDir {
 /// # Panics
 /// When the shipped definitions do not include `purchase_plan`.
 pub fn purchase_plan_as(name: &str, adjust: impl FnOnce(&mut Definition)) -> Definition {
+    shipped_as("purchase_plan", name, adjust)
+}
+
+/// The shipped definition `shipped_name` under the name `name`, changed by `adjust`.
+///
+/// # Panics
+/// When no shipped definition is called `shipped_name`.
+pub fn shipped_as(
+    shipped_name: &str,
+    name: &str,
+    adjust: impl FnOnce(&mut Definition),
+) -> Definition {
     let mut definition = shipped()
         .into_iter()
-        .find(|d| d.name == "purchase_plan")
-        .expect("purchase_plan is shipped");
+        .find(|d| d.name == shipped_name)
+        .unwrap_or_else(|| panic!("{shipped_name} is shipped"));
     definition.name = name.to_owned();
     adjust(&mut definition);
     definition

@@ -162,6 +162,8 @@ pub struct Stack {
     pub demo_db: sqlx::PgPool,
     /// Pool on sagad's saga log, to check what was persisted.
     pub saga_db: sqlx::PgPool,
+    /// The app participant's storage directory, to check the packages it holds.
+    pub storage: TempDir,
     sagad: Process,
     demo: Process,
     /// Dropped (and so removed) after the processes and pools are gone.
@@ -193,8 +195,10 @@ impl Stack {
     async fn start_with(definitions_dir: PathBuf, keep: Option<TempDir>, log_level: &str) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
+        let storage = tempfile::tempdir().expect("storage directory");
 
-        let (demo, participants) = start_participants(&demo_database.url(), log_level).await;
+        let (demo, participants) =
+            spawn_participants(&demo_database.url(), Some(storage.path()), log_level).await;
         let (sagad, sagad_addr) = start_sagad(
             &saga_database.url(),
             &definitions_dir,
@@ -216,6 +220,7 @@ impl Stack {
             saga_db: sqlx::PgPool::connect(&saga_database.url())
                 .await
                 .expect("saga database"),
+            storage,
             sagad,
             demo,
             databases: vec![saga_database, demo_database],
@@ -274,15 +279,28 @@ pub async fn start_saga(
 }
 
 /// Starts `demo-participants --service all` on port 0 against `database_url`; returns the process and
-/// each service's endpoint (`http://…`) by name. `log_level` applies unless `RUST_LOG` is set.
+/// each service's endpoint (`http://…`) by name. `log_level` applies unless `RUST_LOG` is set. The app
+/// service keeps its packages in the binary's default directory for that database.
 pub async fn start_participants(
     database_url: &str,
+    log_level: &str,
+) -> (Process, BTreeMap<String, String>) {
+    spawn_participants(database_url, None, log_level).await
+}
+
+async fn spawn_participants(
+    database_url: &str,
+    storage_dir: Option<&Path>,
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
     let mut args = vec!["--service".to_owned(), "all".to_owned()];
     for service in PARTICIPANTS {
         args.push(format!("--{service}-addr"));
         args.push("127.0.0.1:0".to_owned());
+    }
+    if let Some(dir) = storage_dir {
+        args.push("--storage-dir".to_owned());
+        args.push(dir.display().to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = vec![("DEMO_DATABASE_URL", database_url.to_owned())];
