@@ -42,7 +42,7 @@ pub(crate) fn router(storage_dir: &Path) -> Router {
 /// Storage could not be made ready at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The directory cannot be created, listed or cleaned.
+    /// The directory cannot be listed or cleaned.
     #[error("cannot use the storage directory {dir}")]
     Io {
         /// The directory.
@@ -56,15 +56,14 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
 }
 
-/// Creates the storage directory and removes what no row counts: files of uploads whose transaction
-/// never committed, and interrupted writes. Run before serving, so that no upload is in flight.
+/// Removes from the storage directory what no row counts: files of uploads whose transaction never
+/// committed, and interrupted writes. Run before serving, so that no upload is in flight.
 pub(crate) async fn prepare_storage(pool: &PgPool, dir: &Path) -> Result<(), StorageError> {
     let storage = Storage::new(dir);
     let io = |source| StorageError::Io {
         dir: dir.to_owned(),
         source,
     };
-    storage.create().await.map_err(io)?;
     let listing = storage.list().await.map_err(io)?;
     for partial in &listing.partial {
         tokio::fs::remove_file(partial).await.map_err(io)?;

@@ -34,8 +34,8 @@ pub struct Settings {
     pub database_url: String,
     /// The services to run and the address each binds; port 0 picks a free port.
     pub services: BTreeMap<Service, SocketAddr>,
-    /// Where the app service keeps its packages, one file per content (created if missing). The service
-    /// owns it: at start it removes the files its database does not count.
+    /// Where the app service keeps its packages, one file per content (created with the first). The
+    /// service owns it: at start it removes the files its database does not count.
     pub storage_dir: PathBuf,
 }
 

@@ -38,18 +38,15 @@ impl Storage {
         &self.dir
     }
 
-    /// Creates the directory if it does not exist.
-    pub(crate) async fn create(&self) -> io::Result<()> {
-        tokio::fs::create_dir_all(&self.dir).await
-    }
-
     /// Stores `content` under its checksum `sha256`, unless it is there already. The bytes go to a
     /// temporary file that is synced, then renamed, so an object is whole or absent, never half written.
+    /// The directory is created with the first object.
     pub(crate) async fn put(&self, sha256: &str, content: &[u8]) -> io::Result<()> {
         let path = self.dir.join(sha256);
         if tokio::fs::try_exists(&path).await? {
             return Ok(());
         }
+        tokio::fs::create_dir_all(&self.dir).await?;
         let partial = self.dir.join(format!("{PARTIAL_PREFIX}{}", Uuid::now_v7()));
         let mut file = tokio::fs::File::create(&partial).await?;
         file.write_all(content).await?;
@@ -76,10 +73,14 @@ impl Storage {
         }
     }
 
-    /// The objects and interrupted writes in the directory; other files are not the storage's.
+    /// The objects and interrupted writes in the directory (none before it exists); other files are not
+    /// the storage's.
     pub(crate) async fn list(&self) -> io::Result<Listing> {
         let mut listing = Listing::default();
-        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(listing),
+            entries => entries?,
+        };
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -116,7 +117,12 @@ mod tests {
     #[tokio::test]
     async fn an_object_is_stored_once_under_its_checksum_and_removed_idempotently() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let storage = Storage::new(dir.path());
+        let storage = Storage::new(&dir.path().join("objects"));
+        assert_eq!(
+            storage.list().await.expect("list"),
+            Listing::default(),
+            "no directory yet"
+        );
         let sum = checksum(b"package");
         assert_eq!(
             sum,
