@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,8 +23,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "demo-participants", version)]
 struct Cli {
-    /// Which service to run.
-    #[arg(long, value_enum, default_value_t = Selection::All, env = "DEMO_SERVICE")]
+    /// Which service to run: one by name, or all.
+    #[arg(long, default_value = "all", env = "DEMO_SERVICE", value_parser = selection())]
     service: Selection,
     /// Listen address of the billing service.
     #[arg(long, default_value_t = Service::Billing.default_addr(), env = "DEMO_BILLING_ADDR")]
@@ -67,19 +68,20 @@ struct Cli {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Selection {
-    Billing,
-    Device,
-    Payment,
-    Withdrawal,
-    Gateway,
-    App,
-    Notification,
-    Customer,
-    Inventory,
-    Sales,
-    All,
+/// The `--service` argument: one service, or all of them (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Selection(Option<Service>);
+
+/// Parses `--service`: `all` or a service's name, listed in `--help`.
+fn selection() -> impl TypedValueParser<Value = Selection> {
+    let names = std::iter::once("all").chain(Service::ALL.map(Service::as_str));
+    PossibleValuesParser::new(names).map(|name| {
+        Selection(
+            Service::ALL
+                .into_iter()
+                .find(|service| service.as_str() == name),
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,19 +92,6 @@ enum LogFormat {
 
 impl Cli {
     fn settings(&self) -> Settings {
-        let chosen = |service| match self.service {
-            Selection::All => true,
-            Selection::Billing => service == Service::Billing,
-            Selection::Device => service == Service::Device,
-            Selection::Payment => service == Service::Payment,
-            Selection::Withdrawal => service == Service::Withdrawal,
-            Selection::Gateway => service == Service::Gateway,
-            Selection::App => service == Service::App,
-            Selection::Notification => service == Service::Notification,
-            Selection::Customer => service == Service::Customer,
-            Selection::Inventory => service == Service::Inventory,
-            Selection::Sales => service == Service::Sales,
-        };
         let addr = |service| match service {
             Service::Billing => self.billing_addr,
             Service::Device => self.device_addr,
@@ -119,7 +108,7 @@ impl Cli {
             database_url: self.database_url.clone(),
             services: Service::ALL
                 .into_iter()
-                .filter(|service| chosen(*service))
+                .filter(|service| self.service.0.is_none_or(|chosen| chosen == *service))
                 .map(|service| (service, addr(service)))
                 .collect(),
             storage_dir: self

@@ -58,18 +58,8 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
     let names: Vec<_> = announced.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "billing",
-            "device",
-            "payment",
-            "withdrawal",
-            "gateway",
-            "app",
-            "notification",
-            "customer",
-            "inventory",
-            "sales"
-        ]
+        Service::ALL.map(Service::as_str),
+        "one line per service, in order"
     );
 
     for (_, addr) in &announced {

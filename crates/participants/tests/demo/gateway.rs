@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use participants::Service::Gateway;
-use serde_json::{Value, json};
-use tonic::{Code, Request};
+use serde_json::{Map, Value, json};
+use tonic::{Code, Request, Status};
 use uuid::Uuid;
 
 use crate::support::{Demo, compensate, execute, id};
@@ -27,47 +27,44 @@ async fn rows(demo: &Demo, saga: Uuid) -> Result<(Option<String>, Vec<(i64, Stri
     Ok((order, payments))
 }
 
-async fn create_order(demo: &Demo, saga: Uuid, payload: &Value) -> Result<Value> {
+/// A fresh saga that opened an order on `channel` for `amount_cents`: its id and state.
+async fn ordered(demo: &Demo, channel: &str, amount_cents: i64) -> Result<(Uuid, Value)> {
+    let saga = Uuid::new_v4();
+    let mut state = json!({"payerId": "p1", "channel": channel, "amountCents": amount_cents});
     let output = demo
         .execute(
             Gateway,
-            execute(saga, "CREATE_ORDER", "CreateOrder", 1, payload),
+            execute(saga, "CREATE_ORDER", "CreateOrder", 1, &state),
         )
         .await?;
-    let mut state = payload.clone();
     if let Value::Object(state) = &mut state {
         state.extend(output);
     }
-    Ok(state)
+    Ok((saga, state))
+}
+
+/// Attempt `attempt` of CALL_PAYMENT_CHANNEL.
+async fn call_channel(
+    demo: &Demo,
+    saga: Uuid,
+    attempt: u32,
+    state: &Value,
+) -> Result<Map<String, Value>, Status> {
+    let step = ("CALL_PAYMENT_CHANNEL", "CallPaymentChannel");
+    demo.execute(Gateway, execute(saga, step.0, step.1, attempt, state))
+        .await
 }
 
 #[tokio::test]
 async fn the_channel_takes_the_money_of_the_order_once_and_the_order_is_paid() -> Result<()> {
     let demo = Demo::start().await?;
-    let saga = Uuid::new_v4();
-    let state = create_order(
-        &demo,
-        saga,
-        &json!({"payerId": "p1", "channel": "card", "amountCents": 1500}),
-    )
-    .await?;
+    let (saga, state) = ordered(&demo, "card", 1500).await?;
     assert_eq!(
         rows(&demo, saga).await?,
         (Some("CREATED".to_owned()), vec![])
     );
 
-    let paid = demo
-        .execute(
-            Gateway,
-            execute(
-                saga,
-                "CALL_PAYMENT_CHANNEL",
-                "CallPaymentChannel",
-                1,
-                &state,
-            ),
-        )
-        .await?;
+    let paid = call_channel(&demo, saga, 1, &state).await?;
 
     assert_eq!(paid["orderStatus"], "PAID");
     assert_eq!(
@@ -86,24 +83,8 @@ async fn the_channel_takes_the_money_of_the_order_once_and_the_order_is_paid() -
 #[tokio::test]
 async fn compensating_both_steps_cancels_the_channel_payment_then_the_order() -> Result<()> {
     let demo = Demo::start().await?;
-    let saga = Uuid::new_v4();
-    let state = create_order(
-        &demo,
-        saga,
-        &json!({"payerId": "p1", "channel": "wallet", "amountCents": 700}),
-    )
-    .await?;
-    demo.execute(
-        Gateway,
-        execute(
-            saga,
-            "CALL_PAYMENT_CHANNEL",
-            "CallPaymentChannel",
-            1,
-            &state,
-        ),
-    )
-    .await?;
+    let (saga, state) = ordered(&demo, "wallet", 700).await?;
+    call_channel(&demo, saga, 1, &state).await?;
 
     let cancelled = demo
         .compensate(
@@ -182,25 +163,9 @@ async fn an_unknown_or_disabled_channel_or_a_bad_amount_refuses_the_order() -> R
 #[tokio::test]
 async fn the_channel_refuses_an_amount_over_its_limit_and_takes_nothing() -> Result<()> {
     let demo = Demo::start().await?;
-    let saga = Uuid::new_v4();
-    let state = create_order(
-        &demo,
-        saga,
-        &json!({"payerId": "p1", "channel": "wallet", "amountCents": 50_001}),
-    )
-    .await?;
+    let (saga, state) = ordered(&demo, "wallet", 50_001).await?;
 
-    let status = demo
-        .execute(
-            Gateway,
-            execute(
-                saga,
-                "CALL_PAYMENT_CHANNEL",
-                "CallPaymentChannel",
-                1,
-                &state,
-            ),
-        )
+    let status = call_channel(&demo, saga, 1, &state)
         .await
         .expect_err("over the limit");
 
@@ -220,13 +185,7 @@ async fn the_channel_refuses_an_amount_over_its_limit_and_takes_nothing() -> Res
 async fn a_late_channel_takes_the_money_before_the_caller_gives_up_and_the_retry_gets_that_answer()
 -> Result<()> {
     let demo = Demo::start().await?;
-    let saga = Uuid::new_v4();
-    let mut state = create_order(
-        &demo,
-        saga,
-        &json!({"payerId": "p1", "channel": "card", "amountCents": 1500}),
-    )
-    .await?;
+    let (saga, mut state) = ordered(&demo, "card", 1500).await?;
     state["faults"] = json!({"CALL_PAYMENT_CHANNEL": "late:600ms"});
 
     let mut impatient = Request::new(execute(
@@ -252,18 +211,7 @@ async fn a_late_channel_takes_the_money_before_the_caller_gives_up_and_the_retry
     );
 
     let started = Instant::now();
-    let retry = demo
-        .execute(
-            Gateway,
-            execute(
-                saga,
-                "CALL_PAYMENT_CHANNEL",
-                "CallPaymentChannel",
-                2,
-                &state,
-            ),
-        )
-        .await?;
+    let retry = call_channel(&demo, saga, 2, &state).await?;
     assert!(
         started.elapsed() >= Duration::from_millis(600),
         "late again"
