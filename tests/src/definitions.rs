@@ -80,19 +80,15 @@ pub fn purchase_plan_as(name: &str, adjust: impl FnOnce(&mut Definition)) -> Def
     shipped_as("purchase_plan", name, adjust)
 }
 
-/// The shipped definition `shipped_name` under the name `name`, changed by `adjust`.
+/// The shipped definition `saga_type` under the name `name`, changed by `adjust`.
 ///
 /// # Panics
-/// When no shipped definition is called `shipped_name`.
-pub fn shipped_as(
-    shipped_name: &str,
-    name: &str,
-    adjust: impl FnOnce(&mut Definition),
-) -> Definition {
+/// When no shipped definition is named `saga_type`.
+pub fn shipped_as(saga_type: &str, name: &str, adjust: impl FnOnce(&mut Definition)) -> Definition {
     let mut definition = shipped()
         .into_iter()
-        .find(|d| d.name == shipped_name)
-        .unwrap_or_else(|| panic!("{shipped_name} is shipped"));
+        .find(|d| d.name == saga_type)
+        .unwrap_or_else(|| panic!("{saga_type} is shipped"));
     definition.name = name.to_owned();
     adjust(&mut definition);
     definition

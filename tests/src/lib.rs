@@ -16,9 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{
-    GetStatusRequest, Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRequest,
-};
+use saga_proto::v1::{Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRequest};
 use saga_testkit::TestDatabase;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -135,6 +133,18 @@ impl Process {
         self.child.id().expect("running process")
     }
 
+    /// Sends `signal` (e.g. "STOP", "CONT") to the process.
+    ///
+    /// # Panics
+    /// When `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// Kills the process with SIGKILL, as a crash would, and reaps it.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL");
@@ -233,7 +243,7 @@ impl Stack {
         start_saga(&mut self.client, saga_type, payload).await
     }
 
-    /// Polls `GetStatus` until the saga is terminal.
+    /// Follows the saga until it is terminal.
     pub async fn wait_terminal(&mut self, saga_id: &str) -> Saga {
         wait_terminal(&mut self.client, saga_id).await
     }
@@ -385,34 +395,15 @@ pub async fn watch_until(
         .unwrap_or_else(|_| panic!("saga {saga_id}: no awaited change within 30s"))
 }
 
-/// Polls `GetStatus` (1 ms doubling to 50 ms) until the saga is terminal; panics after 30 s.
+/// Follows the saga with `WatchSaga` until it is terminal; panics after 30 s.
 pub async fn wait_terminal(client: &mut SagaCoordinatorClient<Channel>, saga_id: &str) -> Saga {
-    let mut pause = Duration::from_millis(1);
-    let poll = async {
-        loop {
-            let saga = client
-                .get_status(GetStatusRequest {
-                    saga_id: saga_id.to_owned(),
-                })
-                .await
-                .expect("GetStatus")
-                .into_inner()
-                .saga
-                .expect("saga in response");
-            let status = saga.status();
-            if matches!(
-                status,
-                SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed
-            ) {
-                return saga;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), poll)
-        .await
-        .unwrap_or_else(|_| panic!("saga {saga_id} not terminal within 30s"))
+    watch_until(client, saga_id, |saga| {
+        matches!(
+            saga.status(),
+            SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed
+        )
+    })
+    .await
 }
 
 /// The status of every step of `saga`, in order.

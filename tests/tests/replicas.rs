@@ -212,15 +212,6 @@ async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_n
     demo.terminate().await;
 }
 
-/// Sends `signal` (e.g. "STOP", "CONT") to `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 #[tokio::test]
 async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_resumes() {
     let saga_db = TestDatabase::create("sagad_paused").await;
@@ -246,7 +237,7 @@ async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_r
         saga.current_step == "PROCESS_PAYMENT"
     })
     .await;
-    signal(a.pid(), "STOP");
+    a.signal("STOP");
 
     // B takes the saga over once A's lease runs out, and finishes it (the participant's barrier answers
     // B's repeat of the charge with the first result).
@@ -267,7 +258,7 @@ async fn a_replica_paused_past_its_lease_cannot_write_its_stale_result_when_it_r
     let finished_by_b = footprint().await;
 
     // A resumes: its charge answers, its write is refused; SIGTERM then waits for that executor to end.
-    signal(a.pid(), "CONT");
+    a.signal("CONT");
     let status = a.terminate().await;
     assert!(status.success(), "A exited with {status}");
     assert_eq!(

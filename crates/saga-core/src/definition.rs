@@ -277,6 +277,16 @@ impl Definition {
             if let Some(retry) = &step.retry {
                 retry.validate(&at("retry"))?;
             }
+            if let Some((code, _)) = step
+                .errors
+                .iter()
+                .find(|(_, kind)| **kind == ErrorKind::InvalidOutput)
+            {
+                return Err(invalid(
+                    at("errors"),
+                    format!("{code}: a code is classified as refusal or transient"),
+                ));
+            }
             if let Some(code) = step
                 .errors
                 .keys()
@@ -598,6 +608,13 @@ steps:
                 PURCHASE.replace(
                     "action: ValidatePlan,",
                     "action: ValidatePlan, errors: {OK: refusal},",
+                ),
+                "steps[0].errors",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: ValidatePlan,",
+                    "action: ValidatePlan, errors: {INTERNAL: invalid_output},",
                 ),
                 "steps[0].errors",
             ),

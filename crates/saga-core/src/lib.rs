@@ -9,6 +9,7 @@
 //!   into a new saga plus the history events to append.
 //! - [`backoff`]: retry delays with exponential growth, a cap and jitter.
 //! - [`record`]: read models of the saga log (listing summaries, recorded history events).
+//! - [`storable`]: what the saga log can store of a JSON value.
 
 pub mod backoff;
 pub mod definition;
@@ -16,6 +17,7 @@ pub mod machine;
 pub mod record;
 pub mod saga;
 pub mod status;
+pub mod storable;
 
 pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition, UnprovidedNeed};
 pub use machine::{

@@ -10,14 +10,20 @@
 //! - A refusal is definite: no retry; the steps before it are compensated in reverse order.
 //! - A transient error is retried with backoff; when retries run out the failed step is compensated too,
 //!   because it may have taken effect.
-//! - Once the pivot succeeds the saga only moves forward: a later step that fails for good parks the
-//!   saga in `FAILED` (`FORWARD_FAILED`). A pivot whose outcome stays unknown parks it as well, since
-//!   neither direction is safe without an operator.
+//! - Once the pivot is reached (it is being called, or may have been by an owner that died) the saga
+//!   only moves forward: the deadline no longer applies and operators cannot abort. A later step that
+//!   fails for good parks the saga in `FAILED` (`FORWARD_FAILED`). A pivot whose outcome stays unknown
+//!   parks it as well, since neither direction is safe without an operator.
 //! - A compensation never refuses: every error is retried under the compensation policy; when it runs
 //!   out the saga parks in `FAILED` (`COMPENSATION_FAILED`).
-//! - Past the whole-saga deadline a saga that has not passed its pivot is compensated (`TIMED_OUT`).
-//! - An operator may abort a running saga that has not passed its pivot (compensate now, `ABORTED`), and
-//!   retry a parked one from the step where it stopped, with a fresh attempt budget.
+//! - Past the whole-saga deadline a saga that has not reached its pivot is compensated (`TIMED_OUT`).
+//! - Attempts are recorded only after a call returns, so the step a saga was on when it turns to
+//!   compensation (deadline, abort) may have run — by this owner or by one that died — and is
+//!   compensated. Behind the participant's barrier that is a no-op if it never ran, and it fences a late
+//!   delivery of the action.
+//! - An operator may abort a running saga that has not reached its pivot (compensate now, `ABORTED`),
+//!   and retry a parked one from the step where it stopped, with a fresh attempt budget and a new
+//!   delivery generation (a refusal recorded by the participant is not replayed to it).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -58,6 +64,10 @@ pub enum ErrorKind {
     Refusal,
     /// The outcome is unknown: the step may or may not have happened.
     Transient,
+    /// The participant answered OK, but with an output the saga log cannot record (e.g. a NUL character
+    /// in a string): the step happened, and asking again would only replay the same answer. Never a
+    /// classification of a gRPC code.
+    InvalidOutput,
 }
 
 /// A failed step call.
@@ -175,6 +185,17 @@ pub enum HistoryEvent {
         /// The lease epoch it holds.
         epoch: i64,
     },
+    /// An instance could not decode the saga's stored row (e.g. a definition snapshot written by a newer
+    /// version during a rolling upgrade) and set it aside until `retry_at`, when any instance may claim
+    /// it again. Written by the saga log, never by [`apply`].
+    SagaQuarantined {
+        /// The instance that could not decode it.
+        owner: String,
+        /// What could not be decoded.
+        error: String,
+        /// When it may be claimed again.
+        retry_at: DateTime<Utc>,
+    },
     /// An operator resumed a parked saga at `step`, with a fresh attempt budget.
     SagaRetried {
         /// The step that runs again.
@@ -200,6 +221,7 @@ impl HistoryEvent {
             Self::SagaAborted { .. } => "SAGA_ABORTED",
             Self::SagaRetried { .. } => "SAGA_RETRIED",
             Self::SagaClaimed { .. } => "SAGA_CLAIMED",
+            Self::SagaQuarantined { .. } => "SAGA_QUARANTINED",
         }
     }
 }
@@ -351,9 +373,7 @@ pub fn apply(
                 Some(t) => format!("saga did not finish within its {t} timeout"),
                 None => "saga deadline passed".to_owned(),
             };
-            // No call is in flight (the executor asked to expire), so only a step already attempted
-            // may have happened.
-            settle_current_step(&mut next, now, false);
+            settle_current_step(&mut next, now);
             start_compensation(
                 &mut next,
                 FailureReason::TimedOut,
@@ -364,10 +384,7 @@ pub fn apply(
         }
         Input::Abort { reason } => {
             check_abortable(saga)?;
-            // A call to the current step may be in flight right now, even before its first attempt is
-            // recorded: treat it as possibly done. Compensating a step that never ran is a no-op for a
-            // participant behind a barrier, and the barrier also stops the late action.
-            settle_current_step(&mut next, now, true);
+            settle_current_step(&mut next, now);
             let message = format!("aborted by an operator: {reason}");
             events.push(HistoryEvent::SagaAborted { reason });
             start_compensation(&mut next, FailureReason::Aborted, message, now, &mut events);
@@ -410,39 +427,46 @@ fn expect_command(saga: &Saga, now: DateTime<Utc>, expected: Command) -> Result<
     }
 }
 
-/// Settles the step the saga was on when it stops going forward. A step already attempted may have
-/// happened; so may one not yet recorded as attempted when `call_may_be_in_flight`. Such a step is
-/// compensated when it can be, and failed otherwise; a step never reached is left for
-/// [`start_compensation`] to skip.
-fn settle_current_step(saga: &mut Saga, now: DateTime<Utc>, call_may_be_in_flight: bool) {
+/// Settles the step the saga was on when it stops going forward (deadline, abort). Attempts are recorded
+/// only after a call returns, so a call to it may be in flight right now or may have been made by an
+/// owner that died, even when the log shows no attempt: it is treated as possibly done — compensated
+/// when it can be (a no-op behind the participant's barrier if it never ran, and the barrier fences
+/// the late action), failed otherwise.
+fn settle_current_step(saga: &mut Saga, now: DateTime<Utc>) {
     let Some(index) = saga.current_step() else {
         return;
     };
     let compensable = saga.definition.steps[index].compensate.is_some();
     let s = &mut saga.steps[index];
-    let attempted = s.status == StepStatus::Running;
-    if compensable && (attempted || call_may_be_in_flight) {
-        s.status = StepStatus::Compensating;
-        s.finished_at = Some(now);
-    } else if attempted {
-        s.status = StepStatus::Failed;
-        s.finished_at = Some(now);
-    }
+    s.maybe_applied = true;
+    s.finished_at = Some(now);
+    s.status = if compensable {
+        StepStatus::Compensating
+    } else {
+        StepStatus::Failed
+    };
 }
 
-/// Only a running saga that has not passed its pivot can be aborted.
+/// Only a running saga that has not reached its pivot can be aborted.
 fn check_abortable(saga: &Saga) -> Result<(), Mismatch> {
     let refuse = |why: String| Err(Mismatch(why));
     match saga.status {
-        SagaStatus::Running if saga.past_pivot() => {
+        SagaStatus::Running if saga.reached_pivot() => {
             let pivot = saga
                 .definition
                 .pivot_index()
                 .map(|p| saga.definition.steps[p].name.as_str())
                 .unwrap_or_default();
-            refuse(format!(
-                "saga passed its pivot step {pivot} and can only move forward; it cannot be aborted"
-            ))
+            if saga.past_pivot() {
+                refuse(format!(
+                    "saga passed its pivot step {pivot} and can only move forward; it cannot be aborted"
+                ))
+            } else {
+                refuse(format!(
+                    "saga is at its pivot step {pivot}, whose outcome may already be in effect; it can \
+                     only move forward and cannot be aborted"
+                ))
+            }
         }
         SagaStatus::Running => Ok(()),
         SagaStatus::Compensating => refuse("saga is already COMPENSATING".to_owned()),
@@ -471,7 +495,9 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             let index = saga
                 .next_to_compensate()
                 .ok_or_else(|| Mismatch("parked saga has no step left to compensate".to_owned()))?;
-            saga.steps[index].compensation_attempts = 0;
+            let s = &mut saga.steps[index];
+            s.compensation_attempts = 0;
+            s.generation += 1;
             Ok(index)
         }
         Some(FailureReason::ForwardFailed) => {
@@ -483,9 +509,12 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             let index = saga
                 .current_step()
                 .ok_or_else(|| Mismatch("parked saga has no step left to run".to_owned()))?;
+            // A fresh attempt budget in a new delivery generation; `maybe_applied` stays, since an
+            // earlier generation's attempt may have taken effect.
             let s = &mut saga.steps[index];
             s.status = StepStatus::Running;
             s.attempts = 0;
+            s.generation += 1;
             s.finished_at = None;
             Ok(index)
         }
@@ -537,11 +566,13 @@ fn fail(
             "{} failed after {attempt} attempts: {}",
             step.name, error.message
         ),
+        ErrorKind::InvalidOutput => format!("{} {}", step.name, error.message),
     };
-    // Refusals are never retried, so an earlier attempt ended in a transient error: even a refused step
-    // may have happened then (its answer lost), and must be treated as unknown.
-    let may_have_happened = error.kind == ErrorKind::Transient || attempt > 1;
+    // A refusal is definite for its own attempt only: an earlier attempt (of this or an earlier
+    // generation) may have happened with its answer lost, and then so may the step.
     let s = &mut saga.steps[index];
+    let may_have_happened = error.kind != ErrorKind::Refusal || s.maybe_applied;
+    s.maybe_applied = may_have_happened;
     s.last_error = Some(error.message.clone());
     events.push(HistoryEvent::StepFailed {
         step: index,

@@ -125,6 +125,13 @@ pub struct Step {
     pub started_at: Option<DateTime<Utc>>,
     /// When the step reached a settled status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Operator retries of this step so far (`RetrySaga`). Sent with every call: a participant that
+    /// recorded a refusal in an earlier generation runs the step again.
+    pub generation: u32,
+    /// An attempt of this step may have taken effect without its OK being recorded (a transient error,
+    /// a call in flight when the saga turned, an output that could not be recorded). Kept across
+    /// operator retries, so a later refusal still counts the step as possibly done.
+    pub maybe_applied: bool,
 }
 
 // Declared by hand: `StepStatus` comes from a macro shared with enums that have no default.
@@ -177,11 +184,22 @@ impl Saga {
             .is_some_and(|p| self.steps[p].status == StepStatus::Succeeded)
     }
 
-    /// The whole-saga deadline, while it applies: only running forward before the pivot, since past the
-    /// pivot the saga must move forward and a compensation must finish whatever the time.
+    /// Whether the saga ran forward up to its pivot: the pivot is being called (or may have been, by an
+    /// owner that died) or succeeded. From then on its outcome may be in effect, so the saga only moves
+    /// forward.
+    pub fn reached_pivot(&self) -> bool {
+        self.definition.pivot_index().is_some_and(|p| {
+            self.steps[..p]
+                .iter()
+                .all(|s| s.status == StepStatus::Succeeded)
+        })
+    }
+
+    /// The whole-saga deadline, while it applies: only running forward before the pivot is reached,
+    /// since from there the saga must move forward and a compensation must finish whatever the time.
     pub fn active_deadline(&self) -> Option<DateTime<Utc>> {
         self.deadline_at
-            .filter(|_| self.status == SagaStatus::Running && !self.past_pivot())
+            .filter(|_| self.status == SagaStatus::Running && !self.reached_pivot())
     }
 
     /// The step being executed (while running) or compensated (while compensating).

@@ -477,18 +477,24 @@ fn an_outcome_that_arrives_after_the_deadline_is_recorded_before_the_saga_expire
 
     let expired = apply(&t.saga, Input::DeadlinePassed, late, 0.5).expect("deadline passed");
     assert_eq!(
-        expired.saga.status,
-        SagaStatus::Compensated,
-        "nothing to undo yet"
-    );
-    assert_eq!(
-        expired.saga.failure.map(|f| f.reason),
+        expired.saga.failure.as_ref().map(|f| f.reason),
         Some(FailureReason::TimedOut)
     );
+    // CREATE_ORDER shows no attempt, but an owner that died may have called it: it is compensated (a
+    // no-op behind the barrier if it never ran); the rest are skipped.
+    assert_eq!(expired.saga.status, SagaStatus::Compensating);
     assert_eq!(
-        expired.changed_steps,
-        [1, 2, 3, 4, 5],
-        "the rest are skipped"
+        statuses(&expired.saga),
+        [Succeeded, Compensating, Skipped, Skipped, Skipped, Skipped]
+    );
+    assert!(expired.saga.steps[1].maybe_applied);
+    assert_eq!(expired.changed_steps, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        next_command(&expired.saga, late),
+        Command::Compensate {
+            index: 1,
+            attempt: 1
+        }
     );
     assert!(
         apply(&saga, Input::DeadlinePassed, start, 0.5).is_err(),
@@ -591,11 +597,14 @@ fn abort_compensates_the_completed_steps_and_the_one_that_may_be_in_flight() {
 }
 
 #[test]
-fn abort_of_a_step_without_compensation_skips_it() {
+fn abort_of_a_step_without_compensation_fails_it_since_its_call_may_be_in_flight() {
     let run = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(0));
     let t = operator(&run, abort()).expect("abortable");
     assert_eq!(t.saga.status, SagaStatus::Compensated);
-    assert_eq!(statuses(&t.saga), [Skipped; 6]);
+    assert_eq!(
+        statuses(&t.saga),
+        [Failed, Skipped, Skipped, Skipped, Skipped, Skipped]
+    );
 }
 
 #[test]
@@ -708,5 +717,197 @@ fn a_refusal_after_a_lost_answer_compensates_the_step_because_the_first_attempt_
     assert_eq!(
         names(&run)[4..],
         ["ALLOCATE_DEVICE:compensate:1", "CREATE_ORDER:compensate:1"]
+    );
+}
+
+/// Drives `saga` with `answer(step index, attempt)` for forward calls and OK compensations, from `now`,
+/// and returns whether the deadline ever expired it.
+fn drive_with_deadline_check(
+    mut saga: Saga,
+    mut now: DateTime<Utc>,
+    answer: impl Fn(usize, u32) -> Result<JsonMap, StepError>,
+) -> (Saga, bool) {
+    let mut expired = false;
+    for _ in 0..10_000 {
+        let input = match next_command(&saga, now) {
+            Command::Done => return (saga, expired),
+            Command::WaitUntil(at) => {
+                now = at;
+                continue;
+            }
+            Command::Expire => {
+                expired = true;
+                Input::DeadlinePassed
+            }
+            Command::Execute { index, attempt } => Input::Executed {
+                index,
+                attempt,
+                started_at: now,
+                result: answer(index, attempt),
+            },
+            Command::Compensate { index, attempt } => Input::Compensated {
+                index,
+                attempt,
+                result: Ok(()),
+            },
+        };
+        now += Duration::seconds(1);
+        saga = apply(&saga, input, now, 0.5).expect("valid input").saga;
+    }
+    panic!("saga did not finish")
+}
+
+#[test]
+fn a_pivot_retried_past_the_saga_deadline_is_never_compensated_around() {
+    // ACTIVATE_ORDER (the pivot) fails transiently for longer than the 5m saga deadline: the deadline no
+    // longer applies once the pivot is reached, so the saga keeps retrying it and parks when the budget
+    // runs out, instead of compensating the payment the pivot may already have built on.
+    let mut d = (*definition()).clone();
+    d.retry.max_attempts = 20;
+    d.retry.max_backoff = std::time::Duration::from_secs(60);
+    let saga = Saga::new(Arc::new(d), payload(), None, t0());
+    let (saga, expired) = drive_with_deadline_check(saga, t0(), |index, _| {
+        if index == 4 {
+            Err(error(ErrorKind::Transient))
+        } else {
+            Ok(JsonMap::new())
+        }
+    });
+    assert!(!expired, "the deadline expired a saga at its pivot");
+    assert_eq!(saga.status, SagaStatus::Failed);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::ForwardFailed)
+    );
+    assert_eq!(saga.steps[4].attempts, 20, "every attempt was made");
+    assert!(
+        saga.updated_at > t0() + Duration::minutes(5),
+        "past the deadline"
+    );
+    assert_eq!(statuses(&saga)[..4], [Succeeded; 4]);
+}
+
+#[test]
+fn a_step_taken_over_past_the_deadline_is_compensated_though_no_attempt_was_recorded() {
+    // The owner called PROCESS_PAYMENT and died before recording it; the next owner finds the saga past
+    // its deadline. The charge may have happened: it is refunded.
+    let run = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(3));
+    let late = t0() + Duration::minutes(10);
+    assert_eq!(next_command(&run.saga, late), Command::Expire);
+    let t = apply(&run.saga, Input::DeadlinePassed, late, 0.5).expect("deadline passed");
+    assert_eq!(t.saga.steps[3].status, Compensating);
+    assert!(t.saga.steps[3].maybe_applied);
+    let rest = drive_from(t.saga, late, |_, _, _| Answer::Ok, |_| false);
+    assert_eq!(rest.saga.status, SagaStatus::Compensated);
+    assert_eq!(
+        names(&rest),
+        [
+            "PROCESS_PAYMENT:compensate:1",
+            "ALLOCATE_DEVICE:compensate:1",
+            "CREATE_ORDER:compensate:1"
+        ]
+    );
+}
+
+#[test]
+fn abort_is_refused_while_the_pivot_may_be_in_flight() {
+    let at_pivot = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(4));
+    let err = operator(&at_pivot, abort()).expect_err("abort refused at the pivot");
+    assert!(err.contains("at its pivot step ACTIVATE_ORDER"), "{err}");
+    assert!(err.contains("only move forward"), "{err}");
+}
+
+#[test]
+fn retry_of_a_refused_step_starts_a_new_generation_and_keeps_its_uncertainty() {
+    // NOTIFY_USER (after the pivot) loses an answer, then is refused: the saga parks. A retry gives the
+    // step a fresh budget in generation 1 — the participant's barrier runs it again instead of replaying
+    // the refusal — and the step stays marked as possibly applied.
+    let parked = drive(|step, _, attempt| match (step, attempt) {
+        ("NOTIFY_USER", 1) => Answer::Unavailable,
+        ("NOTIFY_USER", _) => Answer::Refuse,
+        _ => Answer::Ok,
+    });
+    assert_eq!(parked.saga.status, SagaStatus::Failed);
+    assert_eq!(parked.saga.steps[5].generation, 0);
+    let t = operator(&parked, retry()).expect("retryable");
+    let step = &t.saga.steps[5];
+    assert_eq!((step.attempts, step.generation), (0, 1));
+    assert!(step.maybe_applied, "an earlier attempt may have happened");
+    assert_eq!(t.changed_steps, [5]);
+
+    let again = drive_from(
+        t.saga,
+        parked.saga.updated_at,
+        |_, _, _| Answer::Refuse,
+        |_| false,
+    );
+    assert_eq!(again.saga.status, SagaStatus::Failed, "parks again");
+    let t = operator(&again, retry()).expect("retryable again");
+    assert_eq!(t.saga.steps[5].generation, 2);
+}
+
+#[test]
+fn a_refused_pivot_that_may_have_run_in_an_earlier_generation_parks_instead_of_compensating() {
+    let definition = definition();
+    let mut saga = Saga::new(definition, payload(), None, t0());
+    // The pivot's first generation ran out of attempts with unknown outcomes: parked.
+    let (parked, _) = drive_with_deadline_check(saga.clone(), t0(), |index, _| {
+        if index == 4 {
+            Err(error(ErrorKind::Transient))
+        } else {
+            Ok(JsonMap::new())
+        }
+    });
+    assert_eq!(parked.status, SagaStatus::Failed);
+    let now = parked.updated_at + Duration::seconds(1);
+    saga = apply(&parked, retry(), now, 0.5).expect("retryable").saga;
+    // In generation 1 the participant refuses at once: the pivot may still have happened before.
+    let (saga, _) = drive_with_deadline_check(saga, now, |index, _| {
+        if index == 4 {
+            Err(error(ErrorKind::Refusal))
+        } else {
+            Ok(JsonMap::new())
+        }
+    });
+    assert_eq!(saga.status, SagaStatus::Failed);
+    assert_eq!(
+        saga.failure.as_ref().map(|f| f.reason),
+        Some(FailureReason::ForwardFailed)
+    );
+    assert_eq!(statuses(&saga)[..4], [Succeeded; 4], "nothing compensated");
+}
+
+#[test]
+fn an_output_that_cannot_be_recorded_fails_the_step_at_once_and_compensates_it_too() {
+    let saga = Saga::new(definition(), payload(), None, t0());
+    let (saga, _) = drive_with_deadline_check(saga, t0(), |index, _| {
+        if index == 2 {
+            Err(StepError {
+                kind: ErrorKind::InvalidOutput,
+                message: "answered OK with an output the saga log cannot store".to_owned(),
+            })
+        } else {
+            Ok(JsonMap::new())
+        }
+    });
+    assert_eq!(saga.status, SagaStatus::Compensated);
+    assert_eq!(saga.steps[2].attempts, 1, "not retried");
+    assert_eq!(
+        statuses(&saga),
+        [
+            Succeeded,
+            Compensated,
+            Compensated,
+            Skipped,
+            Skipped,
+            Skipped
+        ]
+    );
+    let failure = saga.failure.expect("failure");
+    assert_eq!(failure.reason, FailureReason::StepFailed);
+    assert!(
+        failure.message.starts_with("ALLOCATE_DEVICE answered OK"),
+        "{}",
+        failure.message
     );
 }

@@ -1,10 +1,15 @@
 //! Property test of the state machine: for any definition shape and any sequence of participant answers
-//! (success, refusal, transient error, deadline — some of which took effect anyway), operator aborts and
-//! retries, every saga ends terminal and compensation obeys DESIGN.md §1–2:
-//! - compensations run in strict reverse order, each step at most once;
+//! (success, refusal, transient error, deadline — some of which took effect anyway), crashes of the
+//! owner between a call and its record (another owner takes over later, maybe past the deadline),
+//! operator aborts and retries, every saga ends terminal and compensation obeys DESIGN.md §1–2:
+//! - compensations run in strict reverse order, each step's effect is undone at most once;
 //! - only steps that succeeded or whose outcome is unknown are compensated;
-//! - nothing is compensated once the pivot has succeeded, and nothing runs forward once compensation began;
+//! - nothing is compensated once the pivot succeeded or may have, and nothing runs forward once
+//!   compensation began;
 //! - a compensated saga has undone every effect a participant applied.
+//!
+//! Participants keep the contract of DESIGN.md §1 (the SDK's barrier): a call repeated after its effect
+//! was applied answers as the first one did, and a compensation repeated after it applied is a replay.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +34,8 @@ enum Answer {
     Deadline {
         applied: bool,
     },
+    /// OK, with an output the saga log cannot record: the effect happened.
+    UnrecordableOutput,
 }
 
 fn answer() -> impl Strategy<Value = Answer> {
@@ -37,6 +44,7 @@ fn answer() -> impl Strategy<Value = Answer> {
         1 => Just(Answer::Refuse),
         2 => any::<bool>().prop_map(|applied| Answer::Transient { applied }),
         1 => any::<bool>().prop_map(|applied| Answer::Deadline { applied }),
+        1 => Just(Answer::UnrecordableOutput),
     ]
 }
 
@@ -115,18 +123,46 @@ struct Operator {
     in_flight_applied: bool,
 }
 
+/// The owner dies during call number `at_call`, after the participant did (or did not) apply it and
+/// before the outcome is recorded; another owner takes the saga over `resume_after_secs` later (past
+/// the lease, and maybe past the saga deadline) from what the saga log holds.
+#[derive(Debug, Clone, Copy)]
+struct Crash {
+    at_call: usize,
+    applied: bool,
+    resume_after_secs: i64,
+}
+
+fn crash() -> impl Strategy<Value = Crash> {
+    (0usize..14, any::<bool>(), 1i64..300).prop_map(|(at_call, applied, resume_after_secs)| Crash {
+        at_call,
+        applied,
+        resume_after_secs,
+    })
+}
+
 /// What the participant saw and did, recorded while driving.
 #[derive(Debug, Default)]
 struct World {
     /// Whether each step's forward effect is applied and not undone.
     applied: Vec<bool>,
+    /// Whether each step's forward effect was ever applied: a repeated delivery then answers OK, as the
+    /// barrier replays the first answer.
+    ever_applied: Vec<bool>,
     /// Steps that answered OK, or whose effect is unknown to the coordinator.
     maybe_happened: HashSet<usize>,
-    /// Indexes of successful compensations, in order.
+    /// Indexes of compensations that took effect, in order; a repeated delivery of one is a replay.
     compensated: Vec<usize>,
-    /// Whether any compensation was attempted yet, and whether the pivot had succeeded by then.
+    /// Whether any compensation was attempted yet.
     compensation_began: bool,
-    pivot_succeeded: bool,
+}
+
+impl World {
+    /// Whether the pivot took effect (answered OK, or ran while its answer was lost, while an abort
+    /// turned the saga, or while its owner died): from then on nothing may be compensated.
+    fn pivot_applied(&self, pivot: Option<usize>) -> bool {
+        pivot.is_some_and(|p| self.ever_applied[p])
+    }
 }
 
 fn error(kind: ErrorKind) -> StepError {
@@ -142,47 +178,56 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Drives a saga to a terminal status and checks every rule on the way; returns the final saga.
-fn run(
-    shape: &Shape,
-    answers: &[Answer],
+/// The scenario of one case: answers in call order, and what operators and crashes do when.
+#[derive(Debug, Clone)]
+struct Scenario {
+    answers: Vec<Answer>,
     abort: Option<Operator>,
+    crashes: Vec<Crash>,
     operator_retries: u32,
     jitter: f64,
-) -> Result<(Saga, World), TestCaseError> {
+}
+
+/// Drives a saga to a terminal status and checks every rule on the way; returns the final saga.
+fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseError> {
     let definition = shape.definition();
     let n = definition.steps.len();
+    let jitter = scenario.jitter;
     let mut now = t0();
     let mut saga = Saga::new(definition.clone(), JsonMap::new(), None, now);
     let mut world = World {
         applied: vec![false; n],
+        ever_applied: vec![false; n],
         ..World::default()
     };
-    let mut answers = answers.iter().copied();
+    let mut answers = scenario.answers.iter().copied();
     let mut calls = 0usize;
-    let mut retries_left = operator_retries;
+    let mut retries_left = scenario.operator_retries;
 
     for _ in 0..10_000 {
         let command = next_command(&saga, now);
         if let (Some(op), Command::Execute { index, .. } | Command::Compensate { index, .. }) =
-            (abort, command)
+            (scenario.abort, command)
             && op.at_call == calls
         {
             let input = Input::Abort {
                 reason: "test".to_owned(),
             };
             if let Ok(t) = apply(&saga, input, now, jitter) {
-                if matches!(command, Command::Execute { .. }) && op.in_flight_applied {
-                    world.applied[index] = true;
-                }
                 if matches!(command, Command::Execute { .. }) {
+                    // The call was on its way: it may have reached the participant before the
+                    // compensation fenced it.
                     world.maybe_happened.insert(index);
+                    if op.in_flight_applied {
+                        apply_forward(&mut world, index);
+                    }
                 }
                 saga = t.saga;
                 calls += 1;
                 continue;
             }
         }
+        let crash = scenario.crashes.iter().find(|c| c.at_call == calls);
         let input = match command {
             Command::Done if saga.status == SagaStatus::Failed && retries_left > 0 => {
                 retries_left -= 1;
@@ -203,20 +248,36 @@ fn run(
                     !world.compensation_began || shape.pivot.is_some_and(|p| index >= p),
                     "step {index} ran forward after compensation began"
                 );
-                let answer = answers.next().unwrap_or(Answer::Ok);
+                // The barrier replays an applied step's first answer; otherwise the script decides.
+                let answer = match answers.next().unwrap_or(Answer::Ok) {
+                    Answer::Refuse if world.ever_applied[index] => Answer::Ok,
+                    other => other,
+                };
+                if let Some(crash) = crash {
+                    world.maybe_happened.insert(index);
+                    if crash.applied {
+                        apply_forward(&mut world, index);
+                    }
+                    now += Duration::seconds(crash.resume_after_secs);
+                    continue;
+                }
                 let started_at = now;
                 let result = match answer {
                     Answer::Ok => {
-                        world.applied[index] = true;
+                        apply_forward(&mut world, index);
                         world.maybe_happened.insert(index);
-                        if shape.pivot == Some(index) {
-                            world.pivot_succeeded = true;
-                        }
                         Ok(JsonMap::new())
                     }
                     Answer::Refuse => Err(error(ErrorKind::Refusal)),
+                    Answer::UnrecordableOutput => {
+                        apply_forward(&mut world, index);
+                        world.maybe_happened.insert(index);
+                        Err(error(ErrorKind::InvalidOutput))
+                    }
                     Answer::Transient { applied } | Answer::Deadline { applied } => {
-                        world.applied[index] |= applied;
+                        if applied {
+                            apply_forward(&mut world, index);
+                        }
                         world.maybe_happened.insert(index);
                         if matches!(answer, Answer::Deadline { .. }) {
                             now += Duration::seconds(3);
@@ -235,24 +296,29 @@ fn run(
                 calls += 1;
                 world.compensation_began = true;
                 prop_assert!(
-                    !world.pivot_succeeded,
-                    "step {index} compensated after the pivot succeeded"
+                    !world.pivot_applied(shape.pivot),
+                    "step {index} compensated after the pivot took effect"
                 );
                 prop_assert!(
                     world.maybe_happened.contains(&index),
                     "step {index} compensated though it never succeeded nor may have"
                 );
-                prop_assert!(
-                    !world.compensated.contains(&index),
-                    "step {index} compensated twice"
-                );
-                let result = match answers.next().unwrap_or(Answer::Ok) {
-                    Answer::Ok => {
+                let ok = matches!(answers.next().unwrap_or(Answer::Ok), Answer::Ok);
+                if crash.is_some_and(|c| c.applied) || ok {
+                    // A repeated delivery of a compensation that took effect is a replay.
+                    if !world.compensated.contains(&index) {
                         world.applied[index] = false;
                         world.compensated.push(index);
-                        Ok(())
                     }
-                    _ => Err(error(ErrorKind::Transient)),
+                }
+                if let Some(crash) = crash {
+                    now += Duration::seconds(crash.resume_after_secs);
+                    continue;
+                }
+                let result = if ok {
+                    Ok(())
+                } else {
+                    Err(error(ErrorKind::Transient))
                 };
                 Input::Compensated {
                     index,
@@ -272,23 +338,49 @@ fn run(
     )))
 }
 
+/// A forward effect takes place (again, if it was undone: a late action a compensation did not fence).
+fn apply_forward(world: &mut World, index: usize) {
+    world.applied[index] = true;
+    world.ever_applied[index] = true;
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(answer(), 0..40),
+        proptest::option::of((0usize..12, any::<bool>()).prop_map(
+            |(at_call, in_flight_applied)| Operator {
+                at_call,
+                in_flight_applied,
+            },
+        )),
+        proptest::collection::vec(crash(), 0..3),
+        0u32..3,
+        0.0f64..1.0,
+    )
+        .prop_map(
+            |(answers, abort, crashes, operator_retries, jitter)| Scenario {
+                answers,
+                abort,
+                crashes,
+                operator_retries,
+                jitter,
+            },
+        )
+}
+
 proptest! {
     // Failures print the minimal input; nothing is persisted into the source tree.
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(2000)
+        ..ProptestConfig::with_cases(cases())
     })]
 
     #[test]
     fn every_saga_ends_terminal_and_compensation_keeps_its_promises(
         shape in shape(),
-        answers in proptest::collection::vec(answer(), 0..40),
-        abort in proptest::option::of((0usize..12, any::<bool>())
-            .prop_map(|(at_call, in_flight_applied)| Operator { at_call, in_flight_applied })),
-        operator_retries in 0u32..3,
-        jitter in 0.0f64..1.0,
+        scenario in scenario(),
     ) {
-        let (saga, world) = run(&shape, &answers, abort, operator_retries, jitter)?;
+        let (saga, world) = run(&shape, &scenario)?;
         prop_assert!(saga.status.is_terminal(), "{:?}", saga.status);
 
         let order = &world.compensated;
@@ -315,4 +407,12 @@ proptest! {
             other => prop_assert!(false, "not terminal: {other:?}"),
         }
     }
+}
+
+/// Cases per run: 2000 by default (under a second), `PROPTEST_CASES` for a longer search.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000)
 }

@@ -3,27 +3,24 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use saga_core::{
     Definition, Input, JsonMap, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, apply,
 };
 use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::watch::{Subscription, Watchers};
+use crate::clock::Clock;
+use crate::lease::LocalLease;
+use crate::watch::{SagaWatch, Watchers};
 use crate::{EngineError, Participants, executor};
 
 /// How often an operator action re-reads and re-applies when the saga keeps changing under it.
 const OPERATOR_ATTEMPTS: usize = 10;
-
-/// How often a watch re-reads the saga log, for changes made by another replica (this instance's own
-/// commits arrive at once).
-const WATCH_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Engine limits and timings.
 #[derive(Debug, Clone)]
@@ -31,6 +28,9 @@ pub struct EngineSettings {
     /// Sagas this instance drives at once; beyond it `start` answers [`EngineError::Overloaded`] and the
     /// recovery loop claims no more.
     pub max_in_flight: usize,
+    /// `WatchSaga` streams open at once on this instance; beyond it `watch` answers
+    /// [`EngineError::TooManyWatches`].
+    pub max_watches: usize,
     /// How long a lease lasts; renewed every third of it. A crashed instance's sagas are taken over
     /// about this long after its last renewal.
     pub lease: Duration,
@@ -46,9 +46,11 @@ pub struct EngineSettings {
 }
 
 impl Default for EngineSettings {
+    /// The defaults sagad's settings start from (one place for them).
     fn default() -> Self {
         Self {
             max_in_flight: 10_000,
+            max_watches: 10_000,
             lease: Duration::from_secs(10),
             hold_wait: Duration::from_secs(2),
             recovery_interval: Duration::from_secs(1),
@@ -79,7 +81,16 @@ pub struct Engine<S> {
     pub(crate) settings: EngineSettings,
     /// This instance as the owner of its leases.
     pub(crate) owner: Owner,
-    tasks: TaskTracker,
+    /// Now, on the database clock.
+    pub(crate) clock: Clock,
+    /// Origin of the executors' local lease deadlines.
+    lease_base: Instant,
+    /// The executors.
+    sagas: TaskTracker,
+    /// The recovery loop, heartbeat, retention and watch refresher.
+    background: TaskTracker,
+    /// Fired by `drain` once the executors are done: the heartbeat renews their leases until then.
+    pub(crate) background_stop: CancellationToken,
     pub(crate) shutdown: CancellationToken,
     /// Wakes the recovery loop early (an in-flight slot freed up while due work was waiting).
     pub(crate) recovery_wake: Notify,
@@ -93,11 +104,19 @@ pub struct Engine<S> {
     pub(crate) watchers: Arc<Watchers>,
 }
 
-/// One executor task: `stop` ends it at its next await point.
+/// One executor task: `stop` ends it at its next await point; `lease` is how long it may act.
 #[derive(Debug)]
 struct Driver {
     id: u64,
     stop: CancellationToken,
+    lease: Arc<LocalLease>,
+}
+
+/// What an executor is given besides its saga: when to stop, and its lease's local deadline.
+#[derive(Debug)]
+pub(crate) struct DriverHandle {
+    pub(crate) stop: CancellationToken,
+    pub(crate) lease: Arc<LocalLease>,
 }
 
 impl<S: SagaStore> Engine<S> {
@@ -109,6 +128,25 @@ impl<S: SagaStore> Engine<S> {
         settings: &EngineSettings,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        Self::with_clock(
+            store,
+            participants,
+            definitions,
+            settings,
+            shutdown,
+            Clock::default(),
+        )
+    }
+
+    /// Creates an engine whose local time comes from `clock` (tests give it a skewed one).
+    pub fn with_clock(
+        store: S,
+        participants: Participants,
+        definitions: HashMap<String, Arc<Definition>>,
+        settings: &EngineSettings,
+        shutdown: CancellationToken,
+        clock: Clock,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             participants,
@@ -118,15 +156,19 @@ impl<S: SagaStore> Engine<S> {
                 name: instance_name(),
                 lease: settings.lease,
             },
+            clock,
+            lease_base: Instant::now(),
             settings: settings.clone(),
-            tasks: TaskTracker::new(),
+            sagas: TaskTracker::new(),
+            background: TaskTracker::new(),
+            background_stop: CancellationToken::new(),
             shutdown,
             recovery_wake: Notify::new(),
             recovery_starved: AtomicBool::new(false),
             store_healthy: watch::Sender::new(true),
             drivers: Mutex::default(),
             next_driver: AtomicU64::new(0),
-            watchers: Arc::default(),
+            watchers: Arc::new(Watchers::new(settings.max_watches)),
         })
     }
 
@@ -145,8 +187,20 @@ impl<S: SagaStore> Engine<S> {
         self.store_healthy.subscribe()
     }
 
-    /// Records the outcome of a saga log operation for health reporting.
+    /// Measures this instance's clock against the database's, so the times it writes are on the database
+    /// clock. Call once before serving; the heartbeat repeats it.
+    pub async fn sync_clock(&self) -> Result<(), StoreError> {
+        let synced = self.clock.sync(&self.store).await;
+        self.observe(&synced);
+        synced
+    }
+
+    /// Records the outcome of a saga log operation for health reporting. A busy pool says nothing about
+    /// the database's health.
     pub(crate) fn observe<T>(&self, result: &Result<T, StoreError>) {
+        if matches!(result, Err(StoreError::Busy)) {
+            return;
+        }
         let healthy = !result.as_ref().is_err_and(StoreError::is_unavailable);
         self.store_healthy.send_if_modified(|current| {
             let changed = *current != healthy;
@@ -182,45 +236,50 @@ impl<S: SagaStore> Engine<S> {
             definition,
             request.payload,
             request.idempotency_key,
-            Utc::now(),
+            self.clock.now(),
         );
+        let sent = Instant::now();
         let created = self.store.create(&saga, &self.owner).await;
         self.observe(&created);
         let created = created?;
         if created.created {
             info!(saga_id = %saga.id, saga_type = saga.saga_type(), "saga started");
-            self.spawn_driver(created.saga.clone(), Some(permit));
+            self.spawn_driver(created.saga.clone(), permit, sent);
         }
         Ok(created)
     }
 
-    /// Starts an executor for `saga` (leased to this instance), replacing (stopping) any executor this
-    /// instance already runs for it. Without a `permit` the task waits for an in-flight slot first.
-    pub(crate) fn spawn_driver(self: &Arc<Self>, saga: Saga, permit: Option<OwnedSemaphorePermit>) {
+    /// Starts an executor for `saga`, leased to this instance by a statement sent at `leased`, replacing
+    /// (stopping) any executor this instance already runs for it.
+    pub(crate) fn spawn_driver(
+        self: &Arc<Self>,
+        saga: Saga,
+        permit: OwnedSemaphorePermit,
+        leased: Instant,
+    ) {
         let id = saga.id;
         let driver = Driver {
             id: self.next_driver.fetch_add(1, Ordering::Relaxed),
             stop: CancellationToken::new(),
+            lease: Arc::new(LocalLease::granted(
+                self.lease_base,
+                leased,
+                self.settings.lease,
+            )),
         };
-        let (driver_id, stop) = (driver.id, driver.stop.clone());
+        let driver_id = driver.id;
+        let handle = DriverHandle {
+            stop: driver.stop.clone(),
+            lease: Arc::clone(&driver.lease),
+        };
         if let Some(replaced) = self.lock_drivers().insert(id, driver) {
             replaced.stop.cancel();
         }
         let span = info_span!("saga", saga_id = %id, saga_type = saga.saga_type());
         let engine = Arc::clone(self);
-        self.tasks.spawn(
+        self.sagas.spawn(
             async move {
-                let permit = match permit {
-                    Some(permit) => Some(permit),
-                    None => tokio::select! {
-                        permit = Arc::clone(&engine.in_flight).acquire_owned() => permit.ok(),
-                        () = stop.cancelled() => None,
-                        () = engine.shutdown.cancelled() => None,
-                    },
-                };
-                if permit.is_some() {
-                    executor::drive(&engine, saga, &stop).await;
-                }
+                executor::drive(&engine, saga, &handle).await;
                 {
                     let mut drivers = engine.lock_drivers();
                     if drivers.get(&id).is_some_and(|d| d.id == driver_id) {
@@ -241,18 +300,28 @@ impl<S: SagaStore> Engine<S> {
         self.drivers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a background task until shutdown, tracked so that `drain` waits for it.
-    pub(crate) fn spawn_task(
+    /// Runs a background task until `background_stop`, tracked so that `drain` waits for it.
+    pub(crate) fn spawn_background(
         &self,
         task: impl std::future::Future<Output = ()> + Send + 'static,
         span: tracing::Span,
     ) {
-        self.tasks.spawn(task.instrument(span));
+        self.background.spawn(task.instrument(span));
     }
 
     /// The sagas this instance is driving.
     pub(crate) fn driven(&self) -> Vec<SagaId> {
         self.lock_drivers().keys().copied().collect()
+    }
+
+    /// Extends the local lease deadlines of `ids`, renewed by a statement sent at `sent`.
+    pub(crate) fn renewed(&self, ids: &[SagaId], sent: Instant) {
+        let drivers = self.lock_drivers();
+        for id in ids {
+            if let Some(driver) = drivers.get(id) {
+                driver.lease.renewed(sent);
+            }
+        }
     }
 
     /// Stops the executors of sagas whose lease this instance lost.
@@ -283,7 +352,8 @@ impl<S: SagaStore> Engine<S> {
     }
 
     /// Applies an operator input to the saga as stored, commits it (fenced on the revision read, re-read
-    /// and re-applied if an executor committed meanwhile), then drives the saga from there.
+    /// and re-applied if an executor committed meanwhile), then drives the saga from there — here if a
+    /// slot is free, else by handing its lease to whichever instance has one.
     async fn operate(
         self: &Arc<Self>,
         id: SagaId,
@@ -298,10 +368,10 @@ impl<S: SagaStore> Engine<S> {
                 .load(id)
                 .await?
                 .ok_or(EngineError::NotFound(id))?;
-            let transition = apply(&saga, input(), Utc::now(), fastrand::f64())
-                .map_err(|refused| EngineError::Refused(refused.to_string()))?;
+            let transition = apply(&saga, input(), self.clock.now(), fastrand::f64())?;
             // Taking the lease over fences out whichever executor (here or on another instance) was
             // driving the saga: its next write fails on the epoch.
+            let sent = Instant::now();
             let committed = self
                 .store
                 .commit(&transition, &self.owner, LeaseAfter::TakeOver)
@@ -314,7 +384,7 @@ impl<S: SagaStore> Engine<S> {
                     saga.epoch = committed.epoch;
                     info!(saga_id = %id, status = %saga.status, events = ?transition.events, "operator action recorded");
                     self.watchers.publish(&saga);
-                    self.spawn_driver(saga.clone(), None);
+                    self.continue_after_operator(saga.clone(), sent).await;
                     return Ok(saga);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -322,6 +392,31 @@ impl<S: SagaStore> Engine<S> {
             }
         }
         Err(EngineError::Contended(id))
+    }
+
+    /// Drives a saga an operator action just took over, if it has anything left to do. A full instance
+    /// does not sit on it renewing its lease while it waits for a slot: it releases the lease (notifying
+    /// the other instances), and its own recovery loop claims it once a slot frees up if nobody did.
+    async fn continue_after_operator(self: &Arc<Self>, saga: Saga, leased: Instant) {
+        if saga.status.is_terminal() {
+            return;
+        }
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => self.spawn_driver(saga, permit, leased),
+            Err(_) => {
+                self.recovery_starved.store(true, Ordering::Relaxed);
+                // An executor this instance still runs for the saga was fenced out by the takeover.
+                self.stop_drivers(&[saga.id]);
+                match self.store.release(&self.owner, Some(&[saga.id])).await {
+                    Ok(_) => {
+                        info!(saga_id = %saga.id, "no free slot here: saga handed to any instance")
+                    }
+                    Err(e) => {
+                        warn!(saga_id = %saga.id, error = %e, "cannot release the saga; it moves on when its lease expires");
+                    }
+                }
+            }
+        }
     }
 
     /// A saga's history, oldest first.
@@ -343,22 +438,15 @@ impl<S: SagaStore> Engine<S> {
     }
 
     /// Watches saga `id`: its current state first, then every change until it is terminal.
-    pub async fn watch(self: &Arc<Self>, id: SagaId) -> Result<SagaWatch<S>, EngineError> {
+    pub async fn watch(self: &Arc<Self>, id: SagaId) -> Result<SagaWatch, EngineError> {
         // Subscribe before reading, so no commit falls between the read and the subscription.
-        let subscription = self.watchers.subscribe(id);
+        let subscription = self.watchers.subscribe(id)?;
         let saga = self
             .store
             .load(id)
             .await?
             .ok_or(EngineError::NotFound(id))?;
-        Ok(SagaWatch {
-            engine: Arc::clone(self),
-            id,
-            subscription,
-            first: Some(saga),
-            last_revision: -1,
-            done: false,
-        })
+        Ok(SagaWatch::new(subscription, saga))
     }
 
     /// Reads a saga from the saga log.
@@ -366,18 +454,22 @@ impl<S: SagaStore> Engine<S> {
         Ok(self.store.load(id).await?)
     }
 
-    /// Waits up to `grace` for saga tasks to reach a safe point after the shutdown token fired, then
-    /// releases every lease this instance holds so other instances continue its sagas at once. Returns
-    /// false if some tasks were still running.
+    /// Waits up to `grace` for saga tasks to reach a safe point after the shutdown token fired (their
+    /// leases renewed meanwhile), stops the background tasks, then releases every lease this instance
+    /// holds so other instances continue its sagas at once. Returns false if some saga tasks were still
+    /// running.
     pub async fn drain(&self, grace: Duration) -> bool {
-        self.tasks.close();
-        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        self.sagas.close();
+        let drained = tokio::time::timeout(grace, self.sagas.wait()).await.is_ok();
         if !drained {
             warn!(
-                remaining = self.tasks.len(),
+                remaining = self.sagas.len(),
                 "saga tasks still running after the shutdown grace period"
             );
         }
+        self.background_stop.cancel();
+        self.background.close();
+        self.background.wait().await;
         match self.store.release(&self.owner, None).await {
             Ok(released) => info!(released, "leases released"),
             Err(e) => {
@@ -394,52 +486,6 @@ impl<S: SagaStore> Engine<S> {
             saga_type: saga_type.to_owned(),
             known: known.join(", "),
         }
-    }
-}
-
-/// A saga's changes as they are committed; see [`Engine::watch`].
-#[derive(Debug)]
-pub struct SagaWatch<S> {
-    engine: Arc<Engine<S>>,
-    id: SagaId,
-    subscription: Subscription,
-    first: Option<Saga>,
-    last_revision: i64,
-    done: bool,
-}
-
-impl<S: SagaStore> SagaWatch<S> {
-    /// The next version of the saga; `None` once a terminal one was returned.
-    pub async fn next(&mut self) -> Result<Option<Saga>, EngineError> {
-        if let Some(saga) = self.first.take() {
-            return Ok(Some(self.emit(saga)));
-        }
-        while !self.done {
-            let changed = tokio::select! {
-                received = self.subscription.receiver().recv() => match received {
-                    Ok(saga) => Some((*saga).clone()),
-                    // Fell behind (or the channel was replaced): the saga log has the latest.
-                    Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => {
-                        self.reload().await?
-                    }
-                },
-                () = tokio::time::sleep(WATCH_RELOAD_INTERVAL) => self.reload().await?,
-            };
-            if let Some(saga) = changed.filter(|s| s.revision > self.last_revision) {
-                return Ok(Some(self.emit(saga)));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn reload(&self) -> Result<Option<Saga>, EngineError> {
-        Ok(self.engine.store.load(self.id).await?)
-    }
-
-    fn emit(&mut self, saga: Saga) -> Saga {
-        self.last_revision = saga.revision;
-        self.done = saga.status.is_terminal();
-        saga
     }
 }
 

@@ -3,6 +3,12 @@
 use saga_core::SagaId;
 use saga_store::StoreError;
 
+impl From<saga_core::machine::Mismatch> for EngineError {
+    fn from(refused: saga_core::machine::Mismatch) -> Self {
+        Self::Refused(refused.to_string())
+    }
+}
+
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -17,6 +23,14 @@ pub enum EngineError {
     /// `max_in_flight` sagas are already being driven by this instance.
     #[error("{limit} sagas already in flight on this instance; retry later")]
     Overloaded {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `max_watches` `WatchSaga` streams are already open on this instance.
+    #[error(
+        "{limit} watches already open on this instance; retry later or watch on another instance"
+    )]
+    TooManyWatches {
         /// The configured limit.
         limit: usize,
     },

@@ -10,139 +10,131 @@
 //!
 //! `stop` ends the loop at its next await point, even mid-call: an operator action has been committed and
 //! a fresh executor continues from it. The abandoned call's outcome is unknown, which the state machine
-//! already assumes of the step that was in flight.
+//! already assumes of the step that was in flight. An executor whose lease may have expired (its local
+//! deadline passed without a renewal) makes no further call: another instance may be driving the saga.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use saga_core::{Command, Direction, ErrorKind, Input, Saga, StepError, apply, next_command};
+use saga_core::{
+    Command, Direction, ErrorKind, Input, JsonMap, Saga, StepError, apply, next_command,
+};
 use saga_store::{Committed, LeaseAfter, SagaStore, StoreError};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Engine;
+use crate::engine::DriverHandle;
 
 /// Pause between attempts to commit a transition while the database is failing.
 const COMMIT_RETRY: Duration = Duration::from_millis(500);
 
+/// How long a saga whose transition the saga log refuses is set aside before any instance tries again.
+pub(crate) const QUARANTINE: Duration = Duration::from_secs(300);
+
+/// What carrying out a command led to.
+enum Next {
+    /// An outcome to fold into the saga and commit.
+    Record(Input),
+    /// Nothing to record: ask the core again (a wait ended, a queued call met the saga deadline).
+    Again,
+    /// Leave the saga: finished, stopped, shutting down, or the lease may be gone.
+    Stop,
+}
+
 /// Drives `saga` until it is terminal, its write is fenced off, `stop` fires, or shutdown.
-pub(crate) async fn drive<S: SagaStore>(
-    engine: &Engine<S>,
-    mut saga: Saga,
-    stop: &CancellationToken,
-) {
+pub(crate) async fn drive<S: SagaStore>(engine: &Engine<S>, mut saga: Saga, driver: &DriverHandle) {
     loop {
         if engine.shutdown.is_cancelled() {
             debug!("shutdown: leaving saga for recovery");
             return;
         }
-        let input = match next_command(&saga, Utc::now()) {
-            Command::Done => {
-                let reason = saga.failure.as_ref().map(|f| f.reason.as_str());
-                info!(status = %saga.status, reason, "saga finished");
-                return;
-            }
-            Command::WaitUntil(at) => {
-                let wait = (at - Utc::now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => continue,
-                    () = engine.shutdown.cancelled() => continue,
-                    () = stop.cancelled() => return,
-                }
-            }
-            Command::Expire => Input::DeadlinePassed,
-            Command::Execute { index, attempt } => {
-                let started_at = Utc::now();
-                let Some(result) =
-                    call(engine, &saga, index, Direction::Execute, attempt, stop).await
-                else {
-                    return;
-                };
-                Input::Executed {
-                    index,
-                    attempt,
-                    started_at,
-                    result,
-                }
-            }
-            Command::Compensate { index, attempt } => {
-                let Some(result) =
-                    call(engine, &saga, index, Direction::Compensate, attempt, stop).await
-                else {
-                    return;
-                };
-                Input::Compensated {
-                    index,
-                    attempt,
-                    result: result.map(drop),
-                }
-            }
-        };
-        let transition = match apply(&saga, input, Utc::now(), fastrand::f64()) {
-            Ok(t) => t,
-            Err(mismatch) => {
-                // Only reachable through a bug: the input was built from this very saga's command.
-                error!(%mismatch, "state machine rejected its own command");
-                return;
-            }
-        };
-        // A long wait hands the saga to whichever instance is free when it is due (the wake-up time is
-        // in this very commit); a short one keeps the lease and waits here.
-        let now = Utc::now();
-        let lease = match next_command(&transition.saga, now) {
-            Command::WaitUntil(at)
-                if (at - now).to_std().unwrap_or_default() > engine.settings.hold_wait =>
-            {
-                LeaseAfter::Release
-            }
-            _ => LeaseAfter::Keep,
-        };
-        let Some(committed) = commit(engine, &transition, lease, stop).await else {
-            return;
-        };
-        saga = transition.saga;
-        saga.revision = committed.revision;
-        saga.epoch = committed.epoch;
-        engine.watchers.publish(&saga);
-        if lease == LeaseAfter::Release {
-            debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");
-            // The recovery loop may be asleep for its whole scan interval: let it plan for this
-            // wake-up time, so this instance claims the saga when it is due if no other did.
-            engine.recovery_wake.notify_one();
-            return;
+        let command = next_command(&saga, engine.clock.now());
+        match carry_out(engine, &saga, command, driver).await {
+            Next::Record(input) => match record(engine, saga, input, driver).await {
+                Some(next) => saga = next,
+                None => return,
+            },
+            Next::Again => {}
+            Next::Stop => return,
         }
     }
 }
 
-/// Calls one direction of a step; `None` when `stop` fired first. A forward step whose needed state keys
-/// are missing is refused without a call.
-async fn call<S: SagaStore>(
+/// Carries out one command of the core: waits, or calls a participant.
+async fn carry_out<S: SagaStore>(
     engine: &Engine<S>,
     saga: &Saga,
-    index: usize,
-    direction: Direction,
-    attempt: u32,
-    stop: &CancellationToken,
-) -> Option<Result<saga_core::JsonMap, StepError>> {
+    command: Command,
+    driver: &DriverHandle,
+) -> Next {
+    let (index, direction, attempt) = match command {
+        Command::Done => {
+            let reason = saga.failure.as_ref().map(|f| f.reason.as_str());
+            info!(status = %saga.status, reason, "saga finished");
+            return Next::Stop;
+        }
+        Command::WaitUntil(at) => {
+            let wait = (at - engine.clock.now()).to_std().unwrap_or_default();
+            return tokio::select! {
+                () = tokio::time::sleep(wait) => Next::Again,
+                () = engine.shutdown.cancelled() => Next::Again,
+                () = driver.stop.cancelled() => Next::Stop,
+            };
+        }
+        Command::Expire => return Next::Record(Input::DeadlinePassed),
+        Command::Execute { index, attempt } => (index, Direction::Execute, attempt),
+        Command::Compensate { index, attempt } => (index, Direction::Compensate, attempt),
+    };
+    if !driver.lease.holds() {
+        warn!(
+            "lease may have expired without a renewal; leaving the saga to whichever instance holds it"
+        );
+        return Next::Stop;
+    }
+    let started_at = engine.clock.now();
     let step = &saga.definition.steps[index].name;
     if direction == Direction::Execute
         && let Some(refusal) = unmet_needs(saga, index)
     {
         warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
-        return Some(Err(refusal));
+        return Next::Record(Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result: Err(refusal),
+        });
     }
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
+    let call = engine
+        .participants
+        .call(saga, index, direction, attempt, started_at)
+        .instrument(span);
     let result = tokio::select! {
-        result = engine.participants.call(saga, index, direction, attempt).instrument(span) => result,
-        () = stop.cancelled() => {
-            debug!(step = %step, attempt, "call abandoned: an operator action took the saga over");
-            return None;
+        result = call => result,
+        () = driver.stop.cancelled() => {
+            debug!(step = %step, attempt, "call abandoned: the saga was taken over");
+            return Next::Stop;
         }
+    };
+    // Nothing was sent: the saga deadline passed while the call waited for a slot to the participant.
+    let Some(result) = result else {
+        return Next::Again;
     };
     if let Err(e) = &result {
         warn!(step = %step, attempt, direction = direction.as_str(), kind = ?e.kind, error = %e.message, "step attempt failed");
     }
-    Some(result)
+    Next::Record(match direction {
+        Direction::Execute => Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result: result.and_then(recordable),
+        },
+        Direction::Compensate => Input::Compensated {
+            index,
+            attempt,
+            result: result.map(drop),
+        },
+    })
 }
 
 /// The refusal for step `index` when the saga state lacks keys the step needs.
@@ -157,32 +149,141 @@ fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
     })
 }
 
-/// Commits a transition, retrying while the database is unavailable. Returns what was committed, or
-/// `None` when the saga must be dropped (lease lost or fenced off by an operator action, or shutdown while
-/// the database is down).
+/// An OK answer whose output the saga log cannot store (PostgreSQL's `jsonb` refuses the NUL character)
+/// is a failure of a step that happened: asking again would only replay the same answer.
+fn recordable(output: JsonMap) -> Result<JsonMap, StepError> {
+    match saga_core::storable::nul_path(&output) {
+        None => Ok(output),
+        Some(path) => Err(StepError {
+            kind: ErrorKind::InvalidOutput,
+            message: format!(
+                "answered OK with an output the saga log cannot store: {path} holds a NUL character"
+            ),
+        }),
+    }
+}
+
+/// Folds `input` into `saga` and commits the transition; returns the saga as committed, or `None` when
+/// the executor must leave it.
+async fn record<S: SagaStore>(
+    engine: &Engine<S>,
+    saga: Saga,
+    input: Input,
+    driver: &DriverHandle,
+) -> Option<Saga> {
+    let mut input = input;
+    let mut refused_once = false;
+    loop {
+        let now = engine.clock.now();
+        let transition = match apply(&saga, input.clone(), now, fastrand::f64()) {
+            Ok(t) => t,
+            Err(mismatch) => {
+                // Only reachable through a bug: the input was built from this very saga's command.
+                error!(%mismatch, "state machine rejected its own command");
+                return None;
+            }
+        };
+        // A long wait hands the saga to whichever instance is free when it is due (the wake-up time is
+        // in this very commit); a short one keeps the lease and waits here.
+        let lease = match next_command(&transition.saga, now) {
+            Command::WaitUntil(at)
+                if (at - now).to_std().unwrap_or_default() > engine.settings.hold_wait =>
+            {
+                LeaseAfter::Release
+            }
+            _ => LeaseAfter::Keep,
+        };
+        let committed = match commit(engine, &transition, lease, driver).await? {
+            Ok(committed) => committed,
+            Err(refused) => {
+                // The saga log refused the data itself; writing it again would fail the same way.
+                match input {
+                    Input::Executed {
+                        index,
+                        attempt,
+                        started_at,
+                        result: Ok(_),
+                    } if !refused_once => {
+                        refused_once = true;
+                        input = Input::Executed {
+                            index,
+                            attempt,
+                            started_at,
+                            result: Err(StepError {
+                                kind: ErrorKind::InvalidOutput,
+                                message: format!(
+                                    "answered OK with an output the saga log refused: {refused}"
+                                ),
+                            }),
+                        };
+                        continue;
+                    }
+                    _ => {
+                        quarantine(engine, &saga, &refused).await;
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut saga = transition.saga;
+        saga.revision = committed.revision;
+        saga.epoch = committed.epoch;
+        engine.watchers.publish(&saga);
+        if lease == LeaseAfter::Release {
+            debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");
+            // The recovery loop may be asleep for its whole scan interval: let it plan for this
+            // wake-up time, so this instance claims the saga when it is due if no other did.
+            engine.recovery_wake.notify_one();
+            return None;
+        }
+        return Some(saga);
+    }
+}
+
+/// Commits a transition, retrying while the database is unavailable or busy. `None` when the saga must
+/// be dropped (lease lost or fenced off by an operator action, or shutdown while the database is down);
+/// `Some(Err(_))` when the saga log refuses the data itself.
 async fn commit<S: SagaStore>(
     engine: &Engine<S>,
     transition: &saga_core::Transition,
     lease: LeaseAfter,
-    stop: &CancellationToken,
-) -> Option<Committed> {
+    driver: &DriverHandle,
+) -> Option<Result<Committed, StoreError>> {
     loop {
         let result = engine.store.commit(transition, &engine.owner, lease).await;
         engine.observe(&result);
-        match result {
-            Ok(committed) => return Some(committed),
+        let pause = match result {
+            Ok(committed) => return Some(Ok(committed)),
             Err(StoreError::Conflict(_)) => {
                 warn!("lease lost or saga taken over; leaving it to its new owner");
                 return None;
             }
+            Err(e) if e.is_data_error() => return Some(Err(e)),
+            // The pool's acquire timeout already waited: try again at once.
+            Err(StoreError::Busy) => Duration::ZERO,
             Err(e) => {
                 error!(error = %e, cause = ?std::error::Error::source(&e), "cannot commit saga transition; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(COMMIT_RETRY) => {}
-                    () = engine.shutdown.cancelled() => return None,
-                    () = stop.cancelled() => return None,
-                }
+                COMMIT_RETRY
             }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = engine.shutdown.cancelled() => return None,
+            () = driver.stop.cancelled() => return None,
         }
+    }
+}
+
+/// Sets a saga whose transition the saga log refuses aside for an operator to look at, instead of
+/// retrying the same write forever while holding its lease.
+async fn quarantine<S: SagaStore>(engine: &Engine<S>, saga: &Saga, refused: &StoreError) {
+    error!(error = %refused, "the saga log refuses this saga's transition; setting the saga aside");
+    let message = format!("the saga log refused a transition: {refused}");
+    if let Err(e) = engine
+        .store
+        .quarantine(saga.id, &engine.owner, &message, QUARANTINE)
+        .await
+    {
+        warn!(error = %e, "cannot set the saga aside; it moves on when its lease expires");
     }
 }

@@ -8,16 +8,22 @@
 //!   transition, repeat.
 //! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
 //!   refusal / transient errors.
-//! - `recovery`: the recovery loop (claims due and orphaned sagas), the lease heartbeat, retention.
-//! - `watch`: hands every committed saga to the `WatchSaga` streams watching it.
+//! - `recovery`: the recovery loop (claims due and orphaned sagas), the lease heartbeat, the watch
+//!   refresher, retention.
+//! - [`SagaWatch`] (`watch`): hands every committed saga to the `WatchSaga` streams watching it.
+//! - [`Clock`]: now on the database clock; `lease`: an executor's local lease deadline.
 
+mod clock;
 mod engine;
 mod error;
 mod executor;
+mod lease;
 mod participants;
 mod recovery;
 mod watch;
 
-pub use engine::{Engine, EngineSettings, SagaWatch, StartRequest};
+pub use clock::Clock;
+pub use engine::{Engine, EngineSettings, StartRequest};
 pub use error::EngineError;
 pub use participants::Participants;
+pub use watch::SagaWatch;

@@ -1,16 +1,25 @@
 //! gRPC clients to participant services, and how their answers map onto the state machine's errors.
+//!
+//! Each participant gets one lazily connected HTTP/2 channel behind a concurrency limit (tower's
+//! `ConcurrencyLimit`): beyond `concurrency` calls in flight to one participant, further calls wait in
+//! sagad for a slot instead of piling onto a participant that is already slow. The step's deadline starts
+//! once the slot is taken, so waiting spends neither the attempt budget nor the per-call timeout; only the
+//! saga's own deadline bounds the wait.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepError};
+use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tower::ServiceExt;
+use tower::limit::ConcurrencyLimit;
 
 use crate::EngineError;
 
@@ -20,16 +29,23 @@ const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(10);
 /// Connections are attempted for at most this long before the call counts as a transient failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One lazily connected client per participant service.
+/// A participant's channel behind its concurrency limit (clones share the limit).
+type LimitedChannel = ConcurrencyLimit<Channel>;
+
+/// One lazily connected, concurrency-limited client per participant service.
 #[derive(Debug, Clone)]
 pub struct Participants {
-    clients: HashMap<String, SagaParticipantClient<Channel>>,
+    clients: HashMap<String, LimitedChannel>,
 }
 
 impl Participants {
-    /// Builds clients for `endpoints` (participant name → URI). Nothing connects until the first call, so a
-    /// participant that is down at start-up only delays the sagas that need it.
-    pub fn new(endpoints: &HashMap<String, String>) -> Result<Self, EngineError> {
+    /// Builds clients for `endpoints` (participant name → URI), each allowing `concurrency` calls in
+    /// flight. Nothing connects until the first call, so a participant that is down at start-up only
+    /// delays the sagas that need it.
+    pub fn new(
+        endpoints: &HashMap<String, String>,
+        concurrency: usize,
+    ) -> Result<Self, EngineError> {
         let clients = endpoints
             .iter()
             .map(|(name, uri)| {
@@ -41,10 +57,8 @@ impl Participants {
                     })?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
-                Ok((
-                    name.clone(),
-                    SagaParticipantClient::new(endpoint.connect_lazy()),
-                ))
+                let channel = ConcurrencyLimit::new(endpoint.connect_lazy(), concurrency.max(1));
+                Ok((name.clone(), channel))
             })
             .collect::<Result<_, EngineError>>()?;
         Ok(Self { clients })
@@ -55,54 +69,48 @@ impl Participants {
         self.clients.keys().cloned().collect()
     }
 
-    /// Calls one direction of step `index` of `saga`, with the step's deadline.
+    /// Calls one direction of step `index` of `saga` at time `now`, with the step's deadline. `None` when
+    /// the saga's deadline passed while the call waited for a slot: nothing was sent.
     pub async fn call(
         &self,
         saga: &Saga,
         index: usize,
         direction: Direction,
         attempt: u32,
-    ) -> Result<JsonMap, StepError> {
+        now: DateTime<Utc>,
+    ) -> Option<Result<JsonMap, StepError>> {
         let step = &saga.definition.steps[index];
-        let action = match direction {
-            Direction::Execute => step.action.as_str(),
-            Direction::Compensate => step.compensate.as_deref().unwrap_or_default(),
-        };
-        let Some(client) = self.clients.get(&step.participant) else {
+        let Some(channel) = self.clients.get(&step.participant) else {
             // Definitions are validated against the configured participants at load, but a saga keeps
             // its snapshot: a participant removed from the configuration since then lands here.
-            return Err(StepError {
+            return Some(Err(StepError {
                 kind: ErrorKind::Transient,
                 message: format!("participant {:?} is not configured", step.participant),
-            });
+            }));
         };
-        let key = saga.idempotency_key_for(index, direction);
         // A call never outlives the saga's deadline: past it the saga is compensated anyway, and waiting
-        // out a long step timeout would only delay that.
-        let until_deadline = saga.active_deadline().map(|d| {
-            (d - Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .max(MIN_CALL_TIMEOUT)
-        });
-        let timeout = until_deadline.map_or(saga.definition.timeout_for(index), |left| {
-            left.min(saga.definition.timeout_for(index))
-        });
-        let mut request = tonic::Request::new(StepRequest {
-            saga_id: saga.id.to_string(),
-            saga_type: saga.saga_type().to_owned(),
-            step: step.name.clone(),
-            action: action.to_owned(),
-            attempt,
-            idempotency_key: key.clone(),
-            payload: Some(json_to_struct(saga.state.clone())),
-        });
-        request.set_timeout(timeout);
-        if let Ok(value) = MetadataValue::try_from(key.as_str()) {
-            request.metadata_mut().insert("x-idempotency-key", value);
+        // out a long step timeout (or a long queue) would only delay that.
+        let queued = Instant::now();
+        let until_deadline = saga
+            .active_deadline()
+            .map(|d| (d - now).to_std().unwrap_or_default());
+        let mut channel = channel.clone();
+        let slot = channel.ready();
+        let ready = match until_deadline {
+            Some(left) => tokio::time::timeout(left, slot).await.ok()?,
+            None => slot.await,
+        };
+        if let Err(e) = ready {
+            return Some(Err(transport_error(step, &e)));
         }
-
-        let mut client = client.clone();
+        let waited = queued.elapsed();
+        let timeout = call_timeout(
+            saga,
+            index,
+            until_deadline.map(|d| d.saturating_sub(waited)),
+        );
+        let request = step_request(saga, index, direction, attempt, timeout);
+        let mut client = SagaParticipantClient::new(channel);
         let call = async {
             match direction {
                 Direction::Execute => client.execute(request).await,
@@ -117,7 +125,7 @@ impl Participants {
                 message: format!("{code}: no answer within {timeout:?}"),
             }
         };
-        match tokio::time::timeout(timeout, call).await {
+        Some(match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response
                 .into_inner()
                 .output
@@ -127,7 +135,60 @@ impl Participants {
             Ok(Err(_)) if started.elapsed() >= timeout => Err(deadline_exceeded()),
             Ok(Err(status)) => Err(classify(step, &status)),
             Err(_) => Err(deadline_exceeded()),
-        }
+        })
+    }
+}
+
+/// The per-call deadline: the step's timeout, cut to what is left of the saga deadline.
+fn call_timeout(saga: &Saga, index: usize, until_deadline: Option<Duration>) -> Duration {
+    let step_timeout = saga.definition.timeout_for(index);
+    until_deadline.map_or(step_timeout, |left| {
+        left.max(MIN_CALL_TIMEOUT).min(step_timeout)
+    })
+}
+
+/// The request for one call, with the idempotency key and generation also as metadata.
+fn step_request(
+    saga: &Saga,
+    index: usize,
+    direction: Direction,
+    attempt: u32,
+    timeout: Duration,
+) -> tonic::Request<StepRequest> {
+    let step = &saga.definition.steps[index];
+    let action = match direction {
+        Direction::Execute => step.action.as_str(),
+        Direction::Compensate => step.compensate.as_deref().unwrap_or_default(),
+    };
+    let key = saga.idempotency_key_for(index, direction);
+    let generation = saga.steps[index].generation;
+    let mut request = tonic::Request::new(StepRequest {
+        saga_id: saga.id.to_string(),
+        saga_type: saga.saga_type().to_owned(),
+        step: step.name.clone(),
+        action: action.to_owned(),
+        attempt,
+        idempotency_key: key.clone(),
+        payload: Some(json_to_struct(saga.state.clone())),
+        generation,
+    });
+    request.set_timeout(timeout);
+    if let Ok(value) = MetadataValue::try_from(key.as_str()) {
+        request.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
+    }
+    request
+        .metadata_mut()
+        .insert(GENERATION_HEADER, MetadataValue::from(generation));
+    request
+}
+
+/// A channel that cannot take the call (it never does for a lazy channel, whose errors surface on the
+/// call itself): transient, the outcome is unknown.
+fn transport_error(step: &StepDefinition, error: &tonic::transport::Error) -> StepError {
+    let code = code_name(Code::Unavailable);
+    StepError {
+        kind: step.error_kind(code),
+        message: format!("{code}: {error}"),
     }
 }
 
@@ -141,29 +202,6 @@ pub(crate) fn classify(step: &StepDefinition, status: &Status) -> StepError {
     StepError {
         kind: step.error_kind(code),
         message: format!("{code}: {}", status.message()),
-    }
-}
-
-/// The canonical name of a gRPC code, as definitions spell it.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -257,7 +295,7 @@ mod tests {
     #[test]
     fn an_invalid_endpoint_is_a_configuration_error_naming_the_participant() {
         let endpoints = [("billing".to_owned(), "not a uri".to_owned())].into();
-        let err = Participants::new(&endpoints).expect_err("invalid");
+        let err = Participants::new(&endpoints, 1).expect_err("invalid");
         assert!(err.to_string().contains("billing"), "{err}");
     }
 }

@@ -2,19 +2,21 @@
 //! - the recovery loop claims due sagas (retry time reached, lease free or expired — a crashed or
 //!   stopped instance's work) in batches and drives them; it wakes on a timer, on `NOTIFY` from an
 //!   instance that released its leases, and when an in-flight slot frees up;
-//! - the heartbeat renews the leases of every saga this instance drives in one statement, and stops the
-//!   executors of any it lost;
+//! - the heartbeat renews the leases of every saga this instance drives in one statement (until the
+//!   drain has ended, so executors finishing their last call keep their leases), stops the executors of
+//!   any it lost, and keeps the clock in step with the database's;
+//! - the watch refresher re-reads the watched sagas another replica changed, in one statement;
 //! - retention deletes old finished sagas in small batches.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use saga_store::{SagaStore, Wakeups};
-use tracing::{debug, info, info_span, warn};
+use saga_store::{SagaStore, Undecodable, Wakeups};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::Engine;
+use crate::executor::QUARANTINE;
 
 /// Sagas deleted per retention statement: small, so no statement holds many row locks for long.
 const RETENTION_BATCH: u32 = 500;
@@ -22,22 +24,32 @@ const RETENTION_BATCH: u32 = 500;
 /// How often retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often watched sagas are re-read for changes made by another replica (this instance's own
+/// commits reach their watchers at once).
+const WATCH_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 impl<S: SagaStore> Engine<S> {
-    /// Starts the recovery loop, the lease heartbeat and retention; they stop on shutdown.
+    /// Starts the recovery loop, the lease heartbeat, the watch refresher and retention; they stop when
+    /// the engine drains.
     pub fn run_background(self: &Arc<Self>) {
         let engine = Arc::clone(self);
-        self.spawn_task(
+        self.spawn_background(
             async move { engine.recovery_loop().await },
             info_span!("recovery"),
         );
         let engine = Arc::clone(self);
-        self.spawn_task(
+        self.spawn_background(
             async move { engine.heartbeat().await },
             info_span!("heartbeat"),
         );
+        let engine = Arc::clone(self);
+        self.spawn_background(
+            async move { engine.refresh_watches().await },
+            info_span!("watch_refresh"),
+        );
         if let Some(age) = self.settings.retention {
             let engine = Arc::clone(self);
-            self.spawn_task(
+            self.spawn_background(
                 async move { engine.retention(age).await },
                 info_span!("retention"),
             );
@@ -47,6 +59,9 @@ impl<S: SagaStore> Engine<S> {
     async fn recovery_loop(self: Arc<Self>) {
         let mut wakeups = None;
         loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
             if wakeups.is_none() {
                 wakeups = self.store.listen().await.ok();
             }
@@ -56,10 +71,11 @@ impl<S: SagaStore> Engine<S> {
                 continue;
             }
             // Sleep no longer than until the next saga becomes due (a retry time, a lease expiry), so
-            // it moves on time even when the scan interval is long.
+            // it moves on time even when the scan interval is long. A full instance has nothing to plan
+            // for: it waits for a slot to free up (or the scan interval).
             let sleep = match claimed {
-                Some(_) => self.until_next_due().await,
-                None => self.settings.recovery_interval,
+                Some(_) if self.in_flight.available_permits() > 0 => self.until_next_due().await,
+                _ => self.settings.recovery_interval,
             };
             let notified = async {
                 match wakeups.as_mut() {
@@ -93,6 +109,7 @@ impl<S: SagaStore> Engine<S> {
             self.recovery_starved.store(true, Ordering::Relaxed);
             return Some(0);
         }
+        let sent = Instant::now();
         let claimed = self
             .store
             .claim_due(&self.owner, u32::try_from(limit).unwrap_or(u32::MAX))
@@ -105,7 +122,7 @@ impl<S: SagaStore> Engine<S> {
                 return None;
             }
         };
-        let count = claimed.len();
+        let count = claimed.sagas.len() + claimed.undecodable.len();
         // Out of slots with work possibly left: ask the next finishing executor to wake the loop.
         self.recovery_starved.store(
             limit < self.settings.claim_batch as usize && count == limit,
@@ -114,10 +131,13 @@ impl<S: SagaStore> Engine<S> {
         if count > 0 {
             info!(count, "claimed due sagas");
         }
+        for bad in claimed.undecodable {
+            self.quarantine_undecodable(bad).await;
+        }
         let mut no_slot = Vec::new();
-        for saga in claimed {
+        for saga in claimed.sagas {
             match Arc::clone(&self.in_flight).try_acquire_owned() {
-                Ok(permit) => self.spawn_driver(saga, Some(permit)),
+                Ok(permit) => self.spawn_driver(saga, permit, sent),
                 Err(_) => no_slot.push(saga.id),
             }
         }
@@ -128,6 +148,21 @@ impl<S: SagaStore> Engine<S> {
             }
         }
         Some(count)
+    }
+
+    /// A claimed saga this version cannot decode (written by a newer one during a rolling upgrade, or
+    /// damaged by hand) is set aside for a while, with a history event saying why, so it neither blocks
+    /// the rest of the batch nor gets re-claimed in a tight loop.
+    async fn quarantine_undecodable(&self, bad: Undecodable) {
+        error!(saga_id = %bad.id, error = %bad.error, retry_in = ?QUARANTINE, "cannot decode a claimed saga; setting it aside");
+        let reason = bad.error.to_string();
+        if let Err(e) = self
+            .store
+            .quarantine(bad.id, &self.owner, &reason, QUARANTINE)
+            .await
+        {
+            warn!(saga_id = %bad.id, error = %e, "cannot set the saga aside; it moves on when its lease expires");
+        }
     }
 
     /// Time until the next active saga becomes claimable, capped by the scan interval; a little slack
@@ -146,17 +181,22 @@ impl<S: SagaStore> Engine<S> {
         let every = self.settings.lease / 3;
         loop {
             tokio::select! {
-                () = self.shutdown.cancelled() => return,
+                () = self.background_stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.sync_clock().await {
+                debug!(error = %e, "cannot read the database clock; keeping the last offset");
             }
             let driven = self.driven();
             if driven.is_empty() {
                 continue;
             }
+            let sent = Instant::now();
             let renewed = self.store.renew(&self.owner, &driven).await;
             self.observe(&renewed);
             match renewed {
                 Ok(renewed) => {
+                    self.renewed(&renewed, sent);
                     // A saga that finished or released its lease since `driven` was read is absent
                     // too; its executor is gone or about to be, so stopping it changes nothing.
                     let lost: Vec<_> = driven
@@ -166,6 +206,29 @@ impl<S: SagaStore> Engine<S> {
                     self.stop_drivers(&lost);
                 }
                 Err(e) => warn!(error = %e, "cannot renew leases; retrying"),
+            }
+        }
+    }
+
+    async fn refresh_watches(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(WATCH_REFRESH_INTERVAL) => {}
+            }
+            let watched = self.watchers.watched();
+            if watched.is_empty() {
+                continue;
+            }
+            let changed = self.store.load_newer(&watched).await;
+            self.observe(&changed);
+            match changed {
+                Ok(changed) => {
+                    for saga in &changed {
+                        self.watchers.publish(saga);
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot refresh watched sagas; retrying"),
             }
         }
     }

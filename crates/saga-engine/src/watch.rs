@@ -1,47 +1,94 @@
 //! `WatchSaga` support: executors publish every committed saga, watchers of that saga receive it.
 //!
 //! Channels exist only while someone watches: a saga nobody watches costs one map lookup per commit.
-//! Changes made by another replica never pass through this instance, so a watch also re-reads the saga
-//! log now and then (see [`crate::Engine::watch`]).
+//! Changes made by another replica never pass through this instance, so one refresher per instance (see
+//! `recovery.rs`) re-reads every watched saga that changed, in one statement, about once a second — the
+//! cost does not grow with the number of watchers. Open watches per instance are capped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use saga_core::{Saga, SagaId};
 use tokio::sync::broadcast;
 
-/// Commits a slow watcher may fall behind by before it re-reads the saga log instead.
+use crate::EngineError;
+
+/// Commits a slow watcher may fall behind by; past it, it skips to the newest ones it can still read.
 const CHANNEL_CAPACITY: usize = 64;
 
+/// One watched saga: its channel and the newest revision published on it.
+#[derive(Debug)]
+struct Channel {
+    sender: broadcast::Sender<Arc<Saga>>,
+    revision: i64,
+}
+
 /// The watched sagas and their channels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Watchers {
-    channels: Mutex<HashMap<SagaId, broadcast::Sender<Arc<Saga>>>>,
+    channels: Mutex<HashMap<SagaId, Channel>>,
+    open: AtomicUsize,
+    limit: usize,
 }
 
 impl Watchers {
-    /// Hands a committed saga to its watchers, if any.
-    pub(crate) fn publish(&self, saga: &Saga) {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = channels.get(&saga.id)
-            && sender.send(Arc::new(saga.clone())).is_err()
-        {
-            channels.remove(&saga.id);
+    /// No more than `limit` watches open at once.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            channels: Mutex::default(),
+            open: AtomicUsize::new(0),
+            limit,
         }
     }
 
-    /// Subscribes to the commits of saga `id`; the subscription ends its channel when dropped last.
-    pub(crate) fn subscribe(self: &Arc<Self>, id: SagaId) -> Subscription {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        let receiver = channels
+    fn lock(&self) -> MutexGuard<'_, HashMap<SagaId, Channel>> {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a committed saga to its watchers, if any, unless they have seen this revision already.
+    pub(crate) fn publish(&self, saga: &Saga) {
+        let mut channels = self.lock();
+        if let Some(channel) = channels.get_mut(&saga.id)
+            && saga.revision > channel.revision
+        {
+            channel.revision = saga.revision;
+            if channel.sender.send(Arc::new(saga.clone())).is_err() {
+                channels.remove(&saga.id);
+            }
+        }
+    }
+
+    /// Every watched saga with the newest revision its watchers have, for the refresher.
+    pub(crate) fn watched(&self) -> Vec<(SagaId, i64)> {
+        self.lock()
+            .iter()
+            .map(|(id, channel)| (*id, channel.revision))
+            .collect()
+    }
+
+    /// Subscribes to the commits of saga `id`, of which `revision` was already read; refused beyond the
+    /// limit. The subscription ends its channel when dropped last.
+    pub(crate) fn subscribe(self: &Arc<Self>, id: SagaId) -> Result<Subscription, EngineError> {
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        if open >= self.limit {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(EngineError::TooManyWatches { limit: self.limit });
+        }
+        let receiver = self
+            .lock()
             .entry(id)
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .or_insert_with(|| Channel {
+                sender: broadcast::channel(CHANNEL_CAPACITY).0,
+                revision: -1,
+            })
+            .sender
             .subscribe();
-        Subscription {
+        Ok(Subscription {
             id,
             receiver: Some(receiver),
             watchers: Arc::clone(self),
-        }
+        })
     }
 }
 
@@ -55,7 +102,7 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn receiver(&mut self) -> &mut broadcast::Receiver<Arc<Saga>> {
+    fn receiver(&mut self) -> &mut broadcast::Receiver<Arc<Saga>> {
         self.receiver
             .as_mut()
             .unwrap_or_else(|| unreachable!("the receiver is only taken on drop"))
@@ -65,17 +112,60 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.receiver.take());
-        let mut channels = self
-            .watchers
-            .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        self.watchers.open.fetch_sub(1, Ordering::Relaxed);
+        let mut channels = self.watchers.lock();
         if channels
             .get(&self.id)
-            .is_some_and(|sender| sender.receiver_count() == 0)
+            .is_some_and(|channel| channel.sender.receiver_count() == 0)
         {
             channels.remove(&self.id);
         }
+    }
+}
+
+/// A saga's changes as they are committed; see [`crate::Engine::watch`].
+#[derive(Debug)]
+pub struct SagaWatch {
+    subscription: Subscription,
+    first: Option<Saga>,
+    last_revision: i64,
+    done: bool,
+}
+
+impl SagaWatch {
+    /// A watch that first returns `saga` (read after `subscription` began), then its later revisions.
+    pub(crate) fn new(subscription: Subscription, saga: Saga) -> Self {
+        Self {
+            subscription,
+            first: Some(saga),
+            last_revision: -1,
+            done: false,
+        }
+    }
+
+    /// The next version of the saga; `None` once a terminal one was returned.
+    pub async fn next(&mut self) -> Option<Saga> {
+        if let Some(saga) = self.first.take() {
+            return Some(self.emit(saga));
+        }
+        while !self.done {
+            match self.subscription.receiver().recv().await {
+                Ok(saga) if saga.revision > self.last_revision => {
+                    return Some(self.emit((*saga).clone()));
+                }
+                // Already seen, or fell behind: the channel still holds the newest revisions.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                // Only when the channel is replaced, which a live subscription prevents.
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+        None
+    }
+
+    fn emit(&mut self, saga: Saga) -> Saga {
+        self.last_revision = saga.revision;
+        self.done = saga.status.is_terminal();
+        saga
     }
 }
 
@@ -99,19 +189,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn watchers_receive_commits_and_the_last_one_out_removes_the_channel() {
-        let watchers = Arc::new(Watchers::default());
-        let saga = saga();
+    async fn watchers_receive_each_revision_once_and_the_last_one_out_removes_the_channel() {
+        let watchers = Arc::new(Watchers::new(10));
+        let mut saga = saga();
         watchers.publish(&saga); // nobody watches: nothing kept
-        assert!(watchers.channels.lock().expect("lock").is_empty());
+        assert!(watchers.watched().is_empty());
 
-        let mut first = watchers.subscribe(saga.id);
-        let second = watchers.subscribe(saga.id);
+        let mut first = watchers.subscribe(saga.id).expect("under the limit");
+        let second = watchers.subscribe(saga.id).expect("under the limit");
+        saga.revision = 1;
         watchers.publish(&saga);
-        assert_eq!(first.receiver().recv().await.expect("commit").id, saga.id);
+        watchers.publish(&saga); // the refresher and the executor may both hand over revision 1
+        assert_eq!(watchers.watched(), [(saga.id, 1)]);
+        assert_eq!(first.receiver().recv().await.expect("commit").revision, 1);
+        assert!(first.receiver().try_recv().is_err(), "published once");
         drop(second);
-        assert_eq!(watchers.channels.lock().expect("lock").len(), 1);
+        assert_eq!(watchers.watched().len(), 1);
         drop(first);
-        assert!(watchers.channels.lock().expect("lock").is_empty());
+        assert!(watchers.watched().is_empty());
+    }
+
+    #[test]
+    fn watches_beyond_the_limit_are_refused_until_one_closes() {
+        let watchers = Arc::new(Watchers::new(2));
+        let id = saga().id;
+        let a = watchers.subscribe(id).expect("first");
+        let _b = watchers.subscribe(SagaId::new()).expect("second");
+        assert!(matches!(
+            watchers.subscribe(id),
+            Err(EngineError::TooManyWatches { limit: 2 })
+        ));
+        drop(a);
+        assert!(watchers.subscribe(id).is_ok(), "a slot freed up");
     }
 }

@@ -5,6 +5,9 @@
 //! claimer wait until the first transaction ends, so a duplicate request either finds the committed
 //! outcome or, if the first one rolled back, takes the row itself. That same wait is what protects
 //! against a compensation racing an in-flight execute.
+//!
+//! A refused execute row is final for its delivery generation only: an execute of a later generation (an
+//! operator retried the step) takes the row over and runs the handler again.
 
 use sqlx::migrate::MigrateError;
 use sqlx::types::Json;
@@ -52,7 +55,11 @@ impl Outcome {
 #[derive(Debug)]
 pub(crate) enum Recorded {
     Succeeded(StepOutput),
-    Refused { refusal: Refusal, message: String },
+    Refused {
+        refusal: Refusal,
+        message: String,
+        generation: u32,
+    },
     Cancelled,
     Skipped,
 }
@@ -71,7 +78,9 @@ impl Recorded {
     pub(crate) fn replay_execute(self) -> Result<StepOutput, StepError> {
         match self {
             Recorded::Succeeded(output) => Ok(output),
-            Recorded::Refused { refusal, message } => Err(StepError::refused(refusal, message)),
+            Recorded::Refused {
+                refusal, message, ..
+            } => Err(StepError::refused(refusal, message)),
             Recorded::Cancelled => Err(StepError::aborted("step was compensated before it ran")),
             Recorded::Skipped => Err(corrupt_row("skipped execute row")),
         }
@@ -95,6 +104,7 @@ pub(crate) struct Barrier<'a> {
     service: &'a str,
     saga_id: Uuid,
     step: &'a str,
+    generation: i32,
 }
 
 impl<'a> Barrier<'a> {
@@ -103,6 +113,7 @@ impl<'a> Barrier<'a> {
             service,
             saga_id: call.saga_id,
             step: &call.step,
+            generation: i32::try_from(call.generation).unwrap_or(i32::MAX),
         }
     }
 
@@ -120,8 +131,9 @@ impl<'a> Barrier<'a> {
         outcome: Outcome,
     ) -> Result<Option<Recorded>, StepError> {
         let inserted = sqlx::query(
-            "INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key,
+                                       generation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (service, saga_id, step, direction) DO NOTHING",
         )
         .bind(self.service)
@@ -130,13 +142,48 @@ impl<'a> Barrier<'a> {
         .bind(direction.as_str())
         .bind(outcome.as_str())
         .bind(idempotency_key)
+        .bind(self.generation)
         .execute(&mut *conn)
         .await?
         .rows_affected();
         if inserted == 1 {
             return Ok(None);
         }
-        self.load(conn, direction).await.map(Some)
+        let recorded = self.load(conn, direction).await?;
+        let retried = matches!(recorded, Recorded::Refused { generation, .. }
+            if i64::from(generation) < i64::from(self.generation));
+        if direction == Direction::Execute && outcome == Outcome::Succeeded && retried {
+            return self.retake_refused(conn, idempotency_key).await;
+        }
+        Ok(Some(recorded))
+    }
+
+    /// Takes over an execute row refused in an earlier generation, for this (later) one. A concurrent
+    /// duplicate of this generation may have taken it first: then its committed outcome is the answer.
+    async fn retake_refused(
+        self,
+        conn: &mut PgConnection,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<Recorded>, StepError> {
+        let retaken = sqlx::query(
+            "UPDATE saga_barrier
+             SET outcome = 'succeeded', error_code = NULL, error_message = NULL, generation = $4,
+                 idempotency_key = $5
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'
+               AND outcome = 'refused' AND generation < $4",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(self.generation)
+        .bind(idempotency_key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if retaken == 1 {
+            return Ok(None);
+        }
+        self.load(conn, Direction::Execute).await.map(Some)
     }
 
     /// Stores the handler's output on a row this transaction claimed.
@@ -168,7 +215,8 @@ impl<'a> Barrier<'a> {
         message: &str,
     ) -> Result<(), StepError> {
         sqlx::query(
-            "UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5
+            "UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5,
+                                     generation = $6
              WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'",
         )
         .bind(self.service)
@@ -176,6 +224,7 @@ impl<'a> Barrier<'a> {
         .bind(self.step)
         .bind(refusal.as_str())
         .bind(message)
+        .bind(self.generation)
         .execute(conn)
         .await?;
         Ok(())
@@ -208,7 +257,7 @@ impl<'a> Barrier<'a> {
     ) -> Result<Recorded, StepError> {
         // A fresh statement under READ COMMITTED sees the row whose commit the claim waited for.
         let row: Option<BarrierRow> = sqlx::query_as(
-            "SELECT outcome, output, error_code, error_message FROM saga_barrier
+            "SELECT outcome, output, error_code, error_message, generation FROM saga_barrier
              WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = $4",
         )
         .bind(self.service)
@@ -228,6 +277,7 @@ struct BarrierRow {
     output: Option<Json<StepOutput>>,
     error_code: Option<String>,
     error_message: Option<String>,
+    generation: i32,
 }
 
 impl BarrierRow {
@@ -246,6 +296,7 @@ impl BarrierRow {
                 Ok(Recorded::Refused {
                     refusal,
                     message: self.error_message.unwrap_or_default(),
+                    generation: u32::try_from(self.generation).unwrap_or_default(),
                 })
             }
             "cancelled" => Ok(Recorded::Cancelled),

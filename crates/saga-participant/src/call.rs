@@ -8,11 +8,7 @@ use uuid::Uuid;
 
 use crate::StepError;
 
-/// gRPC metadata entry the coordinator also puts the idempotency key in.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "x-idempotency-key";
-
-/// gRPC metadata entry carrying the saga's W3C trace context.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
+pub use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, TRACEPARENT_HEADER};
 
 /// One step request as a handler sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +25,9 @@ pub struct StepCall {
     pub attempt: u32,
     /// Stable per (saga, step, direction) across retries.
     pub idempotency_key: String,
+    /// Delivery generation: 0 until an operator retries the step, then 1, 2, ... A refusal recorded in
+    /// an earlier generation is not replayed: the step runs again.
+    pub generation: u32,
     /// The saga state so far: the start payload merged with every earlier step's output.
     pub payload: Map<String, Value>,
     /// The W3C `traceparent` the coordinator sent as metadata, if any, to continue the saga's trace.
@@ -48,6 +47,7 @@ impl StepCall {
                 .map(str::to_owned)
         };
         let header_key = header(IDEMPOTENCY_KEY_HEADER);
+        let header_generation = header(GENERATION_HEADER).and_then(|g| g.parse::<u32>().ok());
         let traceparent = header(TRACEPARENT_HEADER);
         let request = request.into_inner();
 
@@ -72,6 +72,11 @@ impl StepCall {
             action: request.action,
             attempt: request.attempt,
             idempotency_key,
+            // The field is authoritative; the metadata entry helps callers that leave it unset.
+            generation: match request.generation {
+                0 => header_generation.unwrap_or_default(),
+                g => g,
+            },
             payload: request.payload.map(struct_to_json).unwrap_or_default(),
             traceparent,
         })
@@ -145,6 +150,7 @@ mod tests {
             attempt: 2,
             idempotency_key: "key-1".to_owned(),
             payload: Some(json_to_struct(payload)),
+            generation: 0,
         }
     }
 

@@ -65,6 +65,9 @@ impl StepHandler for Recorder {
         }
         match call.action.as_str() {
             "Refuse" => Err(StepError::failed_precondition("out of stock")),
+            "RefuseUntilRetried" if call.generation == 0 => Err(StepError::failed_precondition(
+                "out of stock until restocked",
+            )),
             "Invalid" => Err(StepError::invalid_argument("sku must be a string")),
             "FlakyOnce" if call.attempt == 1 => Err(StepError::unavailable("warehouse is down")),
             _ => Ok(output([("run", json!(run))])),
@@ -196,6 +199,7 @@ fn step(saga_id: Uuid, action: &str, attempt: u32, direction: &str) -> StepReque
         attempt,
         idempotency_key: format!("{saga_id}:RESERVE_STOCK:{direction}"),
         payload: Some(json_to_struct(Map::new())),
+        generation: 0,
     }
 }
 
@@ -317,6 +321,56 @@ async fn a_refusal_is_recorded_without_its_work_and_replayed_to_a_retry() -> Res
         participant.ledger(saga).await?.is_empty(),
         "refused work rolled back"
     );
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_refusal_is_replayed_within_its_generation_and_run_again_after_an_operator_retry()
+-> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+    let in_generation = |generation, attempt| StepRequest {
+        generation,
+        ..execute_step(saga, "RefuseUntilRetried", attempt)
+    };
+
+    let refused = participant.execute(in_generation(0, 1)).await;
+    let replayed = participant.execute(in_generation(0, 2)).await;
+    assert_eq!(
+        refused.expect_err("refused").code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        replayed.expect_err("replayed").code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        participant.handler.executions(),
+        1,
+        "the refusal is replayed"
+    );
+
+    // The operator retried the step: generation 1 runs the handler afresh, and succeeds.
+    let retried = participant
+        .execute(in_generation(1, 1))
+        .await
+        .expect("ran again");
+    assert_eq!(retried["run"], json!(2));
+    assert_eq!(
+        participant.ledger(saga).await?,
+        ["execute"],
+        "only the run that succeeded committed"
+    );
+    // From now on the success is the answer, whatever the generation of a (late or later) delivery.
+    for (generation, attempt) in [(1, 2), (0, 3), (2, 1)] {
+        let again = participant
+            .execute(in_generation(generation, attempt))
+            .await
+            .expect("success replayed");
+        assert_eq!(again, retried, "generation {generation}");
+    }
+    assert_eq!(participant.handler.executions(), 2);
+    assert_eq!(participant.replays(saga, "execute").await?, 4);
     participant.stop().await
 }
 

@@ -85,6 +85,7 @@ fn request(saga: Uuid, action: &str, direction: &str, payload: Value) -> StepReq
         attempt: 1,
         idempotency_key: format!("{saga}:RESERVE:{direction}"),
         payload: Some(json_to_struct(payload)),
+        generation: 0,
     }
 }
 

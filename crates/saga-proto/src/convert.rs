@@ -71,6 +71,7 @@ impl From<ErrorKind> for pb::ErrorKind {
         match k {
             ErrorKind::Refusal => Self::Refusal,
             ErrorKind::Transient => Self::Transient,
+            ErrorKind::InvalidOutput => Self::InvalidOutput,
         }
     }
 }
@@ -109,6 +110,8 @@ impl From<&Saga> for pb::Saga {
                 last_error: step.last_error.clone().unwrap_or_default(),
                 started_at: step.started_at.map(timestamp),
                 finished_at: step.finished_at.map(timestamp),
+                generation: step.generation,
+                maybe_applied: step.maybe_applied,
             })
             .collect();
         Self {
@@ -225,6 +228,16 @@ pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::H
             out.instance = owner.clone();
             out.epoch = u64::try_from(*epoch).unwrap_or_default();
             pb::EventKind::SagaClaimed
+        }
+        HistoryEvent::SagaQuarantined {
+            owner,
+            error,
+            retry_at,
+        } => {
+            out.instance = owner.clone();
+            out.error = error.clone();
+            out.retry_at = Some(timestamp(*retry_at));
+            pb::EventKind::SagaQuarantined
         }
         HistoryEvent::SagaRetried { step, reason } => {
             on_step(*step, 0);

@@ -1,7 +1,8 @@
 //! gRPC types for sagad: the `saga.v1` coordinator and participant protocols, the descriptor set for
 //! server reflection, conversions between `google.protobuf.Struct` and JSON, and from `saga_core` types
-//! to their wire form.
+//! to their wire form, and the participant contract's wire details.
 
+pub mod contract;
 mod convert;
 mod json;
 

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("cannot apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Every connection of the pool stayed busy past the acquire timeout: the database answers, this
+    /// instance asks more of it than its pool allows. Load, not an outage.
+    #[error("saga log busy: every connection is in use")]
+    Busy,
     /// The saga changed since it was read (another writer, or a lost lease): the write was dropped.
     #[error("saga {0} was changed by another writer")]
     Conflict(SagaId),
@@ -34,8 +38,15 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// The database refused the data itself (SQLSTATE class 22, data exception, or 23, integrity
+    /// constraint violation): writing the same again fails the same way, so retrying cannot help.
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e))
+            if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+    }
+
     /// Whether the database itself is out of reach (down, restarting, refusing connections), as opposed
-    /// to an answer about this one operation.
+    /// to an answer about this one operation or a busy pool ([`StoreError::Busy`]).
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(

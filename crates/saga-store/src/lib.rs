@@ -23,6 +23,7 @@ mod rows;
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 
 pub use error::StoreError;
@@ -75,6 +76,24 @@ pub struct Created {
     pub created: bool,
 }
 
+/// What [`SagaStore::claim_due`] leased to the claiming instance.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The claimed sagas, at their new epoch, read after the claim committed.
+    pub sagas: Vec<Saga>,
+    /// Claimed rows that could not be decoded; the claimer should [`SagaStore::quarantine`] them.
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// A claimed saga row that could not be turned into a [`Saga`].
+#[derive(Debug)]
+pub struct Undecodable {
+    /// The saga.
+    pub id: SagaId,
+    /// Why it could not be decoded.
+    pub error: StoreError,
+}
+
 /// The saga log.
 pub trait SagaStore: Send + Sync + 'static {
     /// How [`SagaStore::listen`] delivers notifications.
@@ -101,13 +120,36 @@ pub trait SagaStore: Send + Sync + 'static {
         lease: LeaseAfter,
     ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
 
+    /// The sagas among `known` whose stored revision is above the one given with them (the watched
+    /// sagas another replica changed), in one statement.
+    fn load_newer(
+        &self,
+        known: &[(SagaId, i64)],
+    ) -> impl Future<Output = Result<Vec<Saga>, StoreError>> + Send;
+
     /// Leases to `owner` up to `limit` active sagas that are due (retry time or deadline reached, or
-    /// never scheduled) and whose lease is free or expired, and returns them at their new epoch.
+    /// never scheduled) and whose lease is free or expired, and returns them at their new epoch, each
+    /// as it is once the claim committed. A row that cannot be decoded does not fail the others.
     fn claim_due(
         &self,
         owner: &Owner,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<Saga>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
+
+    /// Sets aside an active saga `owner` holds but cannot decode: releases its lease, makes it due again
+    /// only after `retry_after` (by then an instance that can decode it may claim it) and records a
+    /// `SAGA_QUARANTINED` event with `error`. Returns false if `owner` no longer held it.
+    fn quarantine(
+        &self,
+        id: SagaId,
+        owner: &Owner,
+        error: &str,
+        retry_after: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The database clock: every time the saga log compares with (`lease_until`, `next_attempt_at`,
+    /// `deadline_at`) is on it.
+    fn now(&self) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
 
     /// How long until the next active saga becomes claimable (its retry time and its lease, if any, both
     /// passed), by the database clock; zero if one already is, `None` if no saga is active.
@@ -131,8 +173,9 @@ pub trait SagaStore: Send + Sync + 'static {
     /// Subscribes to notifications that due work may be waiting.
     fn listen(&self) -> impl Future<Output = Result<Self::Wakeups, StoreError>> + Send;
 
-    /// Deletes up to `limit` sagas (with steps and events) that finished more than `older_than` ago by
-    /// the database clock, oldest first; returns how many.
+    /// Deletes up to `limit` sagas (with steps and events) that completed or were compensated more than
+    /// `older_than` ago by the database clock, oldest first; returns how many. Parked (`FAILED`) sagas
+    /// are kept whatever their age: they wait for an operator.
     fn purge_finished(
         &self,
         older_than: Duration,

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use tracing::instrument;
 
 use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
-use crate::{Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Wakeups};
+use crate::{
+    Claimed, Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Undecodable, Wakeups,
+};
 
 /// Reads one saga and all its steps in a single statement.
 const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
@@ -60,14 +63,30 @@ impl PgStore {
         &self.pool
     }
 
+    /// Turns a driver error into a [`StoreError`], telling a busy pool from an outage: sqlx reports both
+    /// as "pool timed out". When every connection the pool may hold is open (and checked out), the
+    /// database answers and this instance is only asking too much of it; when connections are missing,
+    /// the pool could not open them.
+    fn db<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| match e {
+            sqlx::Error::PoolTimedOut
+                if self.pool.size() >= self.pool.options().get_max_connections() =>
+            {
+                StoreError::Busy
+            }
+            e => StoreError::Database(e),
+        })
+    }
+
     /// The query plan of the recovery loop's claim, as `EXPLAIN` prints it (nothing is claimed).
     pub async fn explain_claim_due(&self) -> Result<String, StoreError> {
-        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", claim_due_sql()))
-            .bind("explain")
-            .bind(1_000_i64)
-            .bind(100_i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let lines: Vec<String> =
+            self.db(sqlx::query_scalar(&format!("EXPLAIN {}", claim_due_sql()))
+                .bind("explain")
+                .bind(1_000_i64)
+                .bind(100_i64)
+                .fetch_all(&self.pool)
+                .await)?;
         Ok(lines.join("\n"))
     }
 
@@ -76,19 +95,19 @@ impl PgStore {
         saga_type: &str,
         key: &str,
     ) -> Result<Saga, StoreError> {
-        let row: SagaRow = sqlx::query_as(&format!(
+        let row: Result<SagaRow, _> = sqlx::query_as(&format!(
             "{} WHERE s.saga_type = $1 AND s.idempotency_key = $2",
             select_saga()
         ))
         .bind(saga_type)
         .bind(key)
         .fetch_one(&self.pool)
-        .await?;
-        row.into_saga()
+        .await;
+        self.db(row)?.into_saga()
     }
 }
 
-/// Claims due sagas for `$1` with lease length `$2` ms, at most `$3`.
+/// Claims due sagas for `$1` with lease length `$2` ms, at most `$3`; returns their ids.
 fn claim_due_sql() -> String {
     format!(
         "WITH due AS (
@@ -112,7 +131,7 @@ fn claim_due_sql() -> String {
                    jsonb_build_object('kind', 'SAGA_CLAIMED', 'owner', $1::text, 'epoch', c.epoch)
             FROM claimed c
          )
-         SELECT c.epoch, {SAGA_COLUMNS} FROM sagas s JOIN claimed c ON c.id = s.id"
+         SELECT id FROM claimed"
     )
 }
 
@@ -157,7 +176,7 @@ impl SagaStore for PgStore {
         let events = [EventRow::from(&started)];
         // One statement, so one commit: the saga, its steps and its first event land together or not at
         // all. ON CONFLICT turns a repeated idempotency key into "no row returned".
-        let inserted: Option<(uuid::Uuid,)> = sqlx::query_as(
+        let inserted: Result<Option<(uuid::Uuid,)>, _> = sqlx::query_as(
             "WITH saga AS (
                 INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
                                    current_step, idempotency_key, deadline_at, revision,
@@ -195,9 +214,9 @@ impl SagaStore for PgStore {
         .bind(&owner.name)
         .bind(millis(owner.lease))
         .fetch_optional(&self.pool)
-        .await?;
+        .await;
 
-        match (inserted, saga.idempotency_key.as_deref()) {
+        match (self.db(inserted)?, saga.idempotency_key.as_deref()) {
             (Some(_), _) => Ok(Created {
                 saga: Saga {
                     epoch: 1,
@@ -215,11 +234,28 @@ impl SagaStore for PgStore {
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
-        let row: Option<SagaRow> = sqlx::query_as(&format!("{} WHERE s.id = $1", select_saga()))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(SagaRow::into_saga).transpose()
+        let row: Result<Option<SagaRow>, _> =
+            sqlx::query_as(&format!("{} WHERE s.id = $1", select_saga()))
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await;
+        self.db(row)?.map(SagaRow::into_saga).transpose()
+    }
+
+    #[instrument(level = "debug", skip_all, fields(sagas = known.len()), err(level = "debug"))]
+    async fn load_newer(&self, known: &[(SagaId, i64)]) -> Result<Vec<Saga>, StoreError> {
+        let (ids, revisions): (Vec<uuid::Uuid>, Vec<i64>) =
+            known.iter().map(|(id, revision)| (id.0, *revision)).unzip();
+        let rows: Vec<SagaRow> = self.db(sqlx::query_as(&format!(
+            "{} JOIN unnest($1::uuid[], $2::bigint[]) AS k(id, revision) ON k.id = s.id
+                 WHERE s.revision > k.revision",
+            select_saga()
+        ))
+        .bind(ids)
+        .bind(revisions)
+        .fetch_all(&self.pool)
+        .await)?;
+        rows.into_iter().map(SagaRow::into_saga).collect()
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err(level = "debug"))]
@@ -247,7 +283,7 @@ impl SagaStore for PgStore {
         // One statement: the saga row is updated only at the revision the transition was computed from,
         // and (unless taking over) only while the writer still holds the lease at its epoch; the step rows
         // and events hang off that update, so a stale writer changes nothing at all.
-        let updated: Option<(i64, i64)> = sqlx::query_as(
+        let updated: Result<Option<(i64, i64)>, _> = sqlx::query_as(
             "WITH saga AS (
                 UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
                                  current_step = $7, next_attempt_at = $8, updated_at = $9,
@@ -267,10 +303,12 @@ impl SagaStore for PgStore {
                 UPDATE saga_steps st
                 SET status = r.status, attempts = r.attempts,
                     compensation_attempts = r.compensation_attempts, output = r.output,
-                    last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at
+                    last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
+                    generation = r.generation, maybe_applied = r.maybe_applied
                 FROM saga, jsonb_to_recordset($11::jsonb) AS r(
                     step_index integer, status text, attempts integer, compensation_attempts integer,
-                    output jsonb, last_error text, started_at timestamptz, finished_at timestamptz)
+                    output jsonb, last_error text, started_at timestamptz, finished_at timestamptz,
+                    generation integer, maybe_applied boolean)
                 WHERE st.saga_id = saga.id AND st.step_index = r.step_index
              ),
              events AS (
@@ -299,36 +337,99 @@ impl SagaStore for PgStore {
         .bind(lease)
         .bind(millis(owner.lease))
         .fetch_optional(&self.pool)
-        .await?;
-        updated
+        .await;
+        self.db(updated)?
             .map(|(revision, epoch)| Committed { revision, epoch })
             .ok_or(StoreError::Conflict(saga.id))
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Vec<Saga>, StoreError> {
+    async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint sets instead of queueing.
-        // The outer SELECT reads the rows as they were before the UPDATE (same snapshot), which is
-        // fine for everything but the epoch, taken from the UPDATE itself.
-        let rows: Vec<SagaRow> = sqlx::query_as(&claim_due_sql())
+        let ids: Vec<uuid::Uuid> = self.db(sqlx::query_scalar(&claim_due_sql())
             .bind(&owner.name)
             .bind(millis(owner.lease))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(SagaRow::into_saga).collect()
+            .await)?;
+        if ids.is_empty() {
+            return Ok(Claimed::default());
+        }
+        // Re-read what was claimed: within the claim statement, a row another writer committed after
+        // the statement's snapshot was taken is locked at its newest version but read at its older
+        // one. Only rows still leased to this owner count (an operator may have taken one over since).
+        let rows: Vec<SagaRow> = self.db(sqlx::query_as(&format!(
+            "{} WHERE s.id = ANY($1) AND s.owner = $2",
+            select_saga()
+        ))
+        .bind(&ids)
+        .bind(&owner.name)
+        .fetch_all(&self.pool)
+        .await)?;
+        // Row by row: one that cannot be decoded must not keep the others from being driven.
+        let mut claimed = Claimed::default();
+        for row in rows {
+            let id = SagaId(row.id);
+            match row.into_saga() {
+                Ok(saga) => claimed.sagas.push(saga),
+                Err(error) => claimed.undecodable.push(Undecodable { id, error }),
+            }
+        }
+        Ok(claimed)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
+    async fn quarantine(
+        &self,
+        id: SagaId,
+        owner: &Owner,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<bool, StoreError> {
+        // The error text goes into a jsonb column: no NUL, and short enough to read.
+        let error: String = error.replace('\0', "").chars().take(1000).collect();
+        let quarantined: Option<DateTime<Utc>> = self.db(sqlx::query_scalar(&format!(
+            "WITH saga AS (
+                    UPDATE sagas s SET owner = NULL, lease_until = NULL,
+                                       next_attempt_at = now() + $3 * interval '1 millisecond'
+                    WHERE {ACTIVE} AND s.id = $1 AND s.owner = $2
+                    RETURNING s.id, s.next_attempt_at
+                 ),
+                 events AS (
+                    INSERT INTO saga_events (saga_id, kind, detail)
+                    SELECT saga.id, 'SAGA_QUARANTINED',
+                           jsonb_build_object('kind', 'SAGA_QUARANTINED', 'owner', $2::text,
+                                              'error', $4::text, 'retry_at', saga.next_attempt_at)
+                    FROM saga
+                 )
+                 SELECT next_attempt_at FROM saga"
+        ))
+        .bind(id.0)
+        .bind(&owner.name)
+        .bind(millis(retry_after))
+        .bind(&error)
+        .fetch_optional(&self.pool)
+        .await)?;
+        Ok(quarantined.is_some())
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.db(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await)
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
-        let seconds: Option<f64> = sqlx::query_scalar(&format!(
+        let seconds: Result<Option<f64>, _> = sqlx::query_scalar(&format!(
             "SELECT EXTRACT(EPOCH FROM min(GREATEST(
                         COALESCE(s.next_attempt_at, '-infinity'),
                         COALESCE(s.lease_until, '-infinity'))) - now())::float8
              FROM sagas s WHERE {ACTIVE}"
         ))
         .fetch_one(&self.pool)
-        .await?;
+        .await;
+        let seconds = self.db(seconds)?;
         // -infinity minus now is -infinity: due now.
         Ok(seconds.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
     }
@@ -336,7 +437,7 @@ impl SagaStore for PgStore {
     #[instrument(level = "debug", skip_all, fields(sagas = ids.len()), err(level = "debug"))]
     async fn renew(&self, owner: &Owner, ids: &[SagaId]) -> Result<Vec<SagaId>, StoreError> {
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-        let renewed: Vec<(uuid::Uuid,)> = sqlx::query_as(&format!(
+        let renewed: Result<Vec<(uuid::Uuid,)>, _> = sqlx::query_as(&format!(
             "UPDATE sagas s SET lease_until = now() + $2 * interval '1 millisecond'
              WHERE {ACTIVE} AND s.owner = $1 AND s.id = ANY($3)
              RETURNING s.id"
@@ -345,27 +446,32 @@ impl SagaStore for PgStore {
         .bind(millis(owner.lease))
         .bind(ids)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(renewed.into_iter().map(|(id,)| SagaId(id)).collect())
+        .await;
+        Ok(self
+            .db(renewed)?
+            .into_iter()
+            .map(|(id,)| SagaId(id))
+            .collect())
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, owner: &Owner, ids: Option<&[SagaId]>) -> Result<u64, StoreError> {
         let ids: Option<Vec<uuid::Uuid>> = ids.map(|ids| ids.iter().map(|id| id.0).collect());
-        let released = sqlx::query(&format!(
-            "UPDATE sagas s SET owner = NULL, lease_until = NULL
-             WHERE {ACTIVE} AND s.owner = $1 AND ($2::uuid[] IS NULL OR s.id = ANY($2))"
-        ))
-        .bind(&owner.name)
-        .bind(ids)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let released = self
+            .db(sqlx::query(&format!(
+                "UPDATE sagas s SET owner = NULL, lease_until = NULL
+                     WHERE {ACTIVE} AND s.owner = $1 AND ($2::uuid[] IS NULL OR s.id = ANY($2))"
+            ))
+            .bind(&owner.name)
+            .bind(ids)
+            .execute(&self.pool)
+            .await)?
+            .rows_affected();
         if released > 0 {
-            sqlx::query("SELECT pg_notify($1, '')")
+            self.db(sqlx::query("SELECT pg_notify($1, '')")
                 .bind(WAKEUP_CHANNEL)
                 .execute(&self.pool)
-                .await?;
+                .await)?;
         }
         Ok(released)
     }
@@ -380,22 +486,23 @@ impl SagaStore for PgStore {
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
         // Small batches, oldest first: each statement holds its row locks only briefly, and steps and
         // events go with their saga (ON DELETE CASCADE).
-        let deleted = sqlx::query(
+        // Parked (FAILED) sagas are the dead-letter set: kept until an operator resolves them.
+        let deleted = self.db(sqlx::query(
             "WITH doomed AS (
-                SELECT id FROM sagas
-                WHERE finished_at < now() - $1 * interval '1 millisecond'
-                ORDER BY finished_at
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
-             )
-             DELETE FROM sagas s USING doomed WHERE s.id = doomed.id",
+                    SELECT id FROM sagas
+                    WHERE status IN ('COMPLETED', 'COMPENSATED')
+                      AND finished_at < now() - $1 * interval '1 millisecond'
+                    ORDER BY finished_at
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                 )
+                 DELETE FROM sagas s USING doomed WHERE s.id = doomed.id",
         )
         .bind(millis(older_than))
         .bind(i64::from(limit))
         .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(deleted)
+        .await)?;
+        Ok(deleted.rows_affected())
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -435,18 +542,19 @@ impl SagaStore for PgStore {
         query
             .push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<SummaryRow> = self.db(query.build_query_as().fetch_all(&self.pool).await)?;
         rows.into_iter().map(SummaryRow::into_summary).collect()
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
     async fn history(&self, id: SagaId) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let rows: Vec<RecordedEventRow> = sqlx::query_as(
+        let rows: Result<Vec<RecordedEventRow>, _> = sqlx::query_as(
             "SELECT id, detail, created_at FROM saga_events WHERE saga_id = $1 ORDER BY id",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
-        .await?;
+        .await;
+        let rows = self.db(rows)?;
         // Every saga has at least its SAGA_STARTED event, written in the same statement as the saga.
         if rows.is_empty() {
             return Ok(None);

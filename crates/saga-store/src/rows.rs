@@ -29,6 +29,8 @@ pub(crate) struct StepRow {
     pub last_error: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub generation: i64,
+    pub maybe_applied: bool,
 }
 
 impl StepRow {
@@ -46,6 +48,8 @@ impl StepRow {
             last_error: step.last_error.clone(),
             started_at: step.started_at,
             finished_at: step.finished_at,
+            generation: step.generation.into(),
+            maybe_applied: step.maybe_applied,
         }
     }
 
@@ -60,6 +64,8 @@ impl StepRow {
             output: self.output,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            generation: u32::try_from(self.generation).map_err(|e| corrupt(e.to_string()))?,
+            maybe_applied: self.maybe_applied,
         })
     }
 }

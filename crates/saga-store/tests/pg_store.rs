@@ -420,7 +420,7 @@ async fn a_writer_whose_lease_was_taken_over_cannot_commit_even_at_the_current_r
         .saga;
     // A stalls past its lease; B claims the saga.
     expire_lease(&store, saga.id).await;
-    let claimed = store.claim_due(&b, 10).await.expect("claim");
+    let claimed = store.claim_due(&b, 10).await.expect("claim").sagas;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].epoch, 2, "takeover bumps the epoch");
     assert_eq!(
@@ -489,11 +489,19 @@ async fn claims_take_due_sagas_with_free_or_expired_leases_and_never_the_same_on
         .claim_due(&b, 10)
         .await
         .expect("claim")
+        .sagas
         .iter()
         .map(|s| s.id)
         .collect();
     assert_eq!(claimed, [orphaned.id]);
-    assert!(store.claim_due(&b, 10).await.expect("claim").is_empty());
+    assert!(
+        store
+            .claim_due(&b, 10)
+            .await
+            .expect("claim")
+            .sagas
+            .is_empty()
+    );
     let _ = held;
 
     // Twenty due sagas, two replicas claiming at once: disjoint sets covering all of them.
@@ -509,8 +517,8 @@ async fn claims_take_due_sagas_with_free_or_expired_leases_and_never_the_same_on
     }
     let c = instance("c");
     let (left, right) = tokio::join!(store.claim_due(&b, 15), store.claim_due(&c, 15));
-    let mut all: Vec<SagaId> = left.expect("claim b").iter().map(|s| s.id).collect();
-    let right: Vec<SagaId> = right.expect("claim c").iter().map(|s| s.id).collect();
+    let mut all: Vec<SagaId> = left.expect("claim b").sagas.iter().map(|s| s.id).collect();
+    let right: Vec<SagaId> = right.expect("claim c").sagas.iter().map(|s| s.id).collect();
     assert!(
         all.iter().all(|id| !right.contains(id)),
         "a saga claimed twice"
@@ -557,11 +565,14 @@ async fn releasing_all_leases_frees_them_at_once_and_wakes_listeners() {
         .expect("notified within 5 s")
         .expect("notification");
     let claimed = store.claim_due(&instance("b"), 10).await.expect("claim");
-    assert_eq!(claimed.iter().map(|s| s.id).collect::<Vec<_>>(), [saga.id]);
+    assert_eq!(
+        claimed.sagas.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [saga.id]
+    );
 }
 
 #[tokio::test]
-async fn retention_deletes_old_finished_sagas_with_their_steps_and_events_in_batches() {
+async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones() {
     let (store, _db) = store().await;
     let refusal = || saga_core::StepError {
         kind: saga_core::ErrorKind::Refusal,
@@ -581,6 +592,21 @@ async fn retention_deletes_old_finished_sagas_with_their_steps_and_events_in_bat
         .await
         .expect("create")
         .saga;
+    // A parked saga is the dead-letter set: it stays whatever its age.
+    let parked = store
+        .create(&new_saga(None), &owner())
+        .await
+        .expect("create")
+        .saga;
+    sqlx::query(
+        "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED',
+                          failure_message = 'stuck', current_step = NULL, finished_at = now()
+         WHERE id = $1",
+    )
+    .bind(parked.id.0)
+    .execute(store.pool())
+    .await
+    .expect("park");
     sqlx::query(
         "UPDATE sagas SET finished_at = now() - interval '2 days' WHERE finished_at IS NOT NULL",
     )
@@ -600,10 +626,11 @@ async fn retention_deletes_old_finished_sagas_with_their_steps_and_events_in_bat
     .expect("counts");
     assert_eq!(
         counts,
-        (1, 3, 1),
-        "only the running saga is left, with its steps and event"
+        (2, 6, 2),
+        "only the running and the parked saga are left, with their steps and events"
     );
     assert!(store.load(running.id).await.expect("load").is_some());
+    assert!(store.load(parked.id).await.expect("load").is_some());
 }
 
 #[tokio::test]
@@ -631,4 +658,75 @@ async fn with_a_million_finished_sagas_the_claim_reads_only_the_active_partial_i
     );
     assert!(plan.contains("sagas_active"), "{plan}");
     assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_returns_each_saga_as_it_is_after_writes_that_raced_the_claim() {
+    // A's leases have expired but A still writes (it is slow, not dead) while B claims. Whatever A
+    // committed before B's claim locked a row must be in what B gets back, since B writes at that
+    // revision; a write that lost the race is fenced off. Several rounds, to make the race likely.
+    let db = TestDatabase::create("saga_store_claim_race").await;
+    let store = PgStore::connect(&db.url(), 16).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let (a, b) = (instance("a"), instance("b"));
+    let (mut claimed_total, mut raced) = (0, 0);
+    for _ in 0..5 {
+        let mut sagas = Vec::new();
+        for _ in 0..200 {
+            let saga = store
+                .create(&new_saga(None), &a)
+                .await
+                .expect("create")
+                .saga;
+            sagas.push(saga);
+        }
+        sqlx::query("UPDATE sagas SET lease_until = now() - interval '1 second' WHERE owner = 'a'")
+            .execute(store.pool())
+            .await
+            .expect("expire");
+        let writes: Vec<_> = sagas
+            .iter()
+            .map(|saga| {
+                let (store, a, transition) = (store.clone(), a.clone(), first_step(saga));
+                tokio::spawn(async move { store.commit(&transition, &a, LeaseAfter::Keep).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let claimed = store.claim_due(&b, 200).await.expect("claim").sagas;
+        for write in writes {
+            write.await.expect("task").ok();
+        }
+        for saga in &claimed {
+            let stored = store.load(saga.id).await.expect("load").expect("saga");
+            assert_eq!(
+                (saga.revision, saga.epoch),
+                (stored.revision, stored.epoch),
+                "B got a stale row"
+            );
+            assert_eq!(saga.steps, stored.steps);
+            raced += usize::from(saga.revision == 1);
+        }
+        claimed_total += claimed.len();
+        // The next round's sagas are A's alone.
+        sqlx::query("UPDATE sagas SET owner = NULL, lease_until = NULL, status = 'COMPLETED', finished_at = now(), current_step = NULL")
+            .execute(store.pool())
+            .await
+            .expect("settle");
+    }
+    println!("B claimed {claimed_total} sagas, {raced} of them after A's write had landed");
+    assert!(claimed_total > 0);
+}
+
+#[tokio::test]
+async fn a_pool_that_is_only_busy_is_not_mistaken_for_an_outage() {
+    let db = TestDatabase::create("saga_store_busy").await;
+    let store = PgStore::connect(&db.url(), 1).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    // The only connection is held elsewhere: the next query waits out the acquire timeout.
+    let held = store.pool().acquire().await.expect("connection");
+    let busy = store.load(SagaId::new()).await;
+    assert!(matches!(busy, Err(StoreError::Busy)), "{busy:?}");
+    assert!(!busy.expect_err("busy").is_unavailable());
+    drop(held);
+    assert!(store.load(SagaId::new()).await.expect("load").is_none());
 }

@@ -225,7 +225,7 @@ impl SagaCoordinator for CoordinatorApi {
             async move {
                 let mut watch = watch?;
                 let next = tokio::select! {
-                    next = watch.next() => next.map_err(engine_status),
+                    next = watch.next() => Ok(next),
                     () = shutdown.cancelled() => Err(Status::unavailable(
                         "sagad is shutting down; watch again to continue on another instance",
                     )),

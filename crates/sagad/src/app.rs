@@ -65,7 +65,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let endpoints: HashMap<String, String> =
             settings.participants.clone().into_iter().collect();
-        let participants = Participants::new(&endpoints)?;
+        let participants = Participants::new(&endpoints, settings.participant_concurrency)?;
         let definitions = definitions::load_dir(&settings.definitions_dir, &participants.names())?;
 
         let database = |source| StartupError::Database {
@@ -96,6 +96,8 @@ impl Application {
             &settings.engine(),
             engine_shutdown.clone(),
         );
+        // Times the engine writes are compared with the database clock: measure it before serving.
+        engine.sync_clock().await.map_err(database)?;
         Ok(Self {
             listener,
             local_addr,

@@ -39,6 +39,12 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// Sagas one instance drives at once; beyond it `StartSaga` answers `RESOURCE_EXHAUSTED`.
     pub max_in_flight: usize,
+    /// `WatchSaga` streams one instance serves at once; beyond it `WatchSaga` answers
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_watches: usize,
+    /// Calls one instance makes to one participant at once; further calls wait in sagad (without
+    /// spending their attempt or its timeout) rather than piling onto a participant that is slow.
+    pub participant_concurrency: usize,
     /// How long in-flight calls may finish after SIGTERM before the process exits.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -64,6 +70,8 @@ impl Default for Settings {
     fn default() -> Self {
         let participant =
             |name: &str, port: u16| (name.to_owned(), format!("http://127.0.0.1:{port}"));
+        // The engine's limits and timings have their defaults in one place.
+        let engine = saga_engine::EngineSettings::default();
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             database_url: "postgres://postgres@127.0.0.1:5432/sagad".to_owned(),
@@ -85,12 +93,14 @@ impl Default for Settings {
             ]
             .into(),
             max_payload_bytes: 64 * 1024,
-            max_in_flight: 10_000,
+            max_in_flight: engine.max_in_flight,
+            max_watches: engine.max_watches,
+            participant_concurrency: 32,
             shutdown_grace: Duration::from_secs(10),
-            lease: Duration::from_secs(10),
-            hold_wait: Duration::from_secs(2),
-            recovery_interval: Duration::from_secs(1),
-            retention: Duration::from_secs(30 * 24 * 3600),
+            lease: engine.lease,
+            hold_wait: engine.hold_wait,
+            recovery_interval: engine.recovery_interval,
+            retention: engine.retention.unwrap_or_default(),
             log_format: LogFormat::Text,
         }
     }
@@ -138,6 +148,7 @@ impl Settings {
     pub fn engine(&self) -> saga_engine::EngineSettings {
         saga_engine::EngineSettings {
             max_in_flight: self.max_in_flight,
+            max_watches: self.max_watches,
             lease: self.lease,
             hold_wait: self.hold_wait,
             recovery_interval: self.recovery_interval,
@@ -159,6 +170,12 @@ impl Settings {
         }
         if self.max_in_flight == 0 {
             return invalid("max_in_flight", "must be 1 or more");
+        }
+        if self.max_watches == 0 {
+            return invalid("max_watches", "must be 1 or more");
+        }
+        if self.participant_concurrency == 0 {
+            return invalid("participant_concurrency", "must be 1 or more");
         }
         if self.max_payload_bytes == 0 {
             return invalid("max_payload_bytes", "must be 1 or more");

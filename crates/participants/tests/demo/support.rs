@@ -165,6 +165,7 @@ fn request(
         attempt,
         idempotency_key: format!("{saga_id}:{step}:{direction}"),
         payload: Some(json_to_struct(payload)),
+        ..StepRequest::default()
     }
 }
 

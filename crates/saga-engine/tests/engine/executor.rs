@@ -1,263 +1,15 @@
-//! The engine against a scripted participant over real gRPC and a real PostgreSQL saga log, with
-//! millisecond timings so retries, deadlines and timeouts run in well under a second.
+//! The executor against a scripted participant: retries, refusals, deadlines, parking, shutdown, lease
+//! takeovers.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use saga_core::{Definition, FailureReason, SagaId, SagaStatus, StepStatus};
-use saga_engine::{Engine, EngineSettings, Participants, StartRequest};
-use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
-use saga_proto::v1::{StepRequest, StepResponse};
-use saga_store::{PgStore, SagaStore};
-use saga_testkit::TestDatabase;
-use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use saga_core::{FailureReason, SagaStatus, StepStatus};
+use saga_engine::{EngineSettings, StartRequest};
+use saga_store::SagaStore;
 
-/// What the scripted participant does for one call.
-#[derive(Clone, Debug)]
-enum Behavior {
-    Ok,
-    Refuse,
-    Unavailable,
-    Hang,
-    /// Answer OK once the gate opens.
-    Gate(Arc<tokio::sync::Semaphore>),
-}
-
-type ScriptFn = dyn Fn(&str, &str, u32) -> Behavior + Send + Sync;
-
-/// One call the participant received: step, action, attempt, idempotency key, metadata key.
-type Call = (String, String, u32, String, String);
-
-#[derive(Clone)]
-struct Scripted {
-    script: Arc<ScriptFn>,
-    calls: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Scripted {
-    async fn answer(
-        &self,
-        request: Request<StepRequest>,
-    ) -> Result<Response<StepResponse>, Status> {
-        let metadata_key = request
-            .metadata()
-            .get("x-idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let r = request.into_inner();
-        self.calls.lock().expect("lock").push((
-            r.step.clone(),
-            r.action.clone(),
-            r.attempt,
-            r.idempotency_key.clone(),
-            metadata_key,
-        ));
-        match (self.script)(&r.step, &r.action, r.attempt) {
-            Behavior::Ok => Ok(Response::new(StepResponse {
-                output: Some(saga_proto::json_to_struct(
-                    json!({ format!("{}_done", r.step): r.attempt })
-                        .as_object()
-                        .cloned()
-                        .expect("object"),
-                )),
-            })),
-            Behavior::Refuse => Err(Status::failed_precondition("scripted refusal")),
-            Behavior::Unavailable => Err(Status::unavailable("scripted outage")),
-            Behavior::Hang => {
-                std::future::pending::<()>().await;
-                unreachable!()
-            }
-            Behavior::Gate(gate) => {
-                drop(gate.acquire().await.expect("gate"));
-                Ok(Response::new(StepResponse { output: None }))
-            }
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl SagaParticipant for Scripted {
-    async fn execute(
-        &self,
-        request: Request<StepRequest>,
-    ) -> Result<Response<StepResponse>, Status> {
-        self.answer(request).await
-    }
-
-    async fn compensate(
-        &self,
-        request: Request<StepRequest>,
-    ) -> Result<Response<StepResponse>, Status> {
-        self.answer(request).await
-    }
-}
-
-const DEFINITION: &str = r"
-name: shop
-version: 1
-timeout: 5s
-step_timeout: 2s
-retry:        {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
-compensation: {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
-steps:
-  - {name: RESERVE, participant: shop, action: Reserve, compensate: Unreserve}
-  - {name: CHARGE,  participant: shop, action: Charge,  compensate: Refund, timeout: 150ms}
-  - {name: SHIP,    participant: shop, action: Ship, pivot: true}
-";
-
-struct Harness {
-    engine: Arc<Engine<PgStore>>,
-    store: PgStore,
-    participant: String,
-    definition: Arc<Definition>,
-    calls: Arc<Mutex<Vec<Call>>>,
-    /// Stops the participant server and the engine.
-    shutdown: CancellationToken,
-    /// Stops the engine only.
-    engine_shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-    _db: TestDatabase,
-}
-
-impl Harness {
-    async fn start(
-        script: impl Fn(&str, &str, u32) -> Behavior + Send + Sync + 'static,
-        adjust: impl FnOnce(&mut Definition),
-    ) -> Self {
-        let db = TestDatabase::create("saga_engine").await;
-        let store = PgStore::connect(&db.url(), 4).await.expect("connect");
-        store.migrate().await.expect("migrate");
-
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let participant = Scripted {
-            script: Arc::new(script),
-            calls: calls.clone(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(SagaParticipantServer::new(participant))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    stop.cancelled_owned(),
-                )
-                .await
-                .expect("participant server");
-        });
-
-        let participants = Participants::new(&HashMap::from([(
-            "shop".to_owned(),
-            format!("http://{addr}"),
-        )]))
-        .expect("participants");
-        let known: HashSet<String> = participants.names();
-        let mut definition = Definition::from_yaml(DEFINITION, &known).expect("definition");
-        adjust(&mut definition);
-        let definition = Arc::new(definition);
-        let engine_shutdown = shutdown.child_token();
-        let engine = Engine::new(
-            store.clone(),
-            participants,
-            HashMap::from([("shop".to_owned(), definition.clone())]),
-            &EngineSettings {
-                max_in_flight: 16,
-                ..EngineSettings::default()
-            },
-            engine_shutdown.clone(),
-        );
-        Self {
-            engine_shutdown,
-            engine,
-            store,
-            participant: format!("http://{addr}"),
-            definition,
-            calls,
-            shutdown,
-            server,
-            _db: db,
-        }
-    }
-
-    async fn start_saga(&self) -> SagaId {
-        let created = self
-            .engine
-            .start(StartRequest {
-                saga_type: "shop".into(),
-                payload: json!({"userId": "u1"})
-                    .as_object()
-                    .cloned()
-                    .expect("object"),
-                idempotency_key: None,
-            })
-            .await
-            .expect("start");
-        created.saga.id
-    }
-
-    async fn wait_terminal(&self, id: SagaId) -> saga_core::Saga {
-        let poll = async {
-            loop {
-                let saga = self.store.load(id).await.expect("load").expect("exists");
-                if saga.status.is_terminal() {
-                    return saga;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), poll)
-            .await
-            .expect("saga finishes within 10s")
-    }
-
-    /// Another coordinator instance on the same saga log and participant, with its own shutdown token.
-    fn second_instance(
-        &self,
-        settings: EngineSettings,
-    ) -> (Arc<Engine<PgStore>>, CancellationToken) {
-        let participants = Participants::new(&HashMap::from([(
-            "shop".to_owned(),
-            self.participant.clone(),
-        )]))
-        .expect("participants");
-        let shutdown = CancellationToken::new();
-        let engine = Engine::new(
-            self.store.clone(),
-            participants,
-            HashMap::from([("shop".to_owned(), self.definition.clone())]),
-            &settings,
-            shutdown.clone(),
-        );
-        (engine, shutdown)
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(_, action, attempt, _, _)| format!("{action}#{attempt}"))
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.engine.drain(Duration::from_secs(5)).await;
-        self.server.await.expect("server");
-    }
-}
-
-fn statuses(saga: &saga_core::Saga) -> Vec<StepStatus> {
-    saga.steps.iter().map(|s| s.status).collect()
-}
+use crate::harness::{Behavior, Harness, statuses, wait_terminal_on};
 
 #[tokio::test]
 async fn transient_errors_are_retried_with_the_same_idempotency_key_until_the_step_succeeds() {
@@ -530,7 +282,7 @@ async fn an_instance_that_lost_its_lease_mid_call_cannot_write_its_stale_result(
 
     // B's call answers and B finishes the saga.
     gates[1].add_permits(1);
-    let saga = h.wait_terminal(id).await;
+    let saga = wait_terminal_on(&b, id).await;
     assert_eq!(
         saga.status,
         SagaStatus::Completed,
@@ -588,7 +340,7 @@ async fn a_long_retry_wait_releases_the_lease_and_the_recovery_loop_resumes_the_
         .expect("start")
         .saga
         .id;
-    let saga = h.wait_terminal(id).await;
+    let saga = wait_terminal_on(&engine, id).await;
     let took = started.elapsed();
     assert_eq!(saga.status, SagaStatus::Completed);
     assert!(

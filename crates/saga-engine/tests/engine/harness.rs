@@ -1,0 +1,352 @@
+//! The test harness: a scripted participant over real gRPC, a real PostgreSQL saga log, and engines on
+//! it, with millisecond timings so retries, deadlines and timeouts run in well under a second.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_core::{Definition, SagaId, StepStatus};
+use saga_engine::{Clock, Engine, EngineSettings, Participants, StartRequest};
+use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
+use saga_proto::v1::{StepRequest, StepResponse};
+use saga_store::PgStore;
+use saga_testkit::TestDatabase;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// What the scripted participant does for one call.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    Ok,
+    Refuse,
+    Unavailable,
+    Hang,
+    /// Answer OK once the gate opens.
+    Gate(Arc<tokio::sync::Semaphore>),
+    /// Answer OK after this long.
+    Slow(Duration),
+    /// Answer OK with an output PostgreSQL's jsonb cannot store (a NUL character).
+    NulOutput,
+}
+
+pub type ScriptFn = dyn Fn(&str, &str, u32) -> Behavior + Send + Sync;
+
+/// One call the participant received: step, action, attempt, idempotency key, metadata key.
+pub type Call = (String, String, u32, String, String);
+
+#[derive(Clone)]
+pub struct Scripted {
+    script: Arc<ScriptFn>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Calls being answered now, and the most at once so far.
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+/// Counts a call in flight for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Scripted {
+    async fn answer(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let metadata_key = request
+            .metadata()
+            .get("x-idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let r = request.into_inner();
+        self.calls.lock().expect("lock").push((
+            r.step.clone(),
+            r.action.clone(),
+            r.attempt,
+            r.idempotency_key.clone(),
+            metadata_key,
+        ));
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let _in_flight = InFlight(self.in_flight.clone());
+        match (self.script)(&r.step, &r.action, r.attempt) {
+            Behavior::Ok => Ok(Response::new(StepResponse {
+                output: Some(saga_proto::json_to_struct(
+                    json!({ format!("{}_done", r.step): r.attempt })
+                        .as_object()
+                        .cloned()
+                        .expect("object"),
+                )),
+            })),
+            Behavior::Refuse => Err(Status::failed_precondition("scripted refusal")),
+            Behavior::Unavailable => Err(Status::unavailable("scripted outage")),
+            Behavior::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            Behavior::Gate(gate) => {
+                drop(gate.acquire().await.expect("gate"));
+                Ok(Response::new(StepResponse { output: None }))
+            }
+            Behavior::Slow(took) => {
+                tokio::time::sleep(took).await;
+                Ok(Response::new(StepResponse { output: None }))
+            }
+            Behavior::NulOutput => Ok(Response::new(StepResponse {
+                output: Some(saga_proto::json_to_struct(
+                    json!({"note": "a\u{0}b"})
+                        .as_object()
+                        .cloned()
+                        .expect("object"),
+                )),
+            })),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SagaParticipant for Scripted {
+    async fn execute(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        self.answer(request).await
+    }
+
+    async fn compensate(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        self.answer(request).await
+    }
+}
+
+pub const DEFINITION: &str = r"
+name: shop
+version: 1
+timeout: 5s
+step_timeout: 2s
+retry:        {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
+compensation: {max_attempts: 3, initial_backoff: 5ms, multiplier: 2.0, max_backoff: 20ms, jitter: 0.0}
+steps:
+  - {name: RESERVE, participant: shop, action: Reserve, compensate: Unreserve}
+  - {name: CHARGE,  participant: shop, action: Charge,  compensate: Refund, timeout: 150ms}
+  - {name: SHIP,    participant: shop, action: Ship, pivot: true}
+";
+
+pub struct Harness {
+    pub engine: Arc<Engine<PgStore>>,
+    pub store: PgStore,
+    pub participant: String,
+    pub definition: Arc<Definition>,
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    /// The most calls the participant answered at once.
+    pub peak: Arc<AtomicUsize>,
+    /// Stops the participant server and the engine.
+    pub shutdown: CancellationToken,
+    /// Stops the engine only.
+    pub engine_shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<()>,
+    pub _db: TestDatabase,
+}
+
+impl Harness {
+    pub async fn start(
+        script: impl Fn(&str, &str, u32) -> Behavior + Send + Sync + 'static,
+        adjust: impl FnOnce(&mut Definition),
+    ) -> Self {
+        let settings = EngineSettings {
+            max_in_flight: 16,
+            ..EngineSettings::default()
+        };
+        Self::start_with(script, adjust, &settings).await
+    }
+
+    /// Starts the participant and engine A with `settings`.
+    pub async fn start_with(
+        script: impl Fn(&str, &str, u32) -> Behavior + Send + Sync + 'static,
+        adjust: impl FnOnce(&mut Definition),
+        settings: &EngineSettings,
+    ) -> Self {
+        let db = TestDatabase::create("saga_engine").await;
+        let store = PgStore::connect(&db.url(), 4).await.expect("connect");
+        store.migrate().await.expect("migrate");
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let participant = Scripted {
+            script: Arc::new(script),
+            calls: calls.clone(),
+            in_flight: Arc::default(),
+            peak: peak.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(SagaParticipantServer::new(participant))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+                .expect("participant server");
+        });
+
+        let participants = Participants::new(
+            &HashMap::from([("shop".to_owned(), format!("http://{addr}"))]),
+            16,
+        )
+        .expect("participants");
+        let known: HashSet<String> = participants.names();
+        let mut definition = Definition::from_yaml(DEFINITION, &known).expect("definition");
+        adjust(&mut definition);
+        let definition = Arc::new(definition);
+        let engine_shutdown = shutdown.child_token();
+        let engine = Engine::new(
+            store.clone(),
+            participants,
+            HashMap::from([("shop".to_owned(), definition.clone())]),
+            settings,
+            engine_shutdown.clone(),
+        );
+        Self {
+            engine_shutdown,
+            engine,
+            store,
+            participant: format!("http://{addr}"),
+            definition,
+            calls,
+            peak,
+            shutdown,
+            server,
+            _db: db,
+        }
+    }
+
+    pub async fn start_saga(&self) -> SagaId {
+        let created = self
+            .engine
+            .start(StartRequest {
+                saga_type: "shop".into(),
+                payload: json!({"userId": "u1"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+                idempotency_key: None,
+            })
+            .await
+            .expect("start");
+        created.saga.id
+    }
+
+    /// Follows the saga's commits (no polling) until it is terminal.
+    pub async fn wait_terminal(&self, id: SagaId) -> saga_core::Saga {
+        wait_terminal_on(&self.engine, id).await
+    }
+
+    /// Another coordinator instance on the same saga log and participant, with its own shutdown token.
+    pub fn second_instance(
+        &self,
+        settings: EngineSettings,
+    ) -> (Arc<Engine<PgStore>>, CancellationToken) {
+        self.instance(&settings, Clock::default(), 16)
+    }
+
+    /// An instance on the same saga log and participant, with its own local clock and participant
+    /// concurrency limit.
+    pub fn instance(
+        &self,
+        settings: &EngineSettings,
+        clock: Clock,
+        participant_concurrency: usize,
+    ) -> (Arc<Engine<PgStore>>, CancellationToken) {
+        let participants = Participants::new(
+            &HashMap::from([("shop".to_owned(), self.participant.clone())]),
+            participant_concurrency,
+        )
+        .expect("participants");
+        let shutdown = CancellationToken::new();
+        let engine = Engine::with_clock(
+            self.store.clone(),
+            participants,
+            HashMap::from([("shop".to_owned(), self.definition.clone())]),
+            settings,
+            shutdown.clone(),
+            clock,
+        );
+        (engine, shutdown)
+    }
+
+    /// Starts a saga on `engine`.
+    pub async fn start_saga_on(engine: &Arc<Engine<PgStore>>) -> SagaId {
+        engine
+            .start(StartRequest {
+                saga_type: "shop".into(),
+                payload: serde_json::Map::new(),
+                idempotency_key: None,
+            })
+            .await
+            .expect("start")
+            .saga
+            .id
+    }
+
+    /// Waits until the participant received `call` (e.g. `Charge#1`).
+    pub async fn wait_for_call(&self, call: &str) {
+        let poll = async {
+            while !self.calls().iter().any(|c| c == call) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .unwrap_or_else(|_| panic!("{call} within 5 s"));
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, action, attempt, _, _)| format!("{action}#{attempt}"))
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.engine.drain(Duration::from_secs(5)).await;
+        self.server.await.expect("server");
+    }
+}
+
+/// Follows the saga through `engine`'s watch (no polling) until it is terminal; an engine that does not
+/// drive the saga must run its background tasks to see another instance's commits.
+pub async fn wait_terminal_on(engine: &Arc<Engine<PgStore>>, id: SagaId) -> saga_core::Saga {
+    let mut watch = engine.watch(id).await.expect("watch");
+    let follow = async {
+        let mut last = None;
+        while let Some(saga) = watch.next().await {
+            last = Some(saga);
+        }
+        last.expect("a watch yields the saga at least once")
+    };
+    tokio::time::timeout(Duration::from_secs(10), follow)
+        .await
+        .expect("saga finishes within 10s")
+}
+
+pub fn statuses(saga: &saga_core::Saga) -> Vec<StepStatus> {
+    saga.steps.iter().map(|s| s.status).collect()
+}
