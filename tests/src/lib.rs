@@ -6,7 +6,9 @@
 //! # Layout
 //! - [`Stack`], [`Process`]: the processes and clients.
 //! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
+//! - [`checks`]: the rows each flow must leave, and the business invariants across them.
 
+pub mod checks;
 pub mod definitions;
 pub mod postgres;
 

@@ -9,7 +9,6 @@
 //!
 //! The seed is printed; `INVARIANTS_SEED=<seed>` replays a run's plan (timing may still differ).
 
-mod checks;
 mod plan;
 
 use std::collections::HashMap;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use e2e_tests::{Stack, definitions, saga_uuid, start_saga, state_uuid, wait_terminal};
+use e2e_tests::{Stack, checks, definitions, saga_uuid, start_saga, state_uuid, wait_terminal};
 use fastrand::Rng;
 use saga_core::Definition;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;

@@ -1,10 +1,11 @@
 //! What must hold once sagas are terminal: per saga, the rows its steps (and compensations) left; across
 //! every saga, the business invariants of DESIGN.md §1, and the app participant's storage directory.
+//! Shared by the tests that run many sagas (invariants, chaos).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use e2e_tests::{saga_uuid, state_uuid};
+use crate::{saga_uuid, state_uuid};
 use saga_proto::v1::{Saga, SagaStatus};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
