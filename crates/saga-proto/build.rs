@@ -8,6 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         proto_root.join("saga/v1/coordinator.proto"),
         proto_root.join("saga/v1/participant.proto"),
     ];
+    // The protos live outside this package: without this, editing them would not rebuild the code.
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("saga_descriptor.bin");
 
     let mut config = prost_build::Config::new();

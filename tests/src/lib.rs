@@ -282,6 +282,7 @@ pub async fn start_saga(
             saga_type: saga_type.to_owned(),
             payload: Some(object(payload)),
             idempotency_key: String::new(),
+            wait: None,
         })
         .await
         .expect("StartSaga")

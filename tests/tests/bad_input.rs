@@ -76,6 +76,7 @@ fn start(saga_type: &str, payload: Option<serde_json::Value>) -> StartSagaReques
         saga_type: saga_type.to_owned(),
         payload: payload.map(object),
         idempotency_key: String::new(),
+        wait: None,
     }
 }
 
@@ -106,6 +107,7 @@ async fn bad_start_requests_get_clear_statuses_and_write_nothing() {
         (
             StartSagaRequest {
                 idempotency_key: "k".repeat(300),
+                wait: None,
                 ..start("purchase_plan", Some(json!({"a": 1})))
             },
             Code::InvalidArgument,
@@ -172,6 +174,7 @@ async fn a_repeated_idempotency_key_returns_the_first_saga() {
     let mut c = Coordinator::start(|_| {}).await;
     let request = StartSagaRequest {
         idempotency_key: "order-7".to_owned(),
+        wait: None,
         ..start(
             "purchase_plan",
             Some(json!({"userId": "u1", "planId": "pro"})),

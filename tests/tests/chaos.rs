@@ -1,8 +1,10 @@
 //! Chaos: three `sagad` replicas on one saga log drive `purchase_plan` sagas whose participants inject
-//! transient errors, lost answers and latency, while replicas are SIGKILLed and restarted and the saga
-//! log's PostgreSQL server is restarted once. At the end every saga must be terminal with the outcome
-//! its faults call for, the participants' tables must agree with every saga, no effect may have been
-//! applied twice, and every saga a killed replica held must have been taken over within lease + 2 s.
+//! transient errors, lost answers and latency, while replicas are SIGKILLed and restarted, frozen
+//! (SIGSTOP) mid-call past the deadline of the short sagas among them and then resumed or killed, and the
+//! saga log's PostgreSQL server is restarted once. At the end every saga must be terminal with the
+//! outcome its faults call for (a short saga may also have timed out), the participants' tables must
+//! agree with every saga, no effect may have been applied twice, and every saga a killed or frozen
+//! replica held must have been taken over within lease + 2 s.
 //!
 //! Small by default (500 sagas, five kills); `CHAOS_SAGAS=5000 CHAOS_KILLS=10` runs it large.
 //! `CHAOS_SEED` replays a fault plan (timing still varies). The saga log lives on a private PostgreSQL
@@ -30,11 +32,16 @@ const LEASE: Duration = Duration::from_secs(2);
 /// Time between chaos events; a takeover finishes well within it, so events never overlap.
 const CHAOS_INTERVAL: Duration = Duration::from_secs(3);
 
+/// Whole-saga deadline of `purchase_plan_short`: shorter than a freeze, so a saga a frozen replica
+/// holds is past its deadline when it is taken over.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(2500);
+
 /// The shipped `purchase_plan` with retry budgets that outlast every injected transient fault, one 2 s
 /// deadline for every call, and backoffs long enough that some waits are handed over through the saga
-/// log (beyond `SAGAD_HOLD_WAIT`).
+/// log (beyond `SAGAD_HOLD_WAIT`); and `purchase_plan_short`, the same with a deadline shorter than a
+/// freeze.
 fn definitions() -> tempfile::TempDir {
-    write_dir(&[purchase_plan_as("purchase_plan", |d| {
+    let chaos = |d: &mut saga_core::Definition| {
         d.timeout = Some(Duration::from_secs(300));
         d.step_timeout = Duration::from_secs(2);
         for step in &mut d.steps {
@@ -42,7 +49,14 @@ fn definitions() -> tempfile::TempDir {
         }
         d.retry = policy(8, 100, 3.0, 2000, 0.2);
         d.compensation = policy(30, 100, 3.0, 2000, 0.2);
-    })])
+    };
+    write_dir(&[
+        purchase_plan_as("purchase_plan", chaos),
+        purchase_plan_as("purchase_plan_short", |d| {
+            chaos(d);
+            d.timeout = Some(SHORT_TIMEOUT);
+        }),
+    ])
 }
 
 const STEPS: [&str; 5] = [
@@ -58,6 +72,28 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// One saga: its type, its faults, and whether they make it compensate (a refusal) or complete.
+struct Plan {
+    saga_type: &'static str,
+    faults: Value,
+    refused: bool,
+}
+
+/// One saga in five is short: it may time out, and then must be compensated like any other.
+fn plan(rng: &mut fastrand::Rng) -> Plan {
+    let (faults, refused) = fault_plan(rng);
+    let saga_type = if rng.u32(0..5) == 0 {
+        "purchase_plan_short"
+    } else {
+        "purchase_plan"
+    };
+    Plan {
+        saga_type,
+        faults,
+        refused,
+    }
 }
 
 /// One saga's faults, and whether they make it compensate (a refusal) or complete.
@@ -94,11 +130,17 @@ fn fault_plan(rng: &mut fastrand::Rng) -> (Value, bool) {
 /// The live replicas' addresses (None while one is down).
 type Addresses = Arc<Mutex<Vec<Option<String>>>>;
 
-/// Starts saga `i` on some live replica, retrying with the same idempotency key through kills and the
-/// database restart, as a well-behaved caller would; returns the saga id.
-async fn start_one(addresses: &Addresses, i: usize, payload: Value, rng_seed: u64) -> Uuid {
+/// Starts saga `i` on some live replica, retrying with the same idempotency key through kills, freezes,
+/// refusals under load and the database restart, as a well-behaved caller would; returns the saga id.
+async fn start_one(
+    addresses: &Addresses,
+    i: usize,
+    saga_type: &str,
+    payload: Value,
+    rng_seed: u64,
+) -> Uuid {
     let mut rng = fastrand::Rng::with_seed(rng_seed);
-    for _ in 0..600 {
+    for _ in 0..6000 {
         let live: Vec<String> = addresses
             .lock()
             .expect("lock")
@@ -110,9 +152,10 @@ async fn start_one(addresses: &Addresses, i: usize, payload: Value, rng_seed: u6
             let addr = &live[rng.usize(0..live.len())];
             if let Ok(mut client) = SagaCoordinatorClient::connect(format!("http://{addr}")).await {
                 let request = StartSagaRequest {
-                    saga_type: "purchase_plan".to_owned(),
+                    saga_type: saga_type.to_owned(),
                     payload: Some(object(payload.clone())),
                     idempotency_key: format!("chaos-{i}"),
+                    wait: None,
                 };
                 if let Ok(response) = client.start_saga(request).await {
                     return response.into_inner().saga_id.parse().expect("uuid");
@@ -121,13 +164,23 @@ async fn start_one(addresses: &Addresses, i: usize, payload: Value, rng_seed: u6
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("saga {i} could not be started within 30 s");
+    panic!("saga {i} could not be started within 5 minutes");
 }
 
+/// A replica killed or frozen, and the active sagas it held a lease on then.
 struct Kill {
     at: DateTime<Utc>,
-    /// Active sagas the killed replica held a lease on.
     held: Vec<Uuid>,
+}
+
+/// What happens to a replica at a chaos event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Kill,
+    /// SIGSTOP for longer than the short sagas' deadline, then SIGCONT.
+    FreezeThenResume,
+    /// SIGSTOP for longer than the short sagas' deadline, then SIGKILL.
+    FreezeThenKill,
 }
 
 async fn spawn_replica(
@@ -145,6 +198,7 @@ async fn spawn_replica(
             ("SAGAD_RECOVERY_INTERVAL", "500ms".to_owned()),
             ("SAGAD_SHUTDOWN_GRACE", "2s".to_owned()),
             ("SAGAD_DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+            ("SAGAD_PARTICIPANT_CONCURRENCY", "8".to_owned()),
             ("RUST_LOG", "error".to_owned()),
         ],
     )
@@ -187,9 +241,12 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
 
     // The load: sagas spread over the chaos period, each with its own faults.
     let mut rng = fastrand::Rng::with_seed(seed);
-    let plans: Vec<(Value, bool)> = (0..sagas).map(|_| fault_plan(&mut rng)).collect();
-    let expected_refused: HashMap<usize, bool> =
-        plans.iter().enumerate().map(|(i, p)| (i, p.1)).collect();
+    let plans: Vec<Plan> = (0..sagas).map(|_| plan(&mut rng)).collect();
+    let expected: HashMap<usize, (bool, bool)> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, (p.refused, p.saga_type == "purchase_plan_short")))
+        .collect();
     let chaos_span = CHAOS_INTERVAL * u32::try_from(kills + 2).unwrap_or(u32::MAX);
     let pace = chaos_span / u32::try_from(sagas.max(1)).unwrap_or(u32::MAX);
     let load = {
@@ -198,13 +255,15 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
             let started = Arc::new(Mutex::new(HashMap::new()));
             let limit = Arc::new(tokio::sync::Semaphore::new(16));
             let mut tasks = Vec::new();
-            for (i, (faults, _)) in plans.into_iter().enumerate() {
+            for (i, plan) in plans.into_iter().enumerate() {
                 let permit = limit.clone().acquire_owned().await.expect("permit");
                 let (addresses, started) = (addresses.clone(), started.clone());
-                let payload =
-                    json!({"userId": format!("u{}", i % 50), "planId": "pro", "faults": faults});
+                let payload = json!({
+                    "userId": format!("u{}", i % 50), "planId": "pro", "faults": plan.faults
+                });
                 tasks.push(tokio::spawn(async move {
-                    let id = start_one(&addresses, i, payload, seed ^ i as u64).await;
+                    let id =
+                        start_one(&addresses, i, plan.saga_type, payload, seed ^ i as u64).await;
                     started.lock().expect("lock").insert(i, id);
                     drop(permit);
                 }));
@@ -220,10 +279,12 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
         })
     };
 
-    // The chaos: SIGKILL a replica and start a new one, every few seconds; restart PostgreSQL once,
-    // halfway, away from any kill's takeover window.
+    // The chaos, every few seconds: SIGKILL a replica and start a new one, or freeze one past the short
+    // sagas' deadline and then resume or kill it; restart PostgreSQL once, halfway, away from any
+    // takeover window.
     let saga_log = PgPool::connect(&saga_url).await.expect("saga log");
     let mut kill_log = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut database_restarts = 0;
     let restart_after = kills / 2;
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(1));
@@ -236,11 +297,25 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
             println!("chaos: PostgreSQL restarted in {:?}", down.elapsed());
             tokio::time::sleep(CHAOS_INTERVAL).await;
         }
+        let event = match k % 3 {
+            0 => Event::Kill,
+            1 => Event::FreezeThenResume,
+            _ => Event::FreezeThenKill,
+        };
         let victim = rng.usize(0..REPLICAS);
         let process = replicas[victim].take().expect("replica running");
         let pid = process.pid();
-        addresses.lock().expect("lock")[victim] = None;
-        process.kill().await;
+        let victim_addr = addresses.lock().expect("lock")[victim].take();
+        let process = match event {
+            Event::Kill => {
+                process.kill().await;
+                None
+            }
+            Event::FreezeThenResume | Event::FreezeThenKill => {
+                process.signal("STOP");
+                Some(process)
+            }
+        };
         let at = Utc::now();
         let held: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
@@ -251,11 +326,28 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
         .await
         .expect("held sagas");
         println!(
-            "chaos: killed replica {victim} (pid {pid}) holding {} sagas",
+            "chaos: {event:?} replica {victim} (pid {pid}) holding {} sagas",
             held.len()
         );
         kill_log.push(Kill { at, held });
-        let (process, addr) = spawn_replica(&saga_url, definitions.path(), &participants).await;
+        events.push(event);
+        let resumed = match (event, process) {
+            (Event::FreezeThenResume, Some(frozen)) => {
+                tokio::time::sleep(SHORT_TIMEOUT + LEASE).await;
+                frozen.signal("CONT");
+                Some(frozen)
+            }
+            (Event::FreezeThenKill, Some(frozen)) => {
+                tokio::time::sleep(SHORT_TIMEOUT + LEASE).await;
+                frozen.kill().await;
+                None
+            }
+            _ => None,
+        };
+        let (process, addr) = match (resumed, victim_addr) {
+            (Some(process), Some(addr)) => (process, addr),
+            _ => spawn_replica(&saga_url, definitions.path(), &participants).await,
+        };
         replicas[victim] = Some(process);
         addresses.lock().expect("lock")[victim] = Some(addr);
     }
@@ -282,30 +374,34 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     let total = scalar(&saga_log, "SELECT count(*) FROM sagas").await;
     assert_eq!(total, sagas as i64, "exactly one saga per idempotency key");
 
-    let outcomes: HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM sagas")
-            .fetch_all(&saga_log)
-            .await
-            .expect("outcomes")
-            .into_iter()
-            .collect();
+    let outcomes: HashMap<Uuid, (String, Option<String>)> =
+        sqlx::query_as::<_, (Uuid, String, Option<String>)>(
+            "SELECT id, status, failure_reason FROM sagas",
+        )
+        .fetch_all(&saga_log)
+        .await
+        .expect("outcomes")
+        .into_iter()
+        .map(|(id, status, reason)| (id, (status, reason)))
+        .collect();
     let mut completed = 0;
     let mut compensated = 0;
+    let mut timed_out = 0;
     for (i, id) in &started {
-        let status = &outcomes[id];
-        let expected = if expected_refused[i] {
-            "COMPENSATED"
-        } else {
-            "COMPLETED"
-        };
-        assert_eq!(
-            status, expected,
-            "saga {i} ({id}) with faults that call for {expected}"
+        let (status, reason) = &outcomes[id];
+        let (refused, short) = expected[i];
+        let expected = if refused { "COMPENSATED" } else { "COMPLETED" };
+        // A short saga may have run out of time first; then it is compensated like any other.
+        let timed_out_instead =
+            short && status == "COMPENSATED" && reason.as_deref() == Some("TIMED_OUT");
+        assert!(
+            status == expected || timed_out_instead,
+            "saga {i} ({id}) with faults that call for {expected} ended {status} {reason:?}"
         );
-        if expected == "COMPLETED" {
-            completed += 1;
-        } else {
-            compensated += 1;
+        match status.as_str() {
+            "COMPLETED" => completed += 1,
+            _ if timed_out_instead => timed_out += 1,
+            _ => compensated += 1,
         }
     }
 
@@ -342,7 +438,7 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
         let order = orders.get(id).map(String::as_str);
         let device = devices.get(id).map(String::as_str);
         let payment = payments.get(id).map(String::as_str);
-        if outcomes[id] == "COMPLETED" {
+        if outcomes[id].0 == "COMPLETED" {
             assert_eq!(
                 (order, device, payment),
                 (Some("ACTIVE"), Some("ALLOCATED"), Some("SUCCESS")),
@@ -415,17 +511,22 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
         }
     }
 
+    let count = |wanted: Event| events.iter().filter(|e| **e == wanted).count();
     println!(
-        "chaos: {sagas} sagas ({completed} completed, {compensated} compensated) in {:?}; \
-         {kills} replica kills, {database_restarts} PostgreSQL restart; \
-         {taken_over} sagas taken over from killed replicas, longest wait {longest:?} (limit {:?}); \
-         {absorbed} duplicate deliveries absorbed by participants",
+        "chaos: {sagas} sagas ({completed} completed, {compensated} compensated, {timed_out} short ones \
+         timed out) in {:?}; {} replica kills, {} freezes resumed and {} killed past the short \
+         deadline, {database_restarts} PostgreSQL restart; {taken_over} sagas taken over from killed \
+         or frozen replicas, longest wait {longest:?} (limit {:?}); {absorbed} duplicate deliveries \
+         absorbed by participants",
         began.elapsed(),
+        count(Event::Kill),
+        count(Event::FreezeThenResume),
+        count(Event::FreezeThenKill),
         LEASE + Duration::from_secs(2)
     );
     assert!(
         taken_over > 0,
-        "no kill hit a replica mid-saga; the test proved nothing about takeover"
+        "no kill or freeze hit a replica mid-saga; the test proved nothing about takeover"
     );
     assert!(
         longest <= LEASE + Duration::from_secs(2),

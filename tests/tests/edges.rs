@@ -61,6 +61,7 @@ async fn a_charge_made_for_a_frozen_replica_is_refunded_when_its_successor_finds
                 "userId": "u1", "planId": "pro", "faults": {"PROCESS_PAYMENT": "delay:800ms"}
             }))),
             idempotency_key: String::new(),
+            wait: None,
         })
         .await
         .expect("start")

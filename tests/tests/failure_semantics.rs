@@ -456,6 +456,7 @@ async fn fifty_concurrent_starts_with_one_idempotency_key_make_one_saga() {
                     saga_type: "purchase_plan".to_owned(),
                     payload: Some(object(json!({"userId": "u1", "planId": "pro"}))),
                     idempotency_key: "checkout-7".to_owned(),
+                    wait: None,
                 })
                 .await
                 .expect("StartSaga")

@@ -42,6 +42,7 @@ fn request(faults: serde_json::Value, key: &str) -> StartSagaRequest {
             json!({"userId": "u1", "planId": "pro", "faults": faults}),
         )),
         idempotency_key: key.to_owned(),
+        wait: None,
     }
 }
 

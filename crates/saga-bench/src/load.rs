@@ -93,6 +93,7 @@ async fn worker(
                 saga_type: plan.saga_type.clone(),
                 payload: Some(plan.payload.clone()),
                 idempotency_key: String::new(),
+                wait: None,
             })
             .await
             .map_err(|s| anyhow!("StartSaga failed: {:?}: {}", s.code(), s.message()))?

@@ -42,13 +42,20 @@ impl Clock {
     }
 
     /// Measures the offset from the database clock: its `now()` is taken as read halfway through the
-    /// round trip.
+    /// round trip. An offset within half the round trip cannot be told from none (a database on the
+    /// same host, or clocks kept in step by NTP): it is not corrected, so no error is added where the
+    /// clocks already agree.
     pub async fn sync<S: SagaStore>(&self, store: &S) -> Result<(), StoreError> {
         let sent = Instant::now();
         let before = (self.local)();
         let database = store.now().await?;
         let half_trip = chrono::Duration::from_std(sent.elapsed() / 2).unwrap_or_default();
         let offset = database - (before + half_trip);
+        let offset = if offset.abs() <= half_trip {
+            chrono::Duration::zero()
+        } else {
+            offset
+        };
         self.offset_micros.store(
             offset.num_microseconds().unwrap_or(i64::MAX),
             Ordering::Relaxed,

@@ -212,6 +212,55 @@ impl<S: SagaStore> Engine<S> {
     /// Persists a new saga and starts driving it at once; an idempotency key that is already taken returns
     /// the existing saga instead.
     pub async fn start(self: &Arc<Self>, request: StartRequest) -> Result<Created, EngineError> {
+        self.start_saga(request, None).await
+    }
+
+    /// Like [`Engine::start`], then waits up to `wait` for the saga (new or existing) to be terminal;
+    /// returns it as it is then.
+    pub async fn start_and_wait(
+        self: &Arc<Self>,
+        request: StartRequest,
+        wait: Duration,
+    ) -> Result<(Created, Saga), EngineError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut waiting = None;
+        let created = self.start_saga(request, Some(&mut waiting)).await?;
+        let mut watch = match waiting {
+            // The subscription began before the saga was written: no commit can slip past it.
+            Some(subscription) if created.created => {
+                SagaWatch::new(subscription, created.saga.clone())
+            }
+            // An existing saga, maybe driven by another instance: subscribe, then read it.
+            _ => {
+                let subscription = self.watchers.subscribe_waiter(created.saga.id);
+                let saga = self
+                    .store
+                    .load(created.saga.id)
+                    .await?
+                    .ok_or(EngineError::NotFound(created.saga.id))?;
+                SagaWatch::new(subscription, saga)
+            }
+        };
+        let mut latest = created.saga.clone();
+        loop {
+            tokio::select! {
+                next = watch.next() => match next {
+                    Some(saga) => latest = saga,
+                    None => return Ok((created, latest)),
+                },
+                () = tokio::time::sleep_until(deadline) => return Ok((created, latest)),
+                () = self.shutdown.cancelled() => return Ok((created, latest)),
+            }
+        }
+    }
+
+    /// Persists and drives a new saga. With `waiter`, subscribes to the saga's commits before writing it
+    /// and leaves the subscription there.
+    async fn start_saga(
+        self: &Arc<Self>,
+        request: StartRequest,
+        waiter: Option<&mut Option<crate::watch::Subscription>>,
+    ) -> Result<Created, EngineError> {
         let definition = self
             .definitions
             .get(&request.saga_type)
@@ -238,6 +287,9 @@ impl<S: SagaStore> Engine<S> {
             request.idempotency_key,
             self.clock.now(),
         );
+        if let Some(waiter) = waiter {
+            *waiter = Some(self.watchers.subscribe_waiter(saga.id));
+        }
         let sent = Instant::now();
         let created = self.store.create(&saga, &self.owner).await;
         self.observe(&created);

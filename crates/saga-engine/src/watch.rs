@@ -75,6 +75,16 @@ impl Watchers {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return Err(EngineError::TooManyWatches { limit: self.limit });
         }
+        Ok(self.receive(id, true))
+    }
+
+    /// Subscribes a `StartSaga` that waits for its saga's outcome. Not counted against the limit: the
+    /// saga was just accepted, so such waits are bounded by the sagas in flight.
+    pub(crate) fn subscribe_waiter(self: &Arc<Self>, id: SagaId) -> Subscription {
+        self.receive(id, false)
+    }
+
+    fn receive(self: &Arc<Self>, id: SagaId, counted: bool) -> Subscription {
         let receiver = self
             .lock()
             .entry(id)
@@ -84,11 +94,12 @@ impl Watchers {
             })
             .sender
             .subscribe();
-        Ok(Subscription {
+        Subscription {
             id,
             receiver: Some(receiver),
             watchers: Arc::clone(self),
-        })
+            counted,
+        }
     }
 }
 
@@ -99,6 +110,8 @@ pub(crate) struct Subscription {
     /// Always `Some` until dropped.
     receiver: Option<broadcast::Receiver<Arc<Saga>>>,
     watchers: Arc<Watchers>,
+    /// Whether it counts against the watch limit.
+    counted: bool,
 }
 
 impl Subscription {
@@ -112,7 +125,9 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.receiver.take());
-        self.watchers.open.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.watchers.open.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut channels = self.watchers.lock();
         if channels
             .get(&self.id)

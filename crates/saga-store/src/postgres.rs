@@ -30,10 +30,18 @@ const ACTIVE: &str = "s.status IN ('RUNNING', 'COMPENSATING')";
 /// The channel on which instances announce released leases.
 const WAKEUP_CHANNEL: &str = "sagad_due";
 
+/// Connections kept apart for the lease machinery (claims, renewals, releases, the clock), so that a
+/// pool saturated by executors' commits never delays a renewal into a lost lease or a takeover into a
+/// stalled saga.
+const CONTROL_CONNECTIONS: u32 = 2;
+
 /// The saga log in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// Sagas' reads and writes.
     pool: PgPool,
+    /// Leases: claims, renewals, releases, the next due time, the database clock.
+    control: PgPool,
 }
 
 impl PgStore {
@@ -43,12 +51,17 @@ impl PgStore {
         // One direct connection first: a pool would retry until its timeout and then report only
         // "pool timed out", hiding the real cause (refused, unknown database, bad password).
         PgConnection::connect_with(&options).await?.close().await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            // While the database is down a caller should hear so quickly, not queue behind a long wait.
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(options);
-        Ok(Self { pool })
+        // While the database is down a caller should hear so quickly, not queue behind a long wait.
+        let pool = |connections| {
+            PgPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy_with(options.clone())
+        };
+        Ok(Self {
+            pool: pool(max_connections),
+            control: pool(CONTROL_CONNECTIONS),
+        })
     }
 
     /// Applies the embedded migrations. Safe to run from several replicas at once: sqlx serialises
@@ -68,14 +81,12 @@ impl PgStore {
     /// database answers and this instance is only asking too much of it; when connections are missing,
     /// the pool could not open them.
     fn db<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
-        result.map_err(|e| match e {
-            sqlx::Error::PoolTimedOut
-                if self.pool.size() >= self.pool.options().get_max_connections() =>
-            {
-                StoreError::Busy
-            }
-            e => StoreError::Database(e),
-        })
+        result.map_err(|e| classify(&self.pool, e))
+    }
+
+    /// [`PgStore::db`] for the lease machinery's own pool.
+    fn control<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| classify(&self.control, e))
     }
 
     /// The query plan of the recovery loop's claim, as `EXPLAIN` prints it (nothing is claimed).
@@ -104,6 +115,16 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await;
         self.db(row)?.into_saga()
+    }
+}
+
+/// A driver error from `pool` as a [`StoreError`]; see [`PgStore::db`].
+fn classify(pool: &PgPool, e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut if pool.size() >= pool.options().get_max_connections() => {
+            StoreError::Busy
+        }
+        e => StoreError::Database(e),
     }
 }
 
@@ -346,26 +367,30 @@ impl SagaStore for PgStore {
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint sets instead of queueing.
-        let ids: Vec<uuid::Uuid> = self.db(sqlx::query_scalar(&claim_due_sql())
-            .bind(&owner.name)
-            .bind(millis(owner.lease))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await)?;
+        let ids: Vec<uuid::Uuid> = self.control(
+            sqlx::query_scalar(&claim_due_sql())
+                .bind(&owner.name)
+                .bind(millis(owner.lease))
+                .bind(i64::from(limit))
+                .fetch_all(&self.control)
+                .await,
+        )?;
         if ids.is_empty() {
             return Ok(Claimed::default());
         }
         // Re-read what was claimed: within the claim statement, a row another writer committed after
         // the statement's snapshot was taken is locked at its newest version but read at its older
         // one. Only rows still leased to this owner count (an operator may have taken one over since).
-        let rows: Vec<SagaRow> = self.db(sqlx::query_as(&format!(
-            "{} WHERE s.id = ANY($1) AND s.owner = $2",
-            select_saga()
-        ))
-        .bind(&ids)
-        .bind(&owner.name)
-        .fetch_all(&self.pool)
-        .await)?;
+        let rows: Vec<SagaRow> = self.control(
+            sqlx::query_as(&format!(
+                "{} WHERE s.id = ANY($1) AND s.owner = $2",
+                select_saga()
+            ))
+            .bind(&ids)
+            .bind(&owner.name)
+            .fetch_all(&self.control)
+            .await,
+        )?;
         // Row by row: one that cannot be decoded must not keep the others from being driven.
         let mut claimed = Claimed::default();
         for row in rows {
@@ -388,8 +413,9 @@ impl SagaStore for PgStore {
     ) -> Result<bool, StoreError> {
         // The error text goes into a jsonb column: no NUL, and short enough to read.
         let error: String = error.replace('\0', "").chars().take(1000).collect();
-        let quarantined: Option<DateTime<Utc>> = self.db(sqlx::query_scalar(&format!(
-            "WITH saga AS (
+        let quarantined: Option<DateTime<Utc>> = self.control(
+            sqlx::query_scalar(&format!(
+                "WITH saga AS (
                     UPDATE sagas s SET owner = NULL, lease_until = NULL,
                                        next_attempt_at = now() + $3 * interval '1 millisecond'
                     WHERE {ACTIVE} AND s.id = $1 AND s.owner = $2
@@ -403,20 +429,23 @@ impl SagaStore for PgStore {
                     FROM saga
                  )
                  SELECT next_attempt_at FROM saga"
-        ))
-        .bind(id.0)
-        .bind(&owner.name)
-        .bind(millis(retry_after))
-        .bind(&error)
-        .fetch_optional(&self.pool)
-        .await)?;
+            ))
+            .bind(id.0)
+            .bind(&owner.name)
+            .bind(millis(retry_after))
+            .bind(&error)
+            .fetch_optional(&self.control)
+            .await,
+        )?;
         Ok(quarantined.is_some())
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        self.db(sqlx::query_scalar("SELECT now()")
-            .fetch_one(&self.pool)
-            .await)
+        self.control(
+            sqlx::query_scalar("SELECT now()")
+                .fetch_one(&self.control)
+                .await,
+        )
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -427,9 +456,9 @@ impl SagaStore for PgStore {
                         COALESCE(s.lease_until, '-infinity'))) - now())::float8
              FROM sagas s WHERE {ACTIVE}"
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.control)
         .await;
-        let seconds = self.db(seconds)?;
+        let seconds = self.control(seconds)?;
         // -infinity minus now is -infinity: due now.
         Ok(seconds.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO)))
     }
@@ -445,7 +474,7 @@ impl SagaStore for PgStore {
         .bind(&owner.name)
         .bind(millis(owner.lease))
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.control)
         .await;
         Ok(self
             .db(renewed)?
@@ -464,14 +493,16 @@ impl SagaStore for PgStore {
             ))
             .bind(&owner.name)
             .bind(ids)
-            .execute(&self.pool)
+            .execute(&self.control)
             .await)?
             .rows_affected();
         if released > 0 {
-            self.db(sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKEUP_CHANNEL)
-                .execute(&self.pool)
-                .await)?;
+            self.control(
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(WAKEUP_CHANNEL)
+                    .execute(&self.control)
+                    .await,
+            )?;
         }
         Ok(released)
     }

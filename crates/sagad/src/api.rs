@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use prost::Message;
@@ -25,6 +26,9 @@ use crate::status::engine_status;
 
 /// Longest accepted caller idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+
+/// Longest `StartSaga` wait for the outcome.
+const MAX_START_WAIT: Duration = Duration::from_secs(60);
 
 /// Longest accepted operator reason.
 const MAX_REASON_LEN: usize = 1024;
@@ -75,6 +79,25 @@ impl CoordinatorApi {
             idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
         })
     }
+}
+
+/// `StartSaga`'s optional wait: positive, at most [`MAX_START_WAIT`].
+fn start_wait(wait: Option<&prost_types::Duration>) -> Result<Option<Duration>, Status> {
+    let Some(wait) = wait else {
+        return Ok(None);
+    };
+    let wait = Duration::try_from(*wait).map_err(|_| {
+        Status::invalid_argument(format!(
+            "wait {}s {}ns is not a positive duration",
+            wait.seconds, wait.nanos
+        ))
+    })?;
+    if wait > MAX_START_WAIT {
+        return Err(Status::invalid_argument(format!(
+            "wait {wait:?} is over the limit of {MAX_START_WAIT:?}"
+        )));
+    }
+    Ok(Some(wait).filter(|w| !w.is_zero()))
 }
 
 /// The filters of a `ListSagas` request.
@@ -154,12 +177,31 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<StartSagaRequest>,
     ) -> Result<Response<StartSagaResponse>, Status> {
-        let start = self.validate_start(request.into_inner())?;
-        let created = self.engine.start(start).await.map_err(engine_status)?;
+        let request = request.into_inner();
+        let wait = start_wait(request.wait.as_ref())?;
+        let start = self.validate_start(request)?;
+        let (created, saga) = match wait {
+            None => {
+                let created = self.engine.start(start).await.map_err(engine_status)?;
+                let saga = created.saga.clone();
+                (created, saga)
+            }
+            Some(wait) => self
+                .engine
+                .start_and_wait(start, wait)
+                .await
+                .map_err(engine_status)?,
+        };
+        let failure = saga.failure.filter(|_| saga.status.is_terminal());
         Ok(Response::new(StartSagaResponse {
-            saga_id: created.saga.id.to_string(),
-            status: pb::SagaStatus::from(created.saga.status).into(),
+            saga_id: saga.id.to_string(),
+            status: pb::SagaStatus::from(saga.status).into(),
             created: created.created,
+            failure_reason: failure
+                .as_ref()
+                .map_or(pb::FailureReason::Unspecified, |f| f.reason.into())
+                .into(),
+            failure_message: failure.map(|f| f.message).unwrap_or_default(),
         }))
     }
 

@@ -6,11 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use saga_core::{Definition, SagaId, StepStatus};
+use chrono::{DateTime, Utc};
+use saga_core::{
+    Definition, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, StepStatus, Transition,
+};
 use saga_engine::{Clock, Engine, EngineSettings, Participants, StartRequest};
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
 use saga_proto::v1::{StepRequest, StepResponse};
-use saga_store::PgStore;
+use saga_store::{Claimed, Committed, Created, LeaseAfter, Owner, PgStore, SagaStore, StoreError};
 use saga_testkit::TestDatabase;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -289,6 +292,30 @@ impl Harness {
         (engine, shutdown)
     }
 
+    /// An instance on the same saga log whose reads for sagas and watches are counted.
+    pub fn counting_instance(
+        &self,
+    ) -> (Arc<Engine<CountingStore>>, CountingStore, CancellationToken) {
+        let participants = Participants::new(
+            &HashMap::from([("shop".to_owned(), self.participant.clone())]),
+            16,
+        )
+        .expect("participants");
+        let store = CountingStore {
+            inner: self.store.clone(),
+            loads: Arc::default(),
+        };
+        let shutdown = CancellationToken::new();
+        let engine = Engine::new(
+            store.clone(),
+            participants,
+            HashMap::from([("shop".to_owned(), self.definition.clone())]),
+            &EngineSettings::default(),
+            shutdown.clone(),
+        );
+        (engine, store, shutdown)
+    }
+
     /// Starts a saga on `engine`.
     pub async fn start_saga_on(engine: &Arc<Engine<PgStore>>) -> SagaId {
         engine
@@ -349,4 +376,96 @@ pub async fn wait_terminal_on(engine: &Arc<Engine<PgStore>>, id: SagaId) -> saga
 
 pub fn statuses(saga: &saga_core::Saga) -> Vec<StepStatus> {
     saga.steps.iter().map(|s| s.status).collect()
+}
+
+/// A saga log that counts the reads made on behalf of watches (`load_newer`) and of single sagas
+/// (`load`), delegating everything to PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct CountingStore {
+    pub inner: PgStore,
+    pub loads: Arc<AtomicUsize>,
+}
+
+impl CountingStore {
+    pub fn reads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
+impl SagaStore for CountingStore {
+    type Wakeups = <PgStore as SagaStore>::Wakeups;
+
+    async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
+        self.inner.create(saga, owner).await
+    }
+
+    async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+
+    async fn commit(
+        &self,
+        transition: &Transition,
+        owner: &Owner,
+        lease: LeaseAfter,
+    ) -> Result<Committed, StoreError> {
+        self.inner.commit(transition, owner, lease).await
+    }
+
+    async fn load_newer(&self, known: &[(SagaId, i64)]) -> Result<Vec<Saga>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_newer(known).await
+    }
+
+    async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
+        self.inner.claim_due(owner, limit).await
+    }
+
+    async fn quarantine(
+        &self,
+        id: SagaId,
+        owner: &Owner,
+        error: &str,
+        retry_after: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.quarantine(id, owner, error, retry_after).await
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.inner.next_due().await
+    }
+
+    async fn renew(&self, owner: &Owner, ids: &[SagaId]) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.renew(owner, ids).await
+    }
+
+    async fn release(&self, owner: &Owner, ids: Option<&[SagaId]>) -> Result<u64, StoreError> {
+        self.inner.release(owner, ids).await
+    }
+
+    async fn listen(&self) -> Result<Self::Wakeups, StoreError> {
+        self.inner.listen().await
+    }
+
+    async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        self.inner.purge_finished(older_than, limit).await
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<SagaId>,
+        limit: u32,
+    ) -> Result<Vec<SagaSummary>, StoreError> {
+        self.inner.list(filter, before, limit).await
+    }
+
+    async fn history(&self, id: SagaId) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        self.inner.history(id).await
+    }
 }
