@@ -210,7 +210,7 @@ impl Stack {
         let storage = tempfile::tempdir().expect("storage directory");
 
         let (demo, participants) =
-            spawn_participants(&demo_database.url(), Some(storage.path()), log_level).await;
+            start_participants_storing(&demo_database.url(), storage.path(), log_level).await;
         let (sagad, sagad_addr) = start_sagad(
             &saga_database.url(),
             &definitions_dir,
@@ -299,6 +299,16 @@ pub async fn start_participants(
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
     spawn_participants(database_url, None, log_level).await
+}
+
+/// Like [`start_participants`], with the app service's packages in `storage_dir`, for tests that
+/// check them.
+pub async fn start_participants_storing(
+    database_url: &str,
+    storage_dir: &Path,
+    log_level: &str,
+) -> (Process, BTreeMap<String, String>) {
+    spawn_participants(database_url, Some(storage_dir), log_level).await
 }
 
 async fn spawn_participants(

@@ -110,7 +110,11 @@ async fn mixed_sagas_with_random_faults_keep_every_business_invariant() {
     }
 
     checks::global(&stack.demo_db, initial_cents).await;
-    checks::storage(&stack.demo_db, stack.storage.path()).await;
+    let packages = checks::storage(&stack.demo_db, stack.storage.path()).await;
+    assert!(
+        packages > 0,
+        "completed uploads were planned, so packages must be stored"
+    );
     report(&stack, &first, &second, started).await;
     stack.stop().await;
 }
