@@ -1,6 +1,7 @@
 //! Bad input at sagad's edge: each case gets a clear status and nothing reaches the saga log.
 //! sagad runs in-process here (`Application::build` on port 0); no participant is needed.
 
+use e2e_tests::definitions::PARTICIPANTS;
 use e2e_tests::{object, repo_root};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{
@@ -30,7 +31,7 @@ impl Coordinator {
             database_url: db.url(),
             definitions_dir: repo_root().join("definitions"),
             // Nothing listens here: sagas that get past the edge simply wait to retry.
-            participants: ["billing", "device", "payment", "withdrawal"]
+            participants: PARTICIPANTS
                 .map(|p| (p.to_owned(), "http://127.0.0.1:9".to_owned()))
                 .into(),
             max_payload_bytes: 1024,
