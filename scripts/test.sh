@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The test command (README.md): formatting, lints, then every test against a real PostgreSQL.
+# The test command (README.md): formatting, lints (Rust, protos, Dockerfile, compose file, Kubernetes
+# manifests), then every test against a real PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
+scripts/ensure-tools.sh
+scripts/ensure-node.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-files.sh
+# The TypeScript SDK: its tests with the real node, and the build (sdk/typescript/dist) whose example
+# participant the Rust end-to-end tests start.
+(cd sdk/typescript && npm ci --no-audit --no-fund && npm test)
 # The end-to-end tests start the real binaries, so build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // `prost::Name` on every message: tools (sagactl) find a message's descriptor by its full name to
+    // print it as JSON.
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)
         .compile_with_config(

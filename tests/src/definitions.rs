@@ -1,9 +1,9 @@
 //! The shipped saga definitions rewritten for tests: same steps, pivots and compensations, but short step
 //! deadlines and millisecond backoffs, so that tests exercising `hang` or retries finish in moments
-//! instead of waiting out production timeouts.
+//! instead of waiting out production timeouts; and the test-only definitions kept in `tests/definitions`.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use saga_core::{Definition, RetryPolicy};
@@ -24,6 +24,12 @@ pub const PARTICIPANTS: [&str; 10] = [
     "inventory",
     "sales",
 ];
+
+/// The test-only definitions (`tests/definitions`), e.g. `loyalty_purchase`, whose steps span the Rust and
+/// the TypeScript participants.
+pub fn test_only_dir() -> PathBuf {
+    repo_root().join("tests/definitions")
+}
 
 /// Parses every shipped definition (`definitions/*.yaml`).
 ///

@@ -1,15 +1,22 @@
-//! Harness for sagad's end-to-end tests: starts the real `sagad` and `demo-participants` binaries as
-//! processes on port 0 against fresh databases, and talks to them over gRPC.
+//! Harness for sagad's end-to-end tests: starts the real `sagad` and `demo-participants` binaries, and the
+//! TypeScript SDK's example participant under `node`, as processes on port 0 against fresh databases, and
+//! talks to them over gRPC.
 //!
-//! The binaries must be built first (`cargo build --bins`); the README's test command does that.
+//! The binaries must be built first (`cargo build --bins`), and the TypeScript SDK too (`npm ci && npm run
+//! build` in `sdk/typescript`); the README's test command does both.
 //!
 //! # Layout
-//! - [`Stack`], [`Process`]: the processes and clients.
-//! - [`definitions`]: the shipped definitions, and a fast copy for tests that wait on deadlines.
+//! - [`Stack`], [`Process`]: the processes and clients; [`start_loyalty`] for the TypeScript participant.
+//! - [`definitions`]: the shipped definitions, a fast copy for tests that wait on deadlines, and the
+//!   test-only ones in `tests/definitions`.
+//! - [`in_process`]: sagad inside the test process, for tests of its edge.
+//! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 //! - [`checks`]: the rows each flow must leave, and the business invariants across them.
 
+pub mod certs;
 pub mod checks;
 pub mod definitions;
+pub mod in_process;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -49,6 +56,20 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The real grpcurl, which `scripts/ensure-tools.sh` (run by the test command) links into `tools/bin`.
+///
+/// # Panics
+/// When it is not there.
+pub fn grpcurl() -> PathBuf {
+    let grpcurl = repo_root().join("tools/bin/grpcurl");
+    assert!(
+        grpcurl.is_file(),
+        "{} is missing: run scripts/ensure-tools.sh (the test command does)",
+        grpcurl.display()
+    );
+    grpcurl
 }
 
 /// Root of the repository (for `definitions/`).
@@ -298,7 +319,7 @@ pub async fn start_participants(
     database_url: &str,
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
-    spawn_participants(database_url, None, log_level).await
+    start_participants_with(database_url, log_level, &BTreeMap::new(), &[]).await
 }
 
 /// Like [`start_participants`], with the app service's packages in `storage_dir`, for tests that
@@ -308,23 +329,37 @@ pub async fn start_participants_storing(
     storage_dir: &Path,
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
-    spawn_participants(database_url, Some(storage_dir), log_level).await
+    let storage = [
+        "--storage-dir".to_owned(),
+        storage_dir.display().to_string(),
+    ];
+    start_participants_with(database_url, log_level, &BTreeMap::new(), &storage).await
 }
 
-async fn spawn_participants(
+/// Like [`start_participants`], each service on the address `addrs` gives it (`127.0.0.1:0` if none),
+/// with `extra_args` (e.g. `--tls-cert`). With `--tls-cert` the endpoints are `https://…`.
+pub async fn start_participants_with(
     database_url: &str,
-    storage_dir: Option<&Path>,
     log_level: &str,
+    addrs: &BTreeMap<String, String>,
+    extra_args: &[String],
 ) -> (Process, BTreeMap<String, String>) {
     let mut args = vec!["--service".to_owned(), "all".to_owned()];
     for service in PARTICIPANTS {
         args.push(format!("--{service}-addr"));
-        args.push("127.0.0.1:0".to_owned());
+        args.push(
+            addrs
+                .get(service)
+                .map_or("127.0.0.1:0", String::as_str)
+                .to_owned(),
+        );
     }
-    if let Some(dir) = storage_dir {
-        args.push("--storage-dir".to_owned());
-        args.push(dir.display().to_string());
-    }
+    args.extend_from_slice(extra_args);
+    let scheme = if extra_args.iter().any(|a| a == "--tls-cert") {
+        "https"
+    } else {
+        "http"
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = vec![("DEMO_DATABASE_URL", database_url.to_owned())];
     if std::env::var_os("RUST_LOG").is_none() {
@@ -336,9 +371,37 @@ async fn spawn_participants(
         let addr = demo
             .wait_for_listening(&format!("{service} listening on"))
             .await;
-        participants.insert(service.to_owned(), format!("http://{addr}"));
+        participants.insert(service.to_owned(), format!("{scheme}://{addr}"));
     }
     (demo, participants)
+}
+
+/// The TypeScript SDK's example participant, as built by `npm run build` in `sdk/typescript`.
+///
+/// # Panics
+/// When it has not been built.
+pub fn loyalty_script() -> PathBuf {
+    let script = repo_root().join("sdk/typescript/dist/examples/loyalty/main.js");
+    assert!(
+        script.is_file(),
+        "{} is missing: build the TypeScript SDK first with `npm ci && npm run build` in sdk/typescript",
+        script.display()
+    );
+    script
+}
+
+/// Starts the TypeScript SDK's loyalty example (`node …/main.js`) on port 0 against `database_url`;
+/// returns the process and its endpoint (`http://…`). Its SDK logs warnings and worse to stderr.
+pub async fn start_loyalty(database_url: &str) -> (Process, String) {
+    let script = loyalty_script().display().to_string();
+    let env = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("SAGA_LOG_LEVEL", "warn".to_owned()),
+    ];
+    let mut loyalty = Process::spawn(Path::new("node"), &[&script], &env);
+    let addr = loyalty.wait_for_listening("loyalty listening on").await;
+    (loyalty, format!("http://{addr}"))
 }
 
 /// Starts `sagad` on port 0 with its saga log at `database_url`, definitions from `definitions`, the
@@ -376,6 +439,19 @@ pub async fn start_sagad(
     let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
     let addr = sagad.wait_for_listening("sagad listening on").await;
     (sagad, addr)
+}
+
+/// The active (`RUNNING` or `COMPENSATING`) sagas whose lease belongs to the sagad process `pid`: what a
+/// replica held when it was killed.
+pub async fn active_sagas_owned_by(saga_log: &sqlx::PgPool, pid: u32) -> Vec<uuid::Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
+           AND status IN ('RUNNING', 'COMPENSATING')",
+    )
+    .bind(pid.to_string())
+    .fetch_all(saga_log)
+    .await
+    .expect("held sagas")
 }
 
 /// Follows saga `saga_id` with `WatchSaga` until a version of it satisfies `until`, and returns it.

@@ -1,74 +1,39 @@
 //! Bad input at sagad's edge: each case gets a clear status and nothing reaches the saga log.
 //! sagad runs in-process here (`Application::build` on port 0); no participant is needed.
 
-use e2e_tests::definitions::PARTICIPANTS;
-use e2e_tests::{object, repo_root};
+use e2e_tests::in_process::InProcess;
+use e2e_tests::object;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{
     AbortSagaRequest, GetSagaHistoryRequest, GetStatusRequest, ListSagasRequest, RetrySagaRequest,
     SagaStatus, StartSagaRequest, WatchSagaRequest,
 };
-use saga_testkit::TestDatabase;
-use sagad::{Application, Settings};
+use sagad::Settings;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
+/// An in-process sagad and a plaintext client.
 struct Coordinator {
     client: SagaCoordinatorClient<Channel>,
-    pool: sqlx::PgPool,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-    _db: TestDatabase,
+    sagad: InProcess,
 }
 
 impl Coordinator {
     async fn start(adjust: impl FnOnce(&mut Settings)) -> Self {
-        let db = TestDatabase::create("sagad_edge").await;
-        let mut settings = Settings {
-            grpc_addr: "127.0.0.1:0".parse().expect("addr"),
-            database_url: db.url(),
-            definitions_dir: repo_root().join("definitions"),
-            // Nothing listens here: sagas that get past the edge simply wait to retry.
-            participants: PARTICIPANTS
-                .map(|p| (p.to_owned(), "http://127.0.0.1:9".to_owned()))
-                .into(),
-            max_payload_bytes: 1024,
-            ..Settings::default()
-        };
-        adjust(&mut settings);
-        let app = Application::build(settings).await.expect("build sagad");
-        let addr = app.local_addr();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let server = tokio::spawn(async move {
-            app.run_until_stopped(token).await.expect("serve");
-        });
-        let client = SagaCoordinatorClient::connect(format!("http://{addr}"))
+        let sagad = InProcess::start(adjust).await;
+        let client = SagaCoordinatorClient::connect(format!("http://{}", sagad.addr))
             .await
             .expect("connect");
-        let pool = sqlx::PgPool::connect(&db.url()).await.expect("pool");
-        Self {
-            client,
-            pool,
-            shutdown,
-            server,
-            _db: db,
-        }
+        Self { client, sagad }
     }
 
     async fn rows(&self) -> (i64, i64) {
-        sqlx::query_as("SELECT (SELECT count(*) FROM sagas), (SELECT count(*) FROM saga_events)")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count")
+        self.sagad.rows().await
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.expect("server task");
-        self.pool.close().await;
+        self.sagad.stop().await;
     }
 }
 
@@ -284,7 +249,7 @@ async fn footprint(c: &Coordinator, id: &str) -> (i64, i64) {
          FROM sagas WHERE id = $1::uuid",
     )
     .bind(id)
-    .fetch_one(&c.pool)
+    .fetch_one(&c.sagad.pool)
     .await
     .expect("saga row")
 }
@@ -330,13 +295,13 @@ async fn operator_actions_that_do_not_fit_the_saga_are_refused_and_change_nothin
          WHERE saga_id = $1::uuid AND kind IN ('SAGA_ABORTED', 'SAGA_RETRIED')",
     )
     .bind(&id)
-    .fetch_one(&c.pool)
+    .fetch_one(&c.sagad.pool)
     .await
     .expect("count");
     assert_eq!(operator_events, 0);
     let status: String = sqlx::query_scalar("SELECT status FROM sagas WHERE id = $1::uuid")
         .bind(&id)
-        .fetch_one(&c.pool)
+        .fetch_one(&c.sagad.pool)
         .await
         .expect("status");
     assert_eq!(status, "RUNNING");

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use e2e_tests::definitions::{policy, purchase_plan_as, shipped_as, write_dir};
 use e2e_tests::postgres::PrivatePostgres;
-use e2e_tests::{Process, checks, object, start_participants_storing, start_sagad};
+use e2e_tests::{
+    Process, active_sagas_owned_by, checks, object, start_participants_storing, start_sagad,
+};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{Saga, SagaStatus, StartSagaRequest};
 use saga_testkit::TestDatabase;
@@ -435,14 +437,7 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
             }
         };
         let at = Utc::now();
-        let held: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM sagas WHERE owner LIKE '%-' || $1 || '-%'
-               AND status IN ('RUNNING', 'COMPENSATING')",
-        )
-        .bind(pid.to_string())
-        .fetch_all(&saga_log)
-        .await
-        .expect("held sagas");
+        let held = active_sagas_owned_by(&saga_log, pid).await;
         println!(
             "chaos: {event:?} replica {victim} (pid {pid}) holding {} sagas",
             held.len()

@@ -70,3 +70,24 @@ fn a_malformed_setting_is_named() {
     assert_eq!(code, 1);
     assert_one_line(&stderr, &["participants", "billing", "http://"]);
 }
+
+#[test]
+fn a_missing_certificate_or_a_bad_principals_file_is_named_in_one_line() {
+    let (code, stderr) = run_sagad(&[
+        ("SAGAD_TLS__CERT_FILE", "/nonexistent/server.pem".to_owned()),
+        ("SAGAD_TLS__KEY_FILE", "/nonexistent/server.key".to_owned()),
+    ]);
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, &["tls.cert_file", "/nonexistent/server.pem"]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("principals.toml");
+    std::fs::write(
+        &tokens,
+        "[[principal]]\nname = \"ops\"\nroles = [\"root\"]\n",
+    )
+    .expect("write");
+    let (code, stderr) = run_sagad(&[("SAGAD_AUTH__TOKENS_FILE", tokens.display().to_string())]);
+    assert_eq!(code, 1);
+    assert_one_line(&stderr, &["auth.tokens_file", "principals.toml", "root"]);
+}

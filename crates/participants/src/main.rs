@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
+use saga_participant::TlsFiles;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -63,6 +64,20 @@ struct Cli {
     /// under the system's temporary directory].
     #[arg(long, env = "DEMO_STORAGE_DIR")]
     storage_dir: Option<PathBuf>,
+    /// Serve TLS with this PEM certificate chain (every service); needs --tls-key.
+    #[arg(long, env = "DEMO_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DEMO_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Require callers (sagad) to present a certificate signed by this PEM CA (mTLS); needs --tls-cert.
+    #[arg(
+        long,
+        env = "DEMO_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_client_ca: Option<PathBuf>,
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DEMO_LOG_FORMAT")]
     log_format: LogFormat,
@@ -115,6 +130,15 @@ impl Cli {
                 .storage_dir
                 .clone()
                 .unwrap_or_else(|| Settings::default_storage_dir(&self.database_url)),
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert, key)| TlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca.clone(),
+                }),
         }
     }
 }

@@ -8,13 +8,16 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{ParticipantService, Router, ServeError, serve};
+use saga_participant::{
+    ParticipantService, Router, ServeError, TlsFileError, TlsFiles, serve_with_tls,
+};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
 use crate::Service;
@@ -37,6 +40,8 @@ pub struct Settings {
     /// Where the app service keeps its packages, one file per content (created with the first). The
     /// service owns it: at start it removes the files its database does not count.
     pub storage_dir: PathBuf,
+    /// Serve TLS with these files (every service the same certificate); plaintext when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -49,6 +54,7 @@ impl Settings {
                 .map(|service| (service, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
                 .collect(),
             storage_dir: storage_dir.into(),
+            tls: None,
         }
     }
 
@@ -87,6 +93,9 @@ pub enum StartupError {
         /// `<database> at <host>:<port>`.
         target: String,
     },
+    /// A TLS file cannot be read.
+    #[error("cannot load the TLS files")]
+    Tls(#[from] TlsFileError),
     /// A migration failed.
     #[error("cannot migrate the demo database")]
     Migrate(#[from] MigrateError),
@@ -137,6 +146,7 @@ pub struct DemoServices {
     pool: PgPool,
     storage_dir: PathBuf,
     listeners: Vec<BoundService>,
+    tls: Option<ServerTlsConfig>,
 }
 
 struct BoundService {
@@ -149,6 +159,11 @@ impl DemoServices {
     /// Connects to the database (creating it if missing), runs the migrations and binds a listener per
     /// configured service.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(TlsFiles::server_config)
+            .transpose()?;
         let pool = connect(&settings.database_url).await?;
         let services: Vec<Service> = settings.services.keys().copied().collect();
         migrate(&pool, &services).await?;
@@ -174,6 +189,7 @@ impl DemoServices {
             pool,
             storage_dir: settings.storage_dir,
             listeners,
+            tls,
         })
     }
 
@@ -200,7 +216,14 @@ impl DemoServices {
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
             let router = bound.service.router(&self.storage_dir);
-            spawn(&mut tasks, bound, router, &self.pool, &stop);
+            spawn(
+                &mut tasks,
+                bound,
+                router,
+                &self.pool,
+                self.tls.clone(),
+                &stop,
+            );
         }
 
         let mut first_error = None;
@@ -223,11 +246,12 @@ fn spawn(
     bound: BoundService,
     router: Router,
     pool: &PgPool,
+    tls: Option<ServerTlsConfig>,
     stop: &CancellationToken,
 ) {
     let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
-    let served = serve(bound.listener, participant, stop.clone());
+    let served = serve_with_tls(bound.listener, participant, tls, stop.clone());
     tasks.spawn(async move { (bound.service, served.await) });
 }
 

@@ -108,11 +108,15 @@ pub enum Input {
     Abort {
         /// Why, in the operator's words; kept in the history.
         reason: String,
+        /// The authenticated principal who asked; `None` when sagad runs without authentication.
+        by: Option<String>,
     },
     /// An operator asked to resume a parked (`FAILED`) saga where it stopped.
     Retry {
         /// Why, in the operator's words; kept in the history.
         reason: String,
+        /// The authenticated principal who asked; `None` when sagad runs without authentication.
+        by: Option<String>,
     },
 }
 
@@ -176,6 +180,9 @@ pub enum HistoryEvent {
     SagaAborted {
         /// The operator's reason.
         reason: String,
+        /// The principal who aborted it; absent in events written before authentication existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An instance claimed the saga to drive it: its previous owner died, stopped, or released it for a
     /// long wait. Written by the saga log's claim, never by [`apply`].
@@ -202,6 +209,9 @@ pub enum HistoryEvent {
         step: usize,
         /// The operator's reason.
         reason: String,
+        /// The principal who resumed it; absent in events written before authentication existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -382,16 +392,16 @@ pub fn apply(
                 &mut events,
             );
         }
-        Input::Abort { reason } => {
+        Input::Abort { reason, by } => {
             check_abortable(saga)?;
             settle_current_step(&mut next, now);
             let message = format!("aborted by an operator: {reason}");
-            events.push(HistoryEvent::SagaAborted { reason });
+            events.push(HistoryEvent::SagaAborted { reason, by });
             start_compensation(&mut next, FailureReason::Aborted, message, now, &mut events);
         }
-        Input::Retry { reason } => {
+        Input::Retry { reason, by } => {
             let step = resume_parked(&mut next)?;
-            events.push(HistoryEvent::SagaRetried { step, reason });
+            events.push(HistoryEvent::SagaRetried { step, reason, by });
         }
     }
     // A wait never outlasts the deadline that applies: the stored wake-up time alone then says when the

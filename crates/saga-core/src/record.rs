@@ -22,6 +22,8 @@ pub struct SagaSummary {
     pub current_step: Option<String>,
     /// The caller's idempotency key.
     pub idempotency_key: Option<String>,
+    /// The authenticated principal that started the saga.
+    pub started_by: Option<String>,
     /// When the saga was accepted.
     pub created_at: DateTime<Utc>,
     /// When the saga log last changed.

@@ -82,6 +82,8 @@ pub struct Saga {
     pub steps: Vec<Step>,
     /// The caller's idempotency key.
     pub idempotency_key: Option<String>,
+    /// The authenticated principal that started the saga; `None` when sagad runs without authentication.
+    pub started_by: Option<String>,
     /// The earliest time the next call may be made (set while waiting to retry).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Whole-saga deadline.
@@ -162,6 +164,7 @@ impl Saga {
             failure: None,
             state: payload,
             idempotency_key,
+            started_by: None,
             next_attempt_at: None,
             deadline_at,
             revision: 0,

@@ -6,18 +6,14 @@ use serde_json::Value;
 
 use crate::JsonMap;
 
-/// The path (`$.a.b[2]`) of the first string or key in `map` that holds a NUL character, if any.
-pub fn nul_path(map: &JsonMap) -> Option<String> {
-    object_nul_path(map, "$")
-}
-
-fn object_nul_path(map: &JsonMap, at: &str) -> Option<String> {
+/// Where in `map` (named `root`, e.g. `payload`) the first string or key holding a NUL character is:
+/// `payload.a.b[2]`, or `a key of payload.a`.
+pub fn nul_path(map: &JsonMap, root: &str) -> Option<String> {
     map.iter().find_map(|(key, value)| {
-        let here = format!("{at}.{}", key.replace('\0', "\\u0000"));
         if key.contains('\0') {
-            Some(here)
+            Some(format!("a key of {root}"))
         } else {
-            value_nul_path(value, &here)
+            value_nul_path(value, &format!("{root}.{key}"))
         }
     })
 }
@@ -29,7 +25,7 @@ fn value_nul_path(value: &Value, at: &str) -> Option<String> {
             .iter()
             .enumerate()
             .find_map(|(i, item)| value_nul_path(item, &format!("{at}[{i}]"))),
-        Value::Object(map) => object_nul_path(map, at),
+        Value::Object(map) => nul_path(map, at),
         _ => None,
     }
 }
@@ -46,14 +42,15 @@ mod tests {
 
     #[test]
     fn finds_a_nul_in_strings_and_keys_at_any_depth() {
-        assert_eq!(nul_path(&map(json!({"a": "ok", "b": [1, "x"]}))), None);
+        let at = |value| nul_path(&map(value), "payload");
+        assert_eq!(at(json!({"a": "ok", "b": [1, "x", null]})), None);
         assert_eq!(
-            nul_path(&map(json!({"a": {"b": ["ok", "n\u{0}l"]}}))),
-            Some("$.a.b[1]".to_owned())
+            at(json!({"a": {"b": ["ok", "n\u{0}l"]}})).as_deref(),
+            Some("payload.a.b[1]")
         );
         assert_eq!(
-            nul_path(&map(json!({"k\u{0}": 1}))),
-            Some("$.k\\u0000".to_owned())
+            at(json!({"a": {"k\u{0}": 1}})).as_deref(),
+            Some("a key of payload.a")
         );
     }
 }

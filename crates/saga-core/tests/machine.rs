@@ -544,12 +544,14 @@ fn operator(run: &Run, input: Input) -> Result<saga_core::Transition, String> {
 fn abort() -> Input {
     Input::Abort {
         reason: "customer cancelled".to_owned(),
+        by: Some("ops".to_owned()),
     }
 }
 
 fn retry() -> Input {
     Input::Retry {
         reason: "participant fixed".to_owned(),
+        by: None,
     }
 }
 
@@ -569,7 +571,8 @@ fn abort_compensates_the_completed_steps_and_the_one_that_may_be_in_flight() {
         t.events,
         [
             HistoryEvent::SagaAborted {
-                reason: "customer cancelled".to_owned()
+                reason: "customer cancelled".to_owned(),
+                by: Some("ops".to_owned()),
             },
             HistoryEvent::CompensationStarted {
                 reason: FailureReason::Aborted
@@ -649,7 +652,8 @@ fn retry_resumes_a_stuck_compensation_with_a_fresh_budget() {
         t.events,
         [HistoryEvent::SagaRetried {
             step: 1,
-            reason: "participant fixed".to_owned()
+            reason: "participant fixed".to_owned(),
+            by: None,
         }]
     );
     let rest = drive_from(
@@ -909,5 +913,29 @@ fn an_output_that_cannot_be_recorded_fails_the_step_at_once_and_compensates_it_t
         failure.message.starts_with("ALLOCATE_DEVICE answered OK"),
         "{}",
         failure.message
+    );
+}
+
+#[test]
+fn operator_events_written_before_principals_existed_still_decode() {
+    let old = json!({"kind": "SAGA_ABORTED", "reason": "customer cancelled"});
+    let event: HistoryEvent = serde_json::from_value(old).expect("old row decodes");
+    assert_eq!(
+        event,
+        HistoryEvent::SagaAborted {
+            reason: "customer cancelled".to_owned(),
+            by: None
+        }
+    );
+    let new = HistoryEvent::SagaRetried {
+        step: 1,
+        reason: "fixed".to_owned(),
+        by: Some("ops-alice".to_owned()),
+    };
+    let stored = serde_json::to_value(&new).expect("serialize");
+    assert_eq!(stored["by"], "ops-alice");
+    assert_eq!(
+        serde_json::from_value::<HistoryEvent>(stored).expect("round trip"),
+        new
     );
 }

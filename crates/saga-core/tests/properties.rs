@@ -212,6 +212,7 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
         {
             let input = Input::Abort {
                 reason: "test".to_owned(),
+                by: None,
             };
             if let Ok(t) = apply(&saga, input, now, jitter) {
                 if matches!(command, Command::Execute { .. }) {
@@ -233,6 +234,7 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
                 retries_left -= 1;
                 Input::Retry {
                     reason: "test".to_owned(),
+                    by: None,
                 }
             }
             Command::Done => return Ok((saga, world)),
@@ -241,7 +243,14 @@ fn run(shape: &Shape, scenario: &Scenario) -> Result<(Saga, World), TestCaseErro
                 now = at;
                 continue;
             }
-            Command::Expire => Input::DeadlinePassed,
+            Command::Expire => {
+                // The step the saga is on may have been called by an owner that died without a
+                // record: it is compensated (a replay-safe no-op behind the barrier if it never ran).
+                if let Some(index) = saga.current_step() {
+                    world.maybe_happened.insert(index);
+                }
+                Input::DeadlinePassed
+            }
             Command::Execute { index, attempt } => {
                 calls += 1;
                 prop_assert!(

@@ -69,6 +69,8 @@ pub struct StartRequest {
     pub payload: JsonMap,
     /// Optional caller idempotency key.
     pub idempotency_key: Option<String>,
+    /// The authenticated principal starting it; `None` when sagad runs without authentication.
+    pub started_by: Option<String>,
 }
 
 /// Accepts sagas, persists them, and drives each to a terminal status.
@@ -281,12 +283,15 @@ impl<S: SagaStore> Engine<S> {
                 .map_err(|_| EngineError::Overloaded {
                     limit: self.settings.max_in_flight,
                 })?;
-        let saga = Saga::new(
-            definition,
-            request.payload,
-            request.idempotency_key,
-            self.clock.now(),
-        );
+        let saga = Saga {
+            started_by: request.started_by,
+            ..Saga::new(
+                definition,
+                request.payload,
+                request.idempotency_key,
+                self.clock.now(),
+            )
+        };
         if let Some(waiter) = waiter {
             *waiter = Some(self.watchers.subscribe_waiter(saga.id));
         }
@@ -387,18 +392,31 @@ impl<S: SagaStore> Engine<S> {
         }
     }
 
-    /// Operator: stops forward progress of a running saga and compensates what it did.
-    pub async fn abort(self: &Arc<Self>, id: SagaId, reason: String) -> Result<Saga, EngineError> {
+    /// Operator: stops forward progress of a running saga and compensates what it did. `by` (the
+    /// authenticated principal, if any) is recorded in the history next to the reason.
+    pub async fn abort(
+        self: &Arc<Self>,
+        id: SagaId,
+        reason: String,
+        by: Option<String>,
+    ) -> Result<Saga, EngineError> {
         self.operate(id, || Input::Abort {
             reason: reason.clone(),
+            by: by.clone(),
         })
         .await
     }
 
-    /// Operator: resumes a parked (`FAILED`) saga where it stopped.
-    pub async fn retry(self: &Arc<Self>, id: SagaId, reason: String) -> Result<Saga, EngineError> {
+    /// Operator: resumes a parked (`FAILED`) saga where it stopped; `by` as for [`Engine::abort`].
+    pub async fn retry(
+        self: &Arc<Self>,
+        id: SagaId,
+        reason: String,
+        by: Option<String>,
+    ) -> Result<Saga, EngineError> {
         self.operate(id, || Input::Retry {
             reason: reason.clone(),
+            by: by.clone(),
         })
         .await
     }

@@ -152,7 +152,7 @@ fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
 /// An OK answer whose output the saga log cannot store (PostgreSQL's `jsonb` refuses the NUL character)
 /// is a failure of a step that happened: asking again would only replay the same answer.
 fn recordable(output: JsonMap) -> Result<JsonMap, StepError> {
-    match saga_core::storable::nul_path(&output) {
+    match saga_core::storable::nul_path(&output, "output") {
         None => Ok(output),
         Some(path) => Err(StepError {
             kind: ErrorKind::InvalidOutput,

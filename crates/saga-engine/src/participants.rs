@@ -16,7 +16,7 @@ use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tower::ServiceExt;
 use tower::limit::ConcurrencyLimit;
@@ -40,23 +40,30 @@ pub struct Participants {
 
 impl Participants {
     /// Builds clients for `endpoints` (participant name → URI), each allowing `concurrency` calls in
-    /// flight. Nothing connects until the first call, so a participant that is down at start-up only
-    /// delays the sagas that need it.
+    /// flight. `https://` endpoints are called over TLS with `tls` (the CA that signs the participants'
+    /// certificates and, for mTLS, sagad's client identity); a participant whose certificate `tls` does
+    /// not trust fails its calls as transport errors: transient, so retried. Nothing connects until the
+    /// first call, so a participant that is down at start-up only delays the sagas that need it.
     pub fn new(
         endpoints: &HashMap<String, String>,
         concurrency: usize,
+        tls: Option<&ClientTlsConfig>,
     ) -> Result<Self, EngineError> {
         let clients = endpoints
             .iter()
             .map(|(name, uri)| {
-                let endpoint = Endpoint::from_shared(uri.clone())
-                    .map_err(|source| EngineError::InvalidEndpoint {
-                        participant: name.clone(),
-                        endpoint: uri.clone(),
-                        source,
-                    })?
+                let invalid = |source| EngineError::InvalidEndpoint {
+                    participant: name.clone(),
+                    endpoint: uri.clone(),
+                    source,
+                };
+                let mut endpoint = Endpoint::from_shared(uri.clone())
+                    .map_err(invalid)?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
+                if let Some(tls) = tls.filter(|_| uri.starts_with("https://")) {
+                    endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
+                }
                 let channel = ConcurrencyLimit::new(endpoint.connect_lazy(), concurrency.max(1));
                 Ok((name.clone(), channel))
             })
@@ -295,7 +302,7 @@ mod tests {
     #[test]
     fn an_invalid_endpoint_is_a_configuration_error_naming_the_participant() {
         let endpoints = [("billing".to_owned(), "not a uri".to_owned())].into();
-        let err = Participants::new(&endpoints, 1).expect_err("invalid");
+        let err = Participants::new(&endpoints, 1, None).expect_err("invalid");
         assert!(err.to_string().contains("billing"), "{err}");
     }
 }

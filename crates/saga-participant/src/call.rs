@@ -278,4 +278,74 @@ mod tests {
             "field \"paymentId\" must be a uuid"
         );
     }
+
+    mod fuzz {
+        //! Fuzzed request decoding: whatever arrives (garbage bytes, any field values, NUL characters,
+        //! any metadata) decodes to a call or a clear `INVALID_ARGUMENT`, never a panic. CI runs
+        //! proptest's default number of cases; `PROPTEST_CASES=20000` runs longer.
+
+        use proptest::prelude::*;
+        use prost::Message;
+
+        use super::*;
+
+        fn step_request() -> impl Strategy<Value = StepRequest> {
+            let text = || {
+                prop_oneof![
+                    "\\PC{0,24}",
+                    Just(String::new()),
+                    Just("a\u{0}b".to_owned())
+                ]
+            };
+            let saga_id = prop_oneof![
+                text(),
+                any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string())
+            ];
+            let ids = (saga_id, text(), text(), text());
+            (ids, any::<u32>(), text(), any::<u32>()).prop_map(
+                |((saga_id, saga_type, step, action), attempt, idempotency_key, generation)| {
+                    StepRequest {
+                        saga_id,
+                        saga_type,
+                        step,
+                        action,
+                        attempt,
+                        idempotency_key,
+                        payload: None,
+                        generation,
+                    }
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn any_request_decodes_or_is_invalid_argument(
+                request in step_request(),
+                header in prop::option::of("[ -~]{0,40}"),
+            ) {
+                let mut wrapped = Request::new(request.clone());
+                if let Some(value) = header.as_deref().and_then(|h| h.parse().ok()) {
+                    wrapped.metadata_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
+                }
+                match StepCall::from_request(wrapped) {
+                    Ok(call) => {
+                        prop_assert_eq!(call.saga_id.to_string(), request.saga_id.to_lowercase());
+                        prop_assert_eq!(&call.step, &request.step);
+                        prop_assert!(!call.idempotency_key.is_empty());
+                    }
+                    Err(error) => {
+                        prop_assert_eq!(tonic::Status::from(error).code(), Code::InvalidArgument);
+                    }
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(request) = StepRequest::decode(bytes.as_slice()) {
+                    let _ = StepCall::from_request(Request::new(request));
+                }
+            }
+        }
+    }
 }

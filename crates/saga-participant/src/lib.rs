@@ -15,7 +15,8 @@
 //! - [`StepError`] and [`Refusal`] (`error`): refusal or transient, and the gRPC status each becomes.
 //! - [`migrate`] (`barrier`): the `saga_barrier` table and the claim/replay rules.
 //! - [`ParticipantService`] (`service`): the `saga.v1.SagaParticipant` gRPC service.
-//! - [`serve`] (`server`): serves it with `grpc.health.v1` on a listener the caller bound.
+//! - [`serve`] (`server`): serves it with `grpc.health.v1` on a listener the caller bound;
+//!   [`serve_with_tls`] with [`TlsFiles`] serves TLS, optionally requiring client certificates (mTLS).
 //!
 //! # Usage
 //! A complete participant is `examples/inventory.rs` (also in the README): an `async fn` per action,
@@ -58,5 +59,5 @@ pub use call::{IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER};
 pub use error::{BoxError, Refusal, StepError, UnknownRefusal};
 pub use handler::{Direction, StepHandler, StepOutput, output};
 pub use router::{Action, ActionFn, ActionFuture, Router};
-pub use server::{ServeError, serve};
+pub use server::{ServeError, TlsFileError, TlsFiles, serve, serve_with_tls};
 pub use service::ParticipantService;

@@ -132,6 +132,7 @@ impl From<&Saga> for pb::Saga {
             updated_at: Some(timestamp(saga.updated_at)),
             finished_at: saga.finished_at.map(timestamp),
             revision: u64::try_from(saga.revision).unwrap_or_default(),
+            started_by: saga.started_by.clone().unwrap_or_default(),
         }
     }
 }
@@ -158,6 +159,7 @@ impl From<&SagaSummary> for pb::SagaSummary {
             created_at: Some(timestamp(s.created_at)),
             updated_at: Some(timestamp(s.updated_at)),
             finished_at: s.finished_at.map(timestamp),
+            started_by: s.started_by.clone().unwrap_or_default(),
         }
     }
 }
@@ -220,8 +222,9 @@ pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::H
             out.failure_reason = pb::FailureReason::from(*reason).into();
             pb::EventKind::SagaParked
         }
-        HistoryEvent::SagaAborted { reason } => {
+        HistoryEvent::SagaAborted { reason, by } => {
             out.operator_reason = reason.clone();
+            out.by = by.clone().unwrap_or_default();
             pb::EventKind::SagaAborted
         }
         HistoryEvent::SagaClaimed { owner, epoch } => {
@@ -239,9 +242,10 @@ pub fn history_event(recorded: &RecordedEvent, definition: &Definition) -> pb::H
             out.retry_at = Some(timestamp(*retry_at));
             pb::EventKind::SagaQuarantined
         }
-        HistoryEvent::SagaRetried { step, reason } => {
+        HistoryEvent::SagaRetried { step, reason, by } => {
             on_step(*step, 0);
             out.operator_reason = reason.clone();
+            out.by = by.clone().unwrap_or_default();
             pb::EventKind::SagaRetried
         }
     };

@@ -19,7 +19,7 @@ const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
 /// The `sagas` columns a [`SagaRow`] reads besides `epoch`, with the steps aggregated.
 const SAGA_COLUMNS: &str = "
     s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
-    s.idempotency_key, s.next_attempt_at, s.deadline_at, s.revision,
+    s.idempotency_key, s.started_by, s.next_attempt_at, s.deadline_at, s.revision,
     s.created_at, s.updated_at, s.finished_at,
     COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
               FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps";
@@ -201,9 +201,9 @@ impl SagaStore for PgStore {
             "WITH saga AS (
                 INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
                                    current_step, idempotency_key, deadline_at, revision,
-                                   created_at, updated_at, owner, lease_until, epoch)
+                                   created_at, updated_at, owner, lease_until, epoch, started_by)
                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10,
-                        $13, now() + $14 * interval '1 millisecond', 1)
+                        $13, now() + $14 * interval '1 millisecond', 1, $15)
                 ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id
              ),
@@ -234,6 +234,7 @@ impl SagaStore for PgStore {
         .bind(to_json(&events))
         .bind(&owner.name)
         .bind(millis(owner.lease))
+        .bind(saga.started_by.as_deref())
         .fetch_optional(&self.pool)
         .await;
 
@@ -548,7 +549,7 @@ impl SagaStore for PgStore {
         let mut query = QueryBuilder::new(
             "SELECT id, saga_type, definition_version, status, failure_reason, failure_message,
                     definition->'steps'->current_step->>'name' AS current_step, idempotency_key,
-                    created_at, updated_at, finished_at
+                    started_by, created_at, updated_at, finished_at
              FROM sagas WHERE true",
         );
         if !filter.statuses.is_empty() {

@@ -347,6 +347,7 @@ async fn history_returns_every_event_in_order_with_operator_actions() {
     let saga = step(&store, &saga, Ok(JsonMap::new())).await;
     let abort = Input::Abort {
         reason: "customer asked".to_owned(),
+        by: Some("ops-alice".to_owned()),
     };
     let transition = apply(&saga, abort, Utc::now(), 0.5).expect("abortable");
     store
@@ -369,7 +370,8 @@ async fn history_returns_every_event_in_order_with_operator_actions() {
                 attempt: 1
             },
             &HistoryEvent::SagaAborted {
-                reason: "customer asked".to_owned()
+                reason: "customer asked".to_owned(),
+                by: Some("ops-alice".to_owned()),
             },
             &HistoryEvent::CompensationStarted {
                 reason: FailureReason::Aborted
@@ -729,4 +731,21 @@ async fn a_pool_that_is_only_busy_is_not_mistaken_for_an_outage() {
     assert!(!busy.expect_err("busy").is_unavailable());
     drop(held);
     assert!(store.load(SagaId::new()).await.expect("load").is_none());
+}
+
+#[tokio::test]
+async fn the_principal_that_started_a_saga_is_stored_loaded_and_listed() {
+    let (store, _db) = store().await;
+    let saga = Saga {
+        started_by: Some("billing-service".to_owned()),
+        ..new_saga(None)
+    };
+    store.create(&saga, &owner()).await.expect("create");
+    let loaded = store.load(saga.id).await.expect("load").expect("exists");
+    assert_eq!(loaded.started_by.as_deref(), Some("billing-service"));
+    let listed = store
+        .list(&ListFilter::default(), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed[0].started_by.as_deref(), Some("billing-service"));
 }

@@ -3,6 +3,10 @@
 //!
 //! The server comes from `SAGA_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`); the README's test
 //! command makes sure one is running.
+//!
+//! [`strategies`] holds the proptest strategies the fuzz tests share.
+
+pub mod strategies;
 
 use sqlx::{Connection, Executor, PgConnection};
 

@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
+use crate::auth::Principal;
 use crate::page_token;
 use crate::status::engine_status;
+use crate::text::{clip, refuse_nul, refuse_nul_in_payload};
+use crate::watch_quota::WatchQuota;
 
 /// Longest accepted caller idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
@@ -32,6 +35,9 @@ const MAX_START_WAIT: Duration = Duration::from_secs(60);
 
 /// Longest accepted operator reason.
 const MAX_REASON_LEN: usize = 1024;
+
+/// Longest accepted saga type name (definition names are short identifiers).
+const MAX_SAGA_TYPE_LEN: usize = 128;
 
 /// `ListSagas` page size when the request leaves it 0, and the largest accepted.
 const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -46,14 +52,40 @@ pub(crate) struct CoordinatorApi {
     /// Fires when the server starts shutting down: open `WatchSaga` streams end then, so they do not
     /// hold the graceful shutdown open.
     pub shutdown: CancellationToken,
+    /// Open `WatchSaga` streams per principal.
+    pub watch_quota: Arc<WatchQuota>,
+}
+
+/// The principal the auth layer authenticated; `None` when sagad runs without `auth.tokens_file`.
+fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
+    request.extensions().get::<Arc<Principal>>().cloned()
+}
+
+/// A saga type as a request names it: required, short, printable in an error message.
+fn validate_saga_type(saga_type: &str) -> Result<(), Status> {
+    if saga_type.is_empty() {
+        return Err(Status::invalid_argument(
+            "saga_type is required, e.g. \"purchase_plan\"",
+        ));
+    }
+    if saga_type.len() > MAX_SAGA_TYPE_LEN {
+        return Err(Status::invalid_argument(format!(
+            "saga_type is {} bytes; the limit is {MAX_SAGA_TYPE_LEN}",
+            saga_type.len()
+        )));
+    }
+    refuse_nul("saga_type", saga_type)
 }
 
 impl CoordinatorApi {
-    fn validate_start(&self, request: StartSagaRequest) -> Result<StartRequest, Status> {
-        if request.saga_type.is_empty() {
-            return Err(Status::invalid_argument(
-                "saga_type is required, e.g. \"purchase_plan\"",
-            ));
+    fn validate_start(
+        &self,
+        request: StartSagaRequest,
+        principal: Option<&Principal>,
+    ) -> Result<StartRequest, Status> {
+        validate_saga_type(&request.saga_type)?;
+        if let Some(principal) = principal {
+            principal.may_start(&request.saga_type)?;
         }
         let Some(payload) = request.payload else {
             return Err(Status::invalid_argument(
@@ -67,16 +99,20 @@ impl CoordinatorApi {
                 self.max_payload_bytes
             )));
         }
+        let payload = struct_to_json(payload);
+        refuse_nul_in_payload(&payload)?;
         if request.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN {
             return Err(Status::invalid_argument(format!(
                 "idempotency_key is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_LEN}",
                 request.idempotency_key.len()
             )));
         }
+        refuse_nul("idempotency_key", &request.idempotency_key)?;
         Ok(StartRequest {
             saga_type: request.saga_type,
-            payload: struct_to_json(payload),
+            payload,
             idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
+            started_by: principal.map(|p| p.name.clone()),
         })
     }
 }
@@ -126,6 +162,9 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
             })
             .transpose()
     };
+    if !request.saga_type.is_empty() {
+        validate_saga_type(&request.saga_type)?;
+    }
     let filter = ListFilter {
         statuses,
         saga_type: Some(request.saga_type.clone()).filter(|t| !t.is_empty()),
@@ -156,13 +195,15 @@ fn operator_reason(reason: String) -> Result<String, Status> {
             reason.len()
         )));
     }
+    refuse_nul("reason", &reason)?;
     Ok(reason)
 }
 
 fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
     text.parse().map_err(|_| {
         Status::invalid_argument(format!(
-            "saga_id {text:?} is not a UUID (expected e.g. 0193a5f2-7c1e-7d30-9b1a-2f4c6e8a0b1c)"
+            "saga_id {:?} is not a UUID (expected e.g. 0193a5f2-7c1e-7d30-9b1a-2f4c6e8a0b1c)",
+            clip(text)
         ))
     })
 }
@@ -177,9 +218,10 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<StartSagaRequest>,
     ) -> Result<Response<StartSagaResponse>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
         let wait = start_wait(request.wait.as_ref())?;
-        let start = self.validate_start(request)?;
+        let start = self.validate_start(request, principal.as_deref())?;
         let (created, saga) = match wait {
             None => {
                 let created = self.engine.start(start).await.map_err(engine_status)?;
@@ -260,12 +302,19 @@ impl SagaCoordinator for CoordinatorApi {
         request: Request<WatchSagaRequest>,
     ) -> Result<Response<Self::WatchSagaStream>, Status> {
         let id = parse_saga_id(&request.get_ref().saga_id)?;
+        let holder = match (principal(&request), request.remote_addr()) {
+            (Some(principal), _) => format!("principal {}", principal.name),
+            (None, Some(addr)) => format!("client {}", addr.ip()),
+            (None, None) => "an unidentified client".to_owned(),
+        };
+        // Held by the stream: the slot frees when the stream ends or the client goes away.
+        let ticket = self.watch_quota.take(holder)?;
         let watch = self.engine.watch(id).await.map_err(engine_status)?;
         let shutdown = self.shutdown.clone();
-        let stream = futures::stream::unfold(Some(watch), move |watch| {
+        let stream = futures::stream::unfold(Some((watch, ticket)), move |watch| {
             let shutdown = shutdown.clone();
             async move {
-                let mut watch = watch?;
+                let (mut watch, ticket) = watch?;
                 let next = tokio::select! {
                     next = watch.next() => Ok(next),
                     () = shutdown.cancelled() => Err(Status::unavailable(
@@ -277,7 +326,7 @@ impl SagaCoordinator for CoordinatorApi {
                         Ok(WatchSagaResponse {
                             saga: Some(pb::Saga::from(&saga)),
                         }),
-                        Some(watch),
+                        Some((watch, ticket)),
                     )),
                     Ok(None) => None,
                     // Send the error, then end the stream.
@@ -308,8 +357,9 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<AbortSagaRequest>,
     ) -> Result<Response<AbortSagaResponse>, Status> {
+        let by = principal(&request).map(|p| p.name.clone());
         let AbortSagaRequest { saga_id, reason } = request.into_inner();
-        let saga = self.operate(Operation::Abort, &saga_id, reason).await?;
+        let saga = self.operate(Operation::Abort, &saga_id, reason, by).await?;
         Ok(Response::new(AbortSagaResponse { saga: Some(saga) }))
     }
 
@@ -318,8 +368,9 @@ impl SagaCoordinator for CoordinatorApi {
         &self,
         request: Request<RetrySagaRequest>,
     ) -> Result<Response<RetrySagaResponse>, Status> {
+        let by = principal(&request).map(|p| p.name.clone());
         let RetrySagaRequest { saga_id, reason } = request.into_inner();
-        let saga = self.operate(Operation::Retry, &saga_id, reason).await?;
+        let saga = self.operate(Operation::Retry, &saga_id, reason, by).await?;
         Ok(Response::new(RetrySagaResponse { saga: Some(saga) }))
     }
 }
@@ -348,13 +399,14 @@ impl CoordinatorApi {
         operation: Operation,
         saga_id: &str,
         reason: String,
+        by: Option<String>,
     ) -> Result<pb::Saga, Status> {
         let id = parse_saga_id(saga_id)?;
         let reason = operator_reason(reason)?;
-        info!(saga_id = %id, ?operation, %reason, "operator action");
+        info!(saga_id = %id, ?operation, %reason, by = by.as_deref(), "operator action");
         let saga = match operation {
-            Operation::Abort => self.engine.abort(id, reason).await,
-            Operation::Retry => self.engine.retry(id, reason).await,
+            Operation::Abort => self.engine.abort(id, reason, by).await,
+            Operation::Retry => self.engine.retry(id, reason, by).await,
         }
         .map_err(engine_status)?;
         Ok(pb::Saga::from(&saga))

@@ -9,14 +9,20 @@ use saga_engine::{Engine, EngineError, Participants};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinatorServer;
 use saga_store::{PgStore, StoreError};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::CoordinatorApi;
+use crate::auth::{AuthLayer, Principals, PrincipalsError};
 use crate::definitions::{self, LoadError};
-use crate::settings::Settings;
+use crate::limits::LimitsLayer;
+use crate::reload::Reloading;
+use crate::settings::{Settings, redact_url};
+use crate::tls::{self, TlsError};
+use crate::watch_quota::WatchQuota;
 
 /// Why sagad could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,12 @@ pub enum StartupError {
     /// The reflection service cannot be built.
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A TLS certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The principals file cannot be used.
+    #[error(transparent)]
+    Principals(#[from] PrincipalsError),
     /// The gRPC server failed.
     #[error("grpc server failed")]
     Serve(#[from] tonic::transport::Error),
@@ -57,6 +69,10 @@ pub struct Application {
     local_addr: SocketAddr,
     engine_shutdown: CancellationToken,
     engine: std::sync::Arc<Engine<PgStore>>,
+    /// The API's TLS configuration, re-read when its files change; `None` serves plaintext.
+    tls: Option<Reloading<ServerConfig, TlsError>>,
+    /// The principals, re-read when the file changes; `None` runs open.
+    principals: Option<Reloading<Principals, PrincipalsError>>,
     settings: Settings,
 }
 
@@ -65,11 +81,42 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let endpoints: HashMap<String, String> =
             settings.participants.clone().into_iter().collect();
-        let participants = Participants::new(&endpoints, settings.participant_concurrency)?;
+        let participant_tls = tls::participant_config(&settings.participant_tls)?;
+        let participants = Participants::new(
+            &endpoints,
+            settings.participant_concurrency,
+            participant_tls.as_ref(),
+        )?;
+        let tls = settings
+            .tls
+            .enabled()
+            .then(|| {
+                let files = [
+                    &settings.tls.cert_file,
+                    &settings.tls.key_file,
+                    &settings.tls.client_ca_file,
+                ];
+                let files = files.into_iter().flatten().cloned().collect();
+                let tls_settings = settings.tls.clone();
+                Reloading::start("tls", files, move || tls::server_config(&tls_settings))
+            })
+            .transpose()?;
+        let principals = match &settings.auth.tokens_file {
+            Some(path) => {
+                let (path, client_certificates) =
+                    (path.clone(), settings.tls.client_ca_file.is_some());
+                Some(Reloading::start(
+                    "auth.tokens_file",
+                    vec![path.clone()],
+                    move || Principals::load(&path, client_certificates),
+                )?)
+            }
+            None => None,
+        };
         let definitions = definitions::load_dir(&settings.definitions_dir, &participants.names())?;
 
         let database = |source| StartupError::Database {
-            url: redact(&settings.database_url),
+            url: redact_url(&settings.database_url),
             source,
         };
         let store = PgStore::connect(&settings.database_url, settings.database_max_connections)
@@ -103,6 +150,8 @@ impl Application {
             local_addr,
             engine_shutdown,
             engine,
+            tls,
+            principals,
             settings,
         })
     }
@@ -122,14 +171,35 @@ impl Application {
         // Both reflection versions, so old and new grpcurl releases alike can list the services.
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
+        let limits = &self.settings.limits;
         let api = CoordinatorApi {
             engine: self.engine.clone(),
             max_payload_bytes: self.settings.max_payload_bytes,
             shutdown: shutdown.clone(),
+            watch_quota: WatchQuota::new(limits.max_watches_per_principal),
         };
+        let auth = AuthLayer::new(
+            self.principals.as_ref().map(Reloading::subscribe),
+            self.settings.auth.protect_reflection,
+        );
+        match self.principals {
+            Some(principals) => {
+                tokio::spawn(principals.run(shutdown.clone()));
+            }
+            None => warn!(
+                "auth.tokens_file is not set: sagad runs open, any caller may start, abort and retry any saga"
+            ),
+        }
+        let tls = self.tls.map(|tls| {
+            let current = tls.subscribe();
+            tokio::spawn(tls.run(shutdown.clone()));
+            current
+        });
 
         info!(
             addr = %self.local_addr,
+            tls = tls.is_some(),
+            mtls = self.settings.tls.client_ca_file.is_some(),
             definitions = self.engine.definitions().len(),
             instance = self.engine.instance(),
             "sagad serving"
@@ -174,18 +244,36 @@ impl Application {
                     .await;
             }
         };
-        Server::builder()
+        let max_message_bytes = self.settings.max_message_bytes();
+        let router = Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+            .layer(LimitsLayer {
+                max_message_bytes,
+                rpc_timeout: limits.rpc_timeout,
+            })
+            .layer(auth)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(SagaCoordinatorServer::new(api))
-            // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
-            // add ~40 ms to a call.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                stopping,
-            )
-            .await?;
+            .add_service(
+                SagaCoordinatorServer::new(api).max_decoding_message_size(max_message_bytes),
+            );
+        // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+        // ~40 ms to a call. TCP keepalive finds peers that vanished without a word.
+        let tcp = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(limits.http2_keepalive_interval));
+        match tls {
+            Some(config) => {
+                let incoming = tls::incoming(tcp, config, limits.tls_handshake_timeout);
+                router
+                    .serve_with_incoming_shutdown(incoming, stopping)
+                    .await?;
+            }
+            None => router.serve_with_incoming_shutdown(tcp, stopping).await?,
+        }
 
         self.engine_shutdown.cancel();
         let grace: Duration = self.settings.shutdown_grace;
@@ -205,35 +293,4 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-}
-
-/// A database URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_error_messages() {
-        assert_eq!(
-            redact("postgres://sagad:s3cret@db:5432/sagad"),
-            "postgres://sagad:***@db:5432/sagad"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1/sagad"),
-            "postgres://postgres@127.0.0.1/sagad"
-        );
-    }
 }

@@ -4,18 +4,31 @@
 //! # Layout
 //! - [`settings`]: defaults → TOML file → `SAGAD_*` environment.
 //! - [`definitions`]: loading and validating `definitions/*.yaml`.
-//! - `api`: the coordinator service; input validation at the edge.
+//! - `api`: the coordinator service; input validation at the edge (`text`: NUL and echo limits;
+//!   `watch_quota`: open watches per principal).
+//! - `auth`: principals from `auth.tokens_file`, the layer that authenticates calls and checks verbs.
+//! - `limits`: the layer that bounds message size and call duration.
+//! - `tls`: TLS on the API (re-read on change through `reload`) and to participants.
 //! - `status`: the one table that maps errors to gRPC statuses.
 //! - [`app`]: `Application::build(settings)` binds, `run_until_stopped(token)` serves (port 0 in tests).
 //! - [`telemetry`]: tracing subscriber set-up.
 
 mod api;
 pub mod app;
+mod auth;
 pub mod definitions;
+mod limits;
 mod page_token;
+mod reload;
 pub mod settings;
 mod status;
 pub mod telemetry;
+mod text;
+mod tls;
+mod watch_quota;
+
+pub use auth::PrincipalsError;
+pub use tls::TlsError;
 
 pub use app::{Application, StartupError};
 pub use settings::Settings;

@@ -126,4 +126,34 @@ mod tests {
             err.message()
         );
     }
+
+    mod fuzz {
+        //! Fuzzed page tokens: arbitrary bytes, as sent or base64url-encoded, are refused with
+        //! `INVALID_ARGUMENT` and never taken for a cursor. CI runs proptest's default number of cases;
+        //! `PROPTEST_CASES=20000` runs longer.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_tokens_are_invalid_argument(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+                let as_text = String::from_utf8_lossy(&bytes).into_owned();
+                for token in [as_text, URL_SAFE_NO_PAD.encode(&bytes)] {
+                    let refused = decode(&token, &failed_only()).expect_err("not issued here");
+                    prop_assert_eq!(refused.code(), Code::InvalidArgument);
+                }
+            }
+
+            #[test]
+            fn a_token_with_any_byte_changed_is_refused(at in 0..LEN, flip in 1u8..=255) {
+                let token = encode(SagaId::new(), &failed_only());
+                let mut bytes = URL_SAFE_NO_PAD.decode(&token).expect("ours");
+                bytes[at] ^= flip;
+                let refused = decode(&URL_SAFE_NO_PAD.encode(&bytes), &failed_only());
+                prop_assert_eq!(refused.expect_err("edited").code(), Code::InvalidArgument);
+            }
+        }
+    }
 }

@@ -21,8 +21,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything sagad can be configured with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything sagad can be configured with. `Debug` leaves the database password out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address of the gRPC API (coordinator, health, reflection). Port 0 picks a free port.
@@ -64,6 +64,134 @@ pub struct Settings {
     pub retention: Duration,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// TLS on the gRPC API; without `cert_file` and `key_file` sagad serves plaintext.
+    pub tls: TlsSettings,
+    /// TLS to `https://` participant endpoints.
+    pub participant_tls: ParticipantTlsSettings,
+    /// Bearer tokens and roles; without `tokens_file` every caller may do everything.
+    pub auth: AuthSettings,
+    /// Bounds on what one caller or connection can hold.
+    pub limits: Limits,
+}
+
+/// `tls.*`: the API's certificate, and the CA whose client certificates it requires (mTLS).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain served by the API. Re-read when the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`. Re-read when the file changes.
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, every client must present a certificate signed by one of them.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Whether the API serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+/// `participant_tls.*`: how sagad calls `https://` participants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParticipantTlsSettings {
+    /// PEM CA certificates that sign the participants' certificates.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate sagad presents to participants that require one (mTLS).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `auth.*`: who may call what.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// TOML file of principals (token hash, roles, saga types); re-read when it changes.
+    pub tokens_file: Option<PathBuf>,
+    /// Require a principal for health checks and reflection too (they are open by default, for load
+    /// balancers and `grpcurl list`).
+    pub protect_reflection: bool,
+}
+
+/// `limits.*`: what one connection, call or principal can hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// How often sagad pings an HTTP/2 connection to check the peer is still there.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_timeout: Duration,
+    /// How long a client may take to finish the TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Longest a unary call may run on the server; beyond it the caller gets `DEADLINE_EXCEEDED`.
+    #[serde(with = "humantime_serde")]
+    pub rpc_timeout: Duration,
+    /// Open `WatchSaga` streams per principal (per client address when sagad runs without
+    /// authentication); beyond it `WatchSaga` answers `RESOURCE_EXHAUSTED`.
+    pub max_watches_per_principal: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 200,
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            rpc_timeout: Duration::from_secs(30),
+            max_watches_per_principal: 100,
+        }
+    }
+}
+
+/// Request messages may exceed `max_payload_bytes` by this much (saga type, keys, labels, framing), so
+/// that a payload just over its limit still gets the precise `INVALID_ARGUMENT` naming it.
+const MESSAGE_ENVELOPE_BYTES: usize = 16 * 1024;
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("definitions_dir", &self.definitions_dir)
+            .field("participants", &self.participants)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("lease", &self.lease)
+            .field("hold_wait", &self.hold_wait)
+            .field("recovery_interval", &self.recovery_interval)
+            .field("retention", &self.retention)
+            .field("log_format", &self.log_format)
+            .field("tls", &self.tls)
+            .field("participant_tls", &self.participant_tls)
+            .field("auth", &self.auth)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A database URL without its password, for errors, logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for Settings {
@@ -102,6 +230,10 @@ impl Default for Settings {
             recovery_interval: engine.recovery_interval,
             retention: engine.retention.unwrap_or_default(),
             log_format: LogFormat::Text,
+            tls: TlsSettings::default(),
+            participant_tls: ParticipantTlsSettings::default(),
+            auth: AuthSettings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -131,7 +263,30 @@ impl Settings {
         Self::load_from(config_file, Env::prefixed("SAGAD_").split("__"))
     }
 
-    fn load_from(config_file: Option<&Path>, env: Env) -> Result<Self, SettingsError> {
+    /// Like [`Settings::load`], with `vars` in place of the process environment (the `SAGAD_*` ones
+    /// count, read as `load` reads them): for checking the variables a deployment file sets without
+    /// touching this process's environment.
+    pub fn load_with_env<'a>(
+        config_file: Option<&Path>,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, SettingsError> {
+        let env = vars
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let key = key.strip_prefix("SAGAD_")?;
+                let Ok(value) = value.parse::<figment::value::Value>();
+                Some((key.replace("__", ".").to_ascii_lowercase(), value))
+            })
+            .fold(Figment::new(), |env, (key, value)| {
+                env.merge(Serialized::default(&key, value))
+            });
+        Self::load_from(config_file, env)
+    }
+
+    fn load_from(
+        config_file: Option<&Path>,
+        env: impl figment::Provider,
+    ) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(path) = config_file {
             if !path.is_file() {
@@ -142,6 +297,12 @@ impl Settings {
         let settings: Self = figment.merge(env).extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Largest accepted request message: `max_payload_bytes` plus room for the other fields.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_payload_bytes
+            .saturating_add(MESSAGE_ENVELOPE_BYTES)
     }
 
     /// The engine's share of the settings.
@@ -204,7 +365,73 @@ impl Settings {
                     ),
                 });
             }
+            if uri.starts_with("https://") && self.participant_tls.ca_file.is_none() {
+                return Err(SettingsError::Invalid {
+                    field: "participant_tls.ca_file",
+                    message: format!(
+                        "{name} is called over https ({uri}): set the CA that signs its certificate"
+                    ),
+                });
+            }
         }
+        self.validate_tls()?;
+        let limits = &self.limits;
+        if limits.max_concurrent_streams == 0 {
+            return invalid("limits.max_concurrent_streams", "must be 1 or more");
+        }
+        if limits.max_watches_per_principal == 0 {
+            return invalid("limits.max_watches_per_principal", "must be 1 or more");
+        }
+        for (field, value) in [
+            (
+                "limits.http2_keepalive_interval",
+                limits.http2_keepalive_interval,
+            ),
+            (
+                "limits.http2_keepalive_timeout",
+                limits.http2_keepalive_timeout,
+            ),
+            ("limits.tls_handshake_timeout", limits.tls_handshake_timeout),
+            ("limits.rpc_timeout", limits.rpc_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+
+    /// Certificate and key come in pairs; a client CA needs a server certificate to go with it.
+    fn validate_tls(&self) -> Result<(), SettingsError> {
+        let pair = |field, cert: &Option<PathBuf>, key: &Option<PathBuf>, other| {
+            if cert.is_some() != key.is_some() {
+                return Err(SettingsError::Invalid {
+                    field,
+                    message: format!("must be set together with {other}"),
+                });
+            }
+            Ok(())
+        };
+        let tls = &self.tls;
+        pair(
+            "tls.cert_file",
+            &tls.cert_file,
+            &tls.key_file,
+            "tls.key_file",
+        )?;
+        if tls.client_ca_file.is_some() && !tls.enabled() {
+            return Err(SettingsError::Invalid {
+                field: "tls.client_ca_file",
+                message: "client certificates need TLS: set tls.cert_file and tls.key_file".into(),
+            });
+        }
+        let participant = &self.participant_tls;
+        pair(
+            "participant_tls.cert_file",
+            &participant.cert_file,
+            &participant.key_file,
+            "participant_tls.key_file",
+        )?;
         Ok(())
     }
 }
@@ -216,6 +443,61 @@ mod tests {
 
     fn no_env() -> Env {
         Env::prefixed("SAGAD_TEST_SETTINGS_NOTHING_")
+    }
+
+    #[test]
+    fn passwords_never_reach_error_messages_or_debug_output() {
+        assert_eq!(
+            redact_url("postgres://sagad:s3cret@db:5432/sagad"),
+            "postgres://sagad:***@db:5432/sagad"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/sagad"),
+            "postgres://postgres@127.0.0.1/sagad"
+        );
+        let settings = Settings {
+            database_url: "postgres://sagad:s3cret@db:5432/sagad".to_owned(),
+            ..Settings::default()
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("sagad:***@db"), "{debug}");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_https_participants_need_a_ca() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[tls]\ncert_file = \"server.pem\"").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("tls.cert_file"), "{err}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[tls]\nclient_ca_file = \"ca.pem\"").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("tls.client_ca_file"), "{err}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[participants]\nbilling = \"https://billing:1\"").unwrap();
+        let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.to_string().contains("participant_tls.ca_file"), "{err}");
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "[participants]\nbilling = \"https://billing:1\"\n[participant_tls]\nca_file = \"ca.pem\"\n\
+             [tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n[auth]\ntokens_file = \"t.toml\"\n\
+             [limits]\nrpc_timeout = \"5s\""
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(file.path()), no_env()).unwrap();
+        assert_eq!(s.tls.key_file.as_deref(), Some(Path::new("s.key")));
+        assert_eq!(s.auth.tokens_file.as_deref(), Some(Path::new("t.toml")));
+        assert!(!s.auth.protect_reflection);
+        assert_eq!(s.limits.rpc_timeout, Duration::from_secs(5));
+        assert_eq!(
+            s.limits.max_concurrent_streams, 200,
+            "other limits keep defaults"
+        );
     }
 
     #[test]
@@ -256,6 +538,24 @@ mod tests {
         writeln!(file, "[participants]\nbilling = \"billing:50061\"").unwrap();
         let err = Settings::load_from(Some(file.path()), no_env()).unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn given_variables_are_read_as_the_environment_would_be() {
+        let vars = [
+            ("SAGAD_MAX_IN_FLIGHT", "12"),
+            ("SAGAD_PARTICIPANTS__BILLING", "http://billing:1"),
+            ("SAGAD_SHUTDOWN_GRACE", "3s"),
+            ("OTHER", "ignored"),
+        ];
+        let s = Settings::load_with_env(None, vars).unwrap();
+        assert_eq!(s.max_in_flight, 12);
+        assert_eq!(s.participants["billing"], "http://billing:1");
+        assert_eq!(s.participants["device"], "http://127.0.0.1:50062");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        let err = Settings::load_with_env(None, [("SAGAD_METRICS_ADRR", "0.0.0.0:1")]).unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("metrics_adrr"), "{cause}");
     }
 
     #[test]

@@ -33,7 +33,10 @@ async fn an_output_the_saga_log_cannot_store_fails_the_step_once_and_compensates
         Some(FailureReason::StepFailed)
     );
     let error = saga.steps[1].last_error.clone().unwrap_or_default();
-    assert!(error.contains("$.note holds a NUL character"), "{error}");
+    assert!(
+        error.contains("output.note holds a NUL character"),
+        "{error}"
+    );
     // The charge happened (it answered OK), so it is refunded; it is not asked again.
     assert_eq!(
         h.calls(),
@@ -303,6 +306,7 @@ async fn a_saga_an_operator_retries_on_a_full_instance_is_handed_to_an_instance_
     let full = h
         .engine
         .start(StartRequest {
+            started_by: None,
             saga_type: "shop".into(),
             payload: JsonMap::new(),
             idempotency_key: None,
@@ -322,7 +326,7 @@ async fn a_saga_an_operator_retries_on_a_full_instance_is_handed_to_an_instance_
     b.run_background();
     let retried = h
         .engine
-        .retry(parked.id, "participant fixed".to_owned())
+        .retry(parked.id, "participant fixed".to_owned(), None)
         .await
         .expect("retry recorded");
     assert_eq!(retried.status, SagaStatus::Compensating);

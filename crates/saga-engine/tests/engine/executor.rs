@@ -332,6 +332,7 @@ async fn a_long_retry_wait_releases_the_lease_and_the_recovery_loop_resumes_the_
     let started = std::time::Instant::now();
     let id = engine
         .start(StartRequest {
+            started_by: None,
             saga_type: "shop".into(),
             payload: serde_json::Map::new(),
             idempotency_key: None,

@@ -210,6 +210,7 @@ impl Harness {
         let participants = Participants::new(
             &HashMap::from([("shop".to_owned(), format!("http://{addr}"))]),
             16,
+            None,
         )
         .expect("participants");
         let known: HashSet<String> = participants.names();
@@ -242,6 +243,7 @@ impl Harness {
         let created = self
             .engine
             .start(StartRequest {
+                started_by: None,
                 saga_type: "shop".into(),
                 payload: json!({"userId": "u1"})
                     .as_object()
@@ -278,6 +280,7 @@ impl Harness {
         let participants = Participants::new(
             &HashMap::from([("shop".to_owned(), self.participant.clone())]),
             participant_concurrency,
+            None,
         )
         .expect("participants");
         let shutdown = CancellationToken::new();
@@ -299,6 +302,7 @@ impl Harness {
         let participants = Participants::new(
             &HashMap::from([("shop".to_owned(), self.participant.clone())]),
             16,
+            None,
         )
         .expect("participants");
         let store = CountingStore {
@@ -320,6 +324,7 @@ impl Harness {
     pub async fn start_saga_on(engine: &Arc<Engine<PgStore>>) -> SagaId {
         engine
             .start(StartRequest {
+                started_by: None,
                 saga_type: "shop".into(),
                 payload: serde_json::Map::new(),
                 idempotency_key: None,

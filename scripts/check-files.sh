@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Lints the files that are not Rust, with the tools scripts/ensure-tools.sh installs into tools/bin:
+#   protos          buf lint (buf.yaml), and buf breaking against the last released protos
+#   Dockerfile      hadolint
+#   compose file    docker-compose config (validates without a container engine)
+#   Kubernetes      kubernetes-validate --strict, offline schemas, every manifest of deploy/k8s
+# tests/tests/deploy.rs checks what these cannot: that the files agree with sagad's settings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=tools/bin
+
+"$bin/buf" lint
+# proto/released.binpb is the image of the protos as last released (a buf image: CI needs no tags or
+# history). At a release, refresh it from the released protos:  tools/bin/buf build -o proto/released.binpb
+"$bin/buf" breaking --against proto/released.binpb
+"$bin/hadolint" deploy/Dockerfile
+"$bin/docker-compose" --file docker-compose.yml config --quiet
+# The kustomization itself is not a Kubernetes resource; the ConfigMaps it generates are checked by
+# tests/tests/deploy.rs.
+"$bin/kubernetes-validate" --strict --quiet deploy/k8s/sagad.yaml deploy/k8s/participants.yaml
+echo "check-files: protos, Dockerfile, compose file and Kubernetes manifests pass"
