@@ -13,6 +13,7 @@
 //! already assumes of the step that was in flight. An executor whose lease may have expired (its local
 //! deadline passed without a renewal) makes no further call: another instance may be driving the saga.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use saga_core::{
@@ -193,6 +194,7 @@ async fn record<S: SagaStore>(
             }
             _ => LeaseAfter::Keep,
         };
+        let transition = Arc::new(transition);
         let committed = match commit(engine, &transition, lease, driver).await? {
             Ok(committed) => committed,
             Err(refused) => {
@@ -225,6 +227,7 @@ async fn record<S: SagaStore>(
                 }
             }
         };
+        let transition = Arc::try_unwrap(transition).unwrap_or_else(|shared| (*shared).clone());
         let mut saga = transition.saga;
         saga.revision = committed.revision;
         saga.epoch = committed.epoch;
@@ -240,21 +243,23 @@ async fn record<S: SagaStore>(
     }
 }
 
-/// Commits a transition, retrying while the database is unavailable or busy. `None` when the saga must
-/// be dropped (lease lost or fenced off by an operator action, or shutdown while the database is down);
-/// `Some(Err(_))` when the saga log refuses the data itself.
+/// Commits a transition through the committer, retrying while the database is unavailable or busy.
+/// `None` when the saga must be dropped (lease lost or fenced off by an operator action, or shutdown
+/// while the database is down); `Some(Err(_))` when the saga log refuses the data itself.
 async fn commit<S: SagaStore>(
     engine: &Engine<S>,
-    transition: &saga_core::Transition,
+    transition: &Arc<saga_core::Transition>,
     lease: LeaseAfter,
     driver: &DriverHandle,
 ) -> Option<Result<Committed, StoreError>> {
     loop {
-        let result = engine.store.commit(transition, &engine.owner, lease).await;
-        engine.observe(&result);
-        let pause = match result {
-            Ok(committed) => return Some(Ok(committed)),
-            Err(StoreError::Conflict(_)) => {
+        let pause = match engine
+            .committer
+            .write(Arc::clone(transition), lease)
+            .await?
+        {
+            Ok(Some(committed)) => return Some(Ok(committed)),
+            Ok(None) => {
                 warn!("lease lost or saga taken over; leaving it to its new owner");
                 return None;
             }

@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
+use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use tracing::instrument;
 
-use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
+use crate::rows::{RecordedEventRow, SagaRow, SummaryRow};
 use crate::{
     Claimed, Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Undecodable, Wakeups,
 };
+
+mod writes;
 
 /// Reads one saga and all its steps in a single statement.
 const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
@@ -124,7 +126,7 @@ fn classify(pool: &PgPool, e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut if pool.size() >= pool.options().get_max_connections() => {
             StoreError::Busy
         }
-        e => StoreError::Database(e),
+        e => StoreError::from(e),
     }
 }
 
@@ -188,70 +190,34 @@ impl Wakeups for PgWakeups {
 impl SagaStore for PgStore {
     type Wakeups = PgWakeups;
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err(level = "debug"))]
-    async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
-        let steps: Vec<StepRow> = (0..saga.steps.len())
-            .map(|i| StepRow::from_step(saga, i))
-            .collect();
-        let started = HistoryEvent::SagaStarted;
-        let events = [EventRow::from(&started)];
-        // One statement, so one commit: the saga, its steps and its first event land together or not at
-        // all. ON CONFLICT turns a repeated idempotency key into "no row returned".
-        let inserted: Result<Option<(uuid::Uuid,)>, _> = sqlx::query_as(
-            "WITH saga AS (
-                INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
-                                   current_step, idempotency_key, deadline_at, revision,
-                                   created_at, updated_at, owner, lease_until, epoch, started_by)
-                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10,
-                        $13, now() + $14 * interval '1 millisecond', 1, $15)
-                ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id
-             ),
-             steps AS (
-                INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
-                SELECT saga.id, r.step_index, r.name, r.participant, r.status
-                FROM saga, jsonb_to_recordset($11::jsonb)
-                    AS r(step_index integer, name text, participant text, status text)
-             ),
-             events AS (
-                INSERT INTO saga_events (saga_id, kind, detail)
-                SELECT saga.id, e.kind, e.detail
-                FROM saga, jsonb_to_recordset($12::jsonb) AS e(kind text, detail jsonb)
-             )
-             SELECT id FROM saga",
-        )
-        .bind(saga.id.0)
-        .bind(saga.saga_type())
-        .bind(i32::try_from(saga.definition.version).unwrap_or(i32::MAX))
-        .bind(to_json(&*saga.definition))
-        .bind(saga.status.as_str())
-        .bind(to_json(&saga.state))
-        .bind(saga.idempotency_key.as_deref())
-        .bind(saga.deadline_at)
-        .bind(saga.revision)
-        .bind(saga.created_at)
-        .bind(to_json(&steps))
-        .bind(to_json(&events))
-        .bind(&owner.name)
-        .bind(millis(owner.lease))
-        .bind(saga.started_by.as_deref())
-        .fetch_optional(&self.pool)
-        .await;
-
-        match (self.db(inserted)?, saga.idempotency_key.as_deref()) {
-            (Some(_), _) => Ok(Created {
-                saga: Saga {
-                    epoch: 1,
-                    ..saga.clone()
-                },
-                created: true,
-            }),
-            (None, Some(key)) => Ok(Created {
-                saga: self.load_by_idempotency_key(saga.saga_type(), key).await?,
-                created: false,
-            }),
-            (None, None) => Err(StoreError::Conflict(saga.id)),
+    #[instrument(level = "debug", skip_all, fields(sagas = sagas.len()), err(level = "debug"))]
+    async fn create_many(
+        &self,
+        sagas: &[&Saga],
+        owner: &Owner,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+        let inserted = self.db(writes::insert(&self.pool, sagas, owner).await)?;
+        let mut created = Vec::with_capacity(sagas.len());
+        for (saga, inserted) in sagas.iter().zip(inserted) {
+            created.push(match (inserted, saga.idempotency_key.as_deref()) {
+                (true, _) => Ok(Created {
+                    saga: Saga {
+                        epoch: 1,
+                        ..(*saga).clone()
+                    },
+                    created: true,
+                }),
+                (false, Some(key)) => self
+                    .load_by_idempotency_key(saga.saga_type(), key)
+                    .await
+                    .map(|saga| Created {
+                        saga,
+                        created: false,
+                    }),
+                (false, None) => Err(StoreError::Conflict(saga.id)),
+            });
         }
+        Ok(created)
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
@@ -280,89 +246,13 @@ impl SagaStore for PgStore {
         rows.into_iter().map(SagaRow::into_saga).collect()
     }
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err(level = "debug"))]
-    async fn commit(
+    #[instrument(level = "debug", skip_all, fields(writes = writes.len()), err(level = "debug"))]
+    async fn commit_many(
         &self,
-        transition: &Transition,
+        writes: &[(&Transition, LeaseAfter)],
         owner: &Owner,
-        lease: LeaseAfter,
-    ) -> Result<Committed, StoreError> {
-        let saga = &transition.saga;
-        let steps: Vec<StepRow> = transition
-            .changed_steps
-            .iter()
-            .map(|&i| StepRow::from_step(saga, i))
-            .collect();
-        let events: Vec<EventRow<'_>> = transition.events.iter().map(EventRow::from).collect();
-        let current_step = saga
-            .current_step()
-            .map(|i| i32::try_from(i).unwrap_or(i32::MAX));
-        let lease = match lease {
-            LeaseAfter::Keep => "keep",
-            LeaseAfter::Release => "release",
-            LeaseAfter::TakeOver => "takeover",
-        };
-        // One statement: the saga row is updated only at the revision the transition was computed from,
-        // and (unless taking over) only while the writer still holds the lease at its epoch; the step rows
-        // and events hang off that update, so a stale writer changes nothing at all.
-        let updated: Result<Option<(i64, i64)>, _> = sqlx::query_as(
-            "WITH saga AS (
-                UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
-                                 current_step = $7, next_attempt_at = $8, updated_at = $9,
-                                 finished_at = $10, deadline_at = $13, revision = revision + 1,
-                                 owner = CASE WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
-                                              ELSE $14 END,
-                                 lease_until = CASE
-                                     WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
-                                     WHEN $16 = 'takeover' THEN now() + $17 * interval '1 millisecond'
-                                     ELSE lease_until END,
-                                 epoch = epoch + CASE WHEN $16 = 'takeover' THEN 1 ELSE 0 END
-                WHERE id = $1 AND revision = $2
-                  AND ($16 = 'takeover' OR (owner = $14 AND epoch = $15))
-                RETURNING id, revision, epoch
-             ),
-             steps AS (
-                UPDATE saga_steps st
-                SET status = r.status, attempts = r.attempts,
-                    compensation_attempts = r.compensation_attempts, output = r.output,
-                    last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
-                    generation = r.generation, maybe_applied = r.maybe_applied
-                FROM saga, jsonb_to_recordset($11::jsonb) AS r(
-                    step_index integer, status text, attempts integer, compensation_attempts integer,
-                    output jsonb, last_error text, started_at timestamptz, finished_at timestamptz,
-                    generation integer, maybe_applied boolean)
-                WHERE st.saga_id = saga.id AND st.step_index = r.step_index
-             ),
-             events AS (
-                INSERT INTO saga_events (saga_id, kind, step_index, attempt, detail)
-                SELECT saga.id, e.kind, e.step_index, e.attempt, e.detail
-                FROM saga, jsonb_to_recordset($12::jsonb)
-                    AS e(kind text, step_index integer, attempt integer, detail jsonb)
-             )
-             SELECT revision, epoch FROM saga",
-        )
-        .bind(saga.id.0)
-        .bind(saga.revision)
-        .bind(saga.status.as_str())
-        .bind(saga.failure.as_ref().map(|f| f.reason.as_str()))
-        .bind(saga.failure.as_ref().map(|f| f.message.as_str()))
-        .bind(to_json(&saga.state))
-        .bind(current_step)
-        .bind(saga.next_attempt_at)
-        .bind(saga.updated_at)
-        .bind(saga.finished_at)
-        .bind(to_json(&steps))
-        .bind(to_json(&events))
-        .bind(saga.deadline_at)
-        .bind(&owner.name)
-        .bind(saga.epoch)
-        .bind(lease)
-        .bind(millis(owner.lease))
-        .fetch_optional(&self.pool)
-        .await;
-        self.db(updated)?
-            .map(|(revision, epoch)| Committed { revision, epoch })
-            .ok_or(StoreError::Conflict(saga.id))
+    ) -> Result<Vec<Option<Committed>>, StoreError> {
+        self.db(writes::update(&self.pool, writes, owner).await)
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -749,3 +749,77 @@ async fn the_principal_that_started_a_saga_is_stored_loaded_and_listed() {
         .expect("list");
     assert_eq!(listed[0].started_by.as_deref(), Some("billing-service"));
 }
+
+#[tokio::test]
+async fn one_write_of_a_batch_that_is_fenced_out_changes_nothing_and_the_others_commit() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let mut sagas = Vec::new();
+    for _ in 0..3 {
+        sagas.push(
+            store
+                .create(&new_saga(None), &a)
+                .await
+                .expect("create")
+                .saga,
+        );
+    }
+    // The middle saga moved on: another instance took it over.
+    expire_lease(&store, sagas[1].id).await;
+    store.claim_due(&instance("b"), 10).await.expect("claim");
+    let before = store.load(sagas[1].id).await.expect("load").expect("saga");
+
+    let transitions: Vec<_> = sagas.iter().map(first_step).collect();
+    let writes: Vec<_> = transitions.iter().map(|t| (t, LeaseAfter::Keep)).collect();
+    let committed = store.commit_many(&writes, &a).await.expect("one statement");
+    assert_eq!(
+        committed.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    for (saga, committed) in sagas.iter().zip(&committed) {
+        let stored = store.load(saga.id).await.expect("load").expect("saga");
+        match committed {
+            Some(c) => {
+                assert_eq!((stored.revision, stored.epoch), (c.revision, c.epoch));
+                assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
+                assert_eq!(
+                    event_kinds(&store, saga.id).await,
+                    ["SAGA_STARTED", "STEP_SUCCEEDED"]
+                );
+            }
+            None => {
+                assert_eq!(stored, before, "the fenced-out write changed nothing");
+                assert_eq!(
+                    event_kinds(&store, saga.id).await,
+                    ["SAGA_STARTED", "SAGA_CLAIMED"]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_starts_inserts_each_saga_once_and_answers_repeated_keys_with_the_first() {
+    let (store, _db) = store().await;
+    let first = new_saga(Some("order-1"));
+    let repeat = new_saga(Some("order-1"));
+    let other = new_saga(None);
+    let created = store
+        .create_many(&[&first, &repeat, &other], &owner())
+        .await
+        .expect("one statement");
+    let outcome: Vec<(SagaId, bool)> = created
+        .into_iter()
+        .map(|c| c.map(|c| (c.saga.id, c.created)).expect("created"))
+        .collect();
+    assert_eq!(
+        outcome,
+        [(first.id, true), (first.id, false), (other.id, true)],
+        "the repeated key answers with the first saga"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 2);
+}
