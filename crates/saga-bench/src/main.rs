@@ -55,7 +55,7 @@ enum Command {
     /// Serves the noop participant (every step answers at once, no state) until stopped.
     NoopParticipant {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:50070")]
+        #[arg(long, default_value = "127.0.0.1:50079")]
         listen: String,
     },
 }

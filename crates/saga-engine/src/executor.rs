@@ -5,6 +5,9 @@
 //! between the call and the commit re-sends the call with the same idempotency key, which participants
 //! answer from their barrier.
 //!
+//! A step whose `needs` are missing from the saga state is refused here, without a call: the participant
+//! could only refuse it too, or worse, act on a half-built request.
+//!
 //! `stop` ends the loop at its next await point, even mid-call: an operator action has been committed and
 //! a fresh executor continues from it. The abandoned call's outcome is unknown, which the state machine
 //! already assumes of the step that was in flight. An executor whose lease may have expired (its local
@@ -90,6 +93,17 @@ async fn carry_out<S: SagaStore>(
     }
     let started_at = engine.clock.now();
     let step = &saga.definition.steps[index].name;
+    if direction == Direction::Execute
+        && let Some(refusal) = unmet_needs(saga, index)
+    {
+        warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
+        return Next::Record(Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result: Err(refusal),
+        });
+    }
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
     let call = engine
         .participants
@@ -121,6 +135,18 @@ async fn carry_out<S: SagaStore>(
             attempt,
             result: result.map(drop),
         },
+    })
+}
+
+/// The refusal for step `index` when the saga state lacks keys the step needs.
+fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
+    let missing = saga.definition.steps[index].missing_keys(&saga.state);
+    (!missing.is_empty()).then(|| StepError {
+        kind: ErrorKind::Refusal,
+        message: format!(
+            "not called: the saga state lacks the keys the step needs: {}",
+            missing.join(", ")
+        ),
     })
 }
 
