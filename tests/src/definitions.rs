@@ -12,7 +12,18 @@ use tempfile::TempDir;
 use crate::repo_root;
 
 /// The participants the shipped definitions use.
-pub const PARTICIPANTS: [&str; 4] = ["billing", "device", "payment", "withdrawal"];
+pub const PARTICIPANTS: [&str; 10] = [
+    "billing",
+    "device",
+    "payment",
+    "withdrawal",
+    "gateway",
+    "app",
+    "notification",
+    "customer",
+    "inventory",
+    "sales",
+];
 
 /// The test-only definitions (`tests/definitions`), e.g. `loyalty_purchase`, whose steps span the Rust and
 /// the TypeScript participants.

@@ -11,8 +11,10 @@
 //!   test-only ones in `tests/definitions`.
 //! - [`in_process`]: sagad inside the test process, for tests of its edge.
 //! - [`certs`]: a test CA and the certificates it issues, as PEM files.
+//! - [`checks`]: the rows each flow must leave, and the business invariants across them.
 
 pub mod certs;
+pub mod checks;
 pub mod definitions;
 pub mod in_process;
 pub mod postgres;
@@ -193,6 +195,8 @@ pub struct Stack {
     pub demo_db: sqlx::PgPool,
     /// Pool on sagad's saga log, to check what was persisted.
     pub saga_db: sqlx::PgPool,
+    /// The app participant's storage directory, to check the packages it holds.
+    pub storage: TempDir,
     sagad: Process,
     demo: Process,
     /// Dropped (and so removed) after the processes and pools are gone.
@@ -242,8 +246,10 @@ impl Stack {
     ) -> Self {
         let saga_database = TestDatabase::create("sagad_e2e").await;
         let demo_database = TestDatabase::create("sagad_demo_e2e").await;
+        let storage = tempfile::tempdir().expect("storage directory");
 
-        let (demo, participants) = start_participants(&demo_database.url(), log_level).await;
+        let (demo, participants) =
+            start_participants_storing(&demo_database.url(), storage.path(), log_level).await;
         let mut env = vec![("RUST_LOG", log_level.to_owned())];
         env.extend_from_slice(sagad_env);
         let (sagad, sagad_addr) =
@@ -273,6 +279,7 @@ impl Stack {
             saga_db: sqlx::PgPool::connect(&saga_database.url())
                 .await
                 .expect("saga database"),
+            storage,
             sagad,
             demo,
             databases: vec![saga_database, demo_database],
@@ -333,12 +340,27 @@ pub async fn start_saga(
 }
 
 /// Starts `demo-participants --service all` on port 0 against `database_url`; returns the process and
-/// each service's endpoint (`http://…`) by name. `log_level` applies unless `RUST_LOG` is set.
+/// each service's endpoint (`http://…`) by name. `log_level` applies unless `RUST_LOG` is set. The app
+/// service keeps its packages in the binary's default directory for that database.
 pub async fn start_participants(
     database_url: &str,
     log_level: &str,
 ) -> (Process, BTreeMap<String, String>) {
     start_participants_with(database_url, log_level, &BTreeMap::new(), &[]).await
+}
+
+/// Like [`start_participants`], with the app service's packages in `storage_dir`, for tests that
+/// check them.
+pub async fn start_participants_storing(
+    database_url: &str,
+    storage_dir: &Path,
+    log_level: &str,
+) -> (Process, BTreeMap<String, String>) {
+    let storage = [
+        "--storage-dir".to_owned(),
+        storage_dir.display().to_string(),
+    ];
+    start_participants_with(database_url, log_level, &BTreeMap::new(), &storage).await
 }
 
 /// Like [`start_participants`], each service on the address `addrs` gives it (`127.0.0.1:0` if none),

@@ -1,5 +1,5 @@
-//! Chaos: three `sagad` replicas on one saga log drive `purchase_plan` sagas whose participants inject
-//! transient errors, lost answers and latency, while replicas are SIGKILLed and restarted, frozen
+//! Chaos: three `sagad` replicas on one saga log drive `purchase_plan`, `payment_create`, `app_upload`
+//! and `order_creation` sagas whose participants inject transient errors, lost answers and latency, while replicas are SIGKILLed and restarted, frozen
 //! (SIGSTOP) mid-call past the deadline of the short sagas among them and then resumed or killed, and the
 //! saga log's PostgreSQL server is restarted once. At the end every saga must be terminal with the
 //! outcome its faults call for (a short saga may also have timed out), the participants' tables must
@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
+use e2e_tests::definitions::{policy, purchase_plan_as, shipped_as, write_dir};
 use e2e_tests::postgres::PrivatePostgres;
-use e2e_tests::{Process, active_sagas_owned_by, object, start_participants, start_sagad};
-use saga_proto::v1::StartSagaRequest;
+use e2e_tests::{
+    Process, active_sagas_owned_by, checks, object, start_participants_storing, start_sagad,
+};
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
+use saga_proto::v1::{Saga, SagaStatus, StartSagaRequest};
 use saga_testkit::TestDatabase;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -38,8 +40,8 @@ const SHORT_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// The shipped `purchase_plan` with retry budgets that outlast every injected transient fault, one 2 s
 /// deadline for every call, and backoffs long enough that some waits are handed over through the saga
-/// log (beyond `SAGAD_HOLD_WAIT`); and `purchase_plan_short`, the same with a deadline shorter than a
-/// freeze.
+/// log (beyond `SAGAD_HOLD_WAIT`); `purchase_plan_short`, the same with a deadline shorter than a
+/// freeze; and the other flows of the mix with the same budgets.
 fn definitions() -> tempfile::TempDir {
     let chaos = |d: &mut saga_core::Definition| {
         d.timeout = Some(Duration::from_secs(300));
@@ -56,16 +58,62 @@ fn definitions() -> tempfile::TempDir {
             chaos(d);
             d.timeout = Some(SHORT_TIMEOUT);
         }),
+        shipped_as("payment_create", "payment_create", chaos),
+        shipped_as("app_upload", "app_upload", chaos),
+        shipped_as("order_creation", "order_creation", chaos),
     ])
 }
 
-const STEPS: [&str; 5] = [
-    "VALIDATE_PLAN",
-    "CREATE_ORDER",
-    "ALLOCATE_DEVICE",
-    "PROCESS_PAYMENT",
-    "ACTIVATE_ORDER",
-];
+/// A flow of the mix: its steps, those a refusal may hit (after the first and before the pivot, so that
+/// a refusal always means compensation), and a step whose compensation may fail for a while.
+struct Flow {
+    steps: &'static [&'static str],
+    refusable: std::ops::Range<usize>,
+    compensable: &'static str,
+}
+
+const PURCHASE: Flow = Flow {
+    steps: &[
+        "VALIDATE_PLAN",
+        "CREATE_ORDER",
+        "ALLOCATE_DEVICE",
+        "PROCESS_PAYMENT",
+        "ACTIVATE_ORDER",
+    ],
+    refusable: 1..4,
+    compensable: "CREATE_ORDER",
+};
+const PAYMENT_CREATE: Flow = Flow {
+    steps: &["CREATE_ORDER", "CALL_PAYMENT_CHANNEL"],
+    refusable: 1..2,
+    compensable: "CREATE_ORDER",
+};
+const APP_UPLOAD: Flow = Flow {
+    steps: &[
+        "CREATE_APP_RECORD",
+        "UPLOAD_TO_STORAGE",
+        "UPDATE_APP_STATUS",
+        "SEND_NOTIFICATION",
+    ],
+    refusable: 1..3,
+    compensable: "UPLOAD_TO_STORAGE",
+};
+const ORDER_CREATION: Flow = Flow {
+    steps: &[
+        "VALIDATE_CUSTOMER",
+        "RESERVE_INVENTORY",
+        "CREATE_ORDER",
+        "PROCESS_PAYMENT",
+        "UPDATE_CUSTOMER",
+        "SEND_NOTIFICATION",
+    ],
+    refusable: 1..6,
+    compensable: "RESERVE_INVENTORY",
+};
+
+/// The customer and product the orders of the mix use, with credit and stock no run uses up.
+const CUSTOMER: &str = "chaos-customer";
+const PRODUCT: &str = "chaos-widget";
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -74,33 +122,63 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One saga: its type, its faults, and whether they make it compensate (a refusal) or complete.
+/// One saga: its type, its payload with its faults, and whether they make it compensate (a refusal) or
+/// complete.
 struct Plan {
     saga_type: &'static str,
-    faults: Value,
+    payload: Value,
     refused: bool,
 }
 
-/// One saga in five is short: it may time out, and then must be compensated like any other.
-fn plan(rng: &mut fastrand::Rng) -> Plan {
-    let (faults, refused) = fault_plan(rng);
-    let saga_type = if rng.u32(0..5) == 0 {
-        "purchase_plan_short"
-    } else {
-        "purchase_plan"
+/// Saga `i`: half are purchases, one purchase in five short (it may time out, and then must be
+/// compensated like any other); the rest payment creations, app uploads and orders.
+fn plan(rng: &mut fastrand::Rng, i: usize) -> Plan {
+    let (saga_type, flow, mut payload) = match rng.u32(0..6) {
+        0..=2 => {
+            let purchase = json!({"userId": format!("u{}", i % 50), "planId": "pro"});
+            if rng.u32(0..5) == 0 {
+                ("purchase_plan_short", &PURCHASE, purchase)
+            } else {
+                ("purchase_plan", &PURCHASE, purchase)
+            }
+        }
+        3 => (
+            "payment_create",
+            &PAYMENT_CREATE,
+            json!({"payerId": format!("p{}", i % 50), "channel": "card", "amountCents": rng.i64(1..=50_000)}),
+        ),
+        4 => {
+            // Three packages ("a", "b", "c") for all the uploads, so that apps share stored files.
+            let package = ["YQ==", "Yg==", "Yw=="][rng.usize(0..3)];
+            let upload = json!({
+                "developerId": format!("d{}", i % 50), "appName": format!("chaos-app-{i}"),
+                "version": "1.0.0", "packageBase64": package,
+            });
+            ("app_upload", &APP_UPLOAD, upload)
+        }
+        _ => {
+            let quantity = rng.i64(1..=3);
+            (
+                "order_creation",
+                &ORDER_CREATION,
+                json!({"customerId": CUSTOMER, "sku": PRODUCT, "quantity": quantity, "amountCents": quantity * 1_250}),
+            )
+        }
     };
+    let (faults, refused) = fault_plan(rng, flow);
+    payload["faults"] = faults;
     Plan {
         saga_type,
-        faults,
+        payload,
         refused,
     }
 }
 
 /// One saga's faults, and whether they make it compensate (a refusal) or complete.
-fn fault_plan(rng: &mut fastrand::Rng) -> (Value, bool) {
+fn fault_plan(rng: &mut fastrand::Rng, flow: &Flow) -> (Value, bool) {
     let mut faults = serde_json::Map::new();
     let mut refused = false;
-    for (i, step) in STEPS.iter().enumerate() {
+    for (i, step) in flow.steps.iter().enumerate() {
         let roll = rng.u32(0..100);
         let fault = match roll {
             0..=14 => Some(format!("unavailable:{}", rng.u32(1..=3))),
@@ -108,7 +186,7 @@ fn fault_plan(rng: &mut fastrand::Rng) -> (Value, bool) {
             30..=36 => Some("apply-then-fail:1".to_owned()),
             37..=38 => Some("hang:1".to_owned()),
             // Refusals only before the pivot, so they always mean compensation.
-            39..=41 if (1..=3).contains(&i) => {
+            39..=41 if flow.refusable.contains(&i) => {
                 refused = true;
                 Some("refuse".to_owned())
             }
@@ -120,7 +198,7 @@ fn fault_plan(rng: &mut fastrand::Rng) -> (Value, bool) {
     }
     if rng.u32(0..100) < 5 {
         faults.insert(
-            "CREATE_ORDER:compensate".to_owned(),
+            format!("{}:compensate", flow.compensable),
             Value::String(format!("unavailable:{}", rng.u32(1..=3))),
         );
     }
@@ -210,6 +288,36 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
+/// Adds the orders' customer and product.
+async fn seed_accounts(pool: &PgPool) {
+    sqlx::query(
+        "INSERT INTO customer.customers (id, name, status, credit_limit_cents)
+         VALUES ($1, $1, 'ACTIVE', 1000000000000)",
+    )
+    .bind(CUSTOMER)
+    .execute(pool)
+    .await
+    .expect("customer");
+    sqlx::query(
+        "INSERT INTO inventory.products (sku, name, stock, available)
+         VALUES ($1, $1, 1000000000, 1000000000)",
+    )
+    .bind(PRODUCT)
+    .execute(pool)
+    .await
+    .expect("product");
+}
+
+/// Saga `id` as the saga log left it, for the row checks.
+fn logged(id: Uuid, status: &str) -> Saga {
+    let status = SagaStatus::from_str_name(&format!("SAGA_STATUS_{status}")).expect("a status");
+    Saga {
+        saga_id: id.to_string(),
+        status: status.into(),
+        ..Saga::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_twice() {
     let sagas = env_or("CHAOS_SAGAS", 500) as usize;
@@ -229,7 +337,16 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     admin.close().await;
     let saga_url = pg.url("sagad");
     let demo_db = TestDatabase::create("sagad_chaos_demo").await;
-    let (demo, participants) = start_participants(&demo_db.url(), "error").await;
+    let storage = tempfile::tempdir().expect("storage directory");
+    let (demo, participants) =
+        start_participants_storing(&demo_db.url(), storage.path(), "error").await;
+    let demo_pool = PgPool::connect(&demo_db.url()).await.expect("demo db");
+    seed_accounts(&demo_pool).await;
+    let merchant_cents = scalar(
+        &demo_pool,
+        "SELECT sum(available_cents + frozen_cents)::bigint FROM withdrawal.merchants",
+    )
+    .await;
     let definitions = definitions();
 
     let mut replicas: Vec<Option<Process>> = Vec::new();
@@ -242,11 +359,16 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
 
     // The load: sagas spread over the chaos period, each with its own faults.
     let mut rng = fastrand::Rng::with_seed(seed);
-    let plans: Vec<Plan> = (0..sagas).map(|_| plan(&mut rng)).collect();
+    let plans: Vec<Plan> = (0..sagas).map(|i| plan(&mut rng, i)).collect();
     let expected: HashMap<usize, (bool, bool)> = plans
         .iter()
         .enumerate()
         .map(|(i, p)| (i, (p.refused, p.saga_type == "purchase_plan_short")))
+        .collect();
+    let kinds: HashMap<usize, (&str, Value)> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, (p.saga_type, p.payload.clone())))
         .collect();
     let chaos_span = CHAOS_INTERVAL * u32::try_from(kills + 2).unwrap_or(u32::MAX);
     let pace = chaos_span / u32::try_from(sagas.max(1)).unwrap_or(u32::MAX);
@@ -259,12 +381,10 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
             for (i, plan) in plans.into_iter().enumerate() {
                 let permit = limit.clone().acquire_owned().await.expect("permit");
                 let (addresses, started) = (addresses.clone(), started.clone());
-                let payload = json!({
-                    "userId": format!("u{}", i % 50), "planId": "pro", "faults": plan.faults
-                });
                 tasks.push(tokio::spawn(async move {
                     let id =
-                        start_one(&addresses, i, plan.saga_type, payload, seed ^ i as u64).await;
+                        start_one(&addresses, i, plan.saga_type, plan.payload, seed ^ i as u64)
+                            .await;
                     started.lock().expect("lock").insert(i, id);
                     drop(permit);
                 }));
@@ -400,7 +520,6 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     }
 
     // The participants agree with every saga.
-    let demo_pool = PgPool::connect(&demo_db.url()).await.expect("demo db");
     let rows = |sql: &'static str| {
         let pool = demo_pool.clone();
         async move {
@@ -428,7 +547,11 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     let by_saga =
         |list: &[(Uuid, String)]| -> HashMap<Uuid, String> { list.iter().cloned().collect() };
     let (orders, devices, payments) = (by_saga(&orders), by_saga(&devices), by_saga(&payments));
-    for id in started.values() {
+    let purchases = started
+        .iter()
+        .filter(|(i, _)| kinds[*i].0.starts_with("purchase_plan"))
+        .map(|(_, id)| id);
+    for id in purchases {
         let order = orders.get(id).map(String::as_str);
         let device = devices.get(id).map(String::as_str);
         let payment = payments.get(id).map(String::as_str);
@@ -477,6 +600,21 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
         stray_devices, 0,
         "a device allocated to an order that is not active"
     );
+    for (i, id) in &started {
+        let (saga_type, payload) = &kinds[i];
+        let saga = logged(*id, &outcomes[id].0);
+        match *saga_type {
+            "payment_create" => {
+                let amount = payload["amountCents"].as_i64().expect("amount");
+                checks::payment_creation(&demo_pool, &saga, amount).await;
+            }
+            "app_upload" => checks::app_upload(&demo_pool, &saga).await,
+            "order_creation" => checks::order_creation(&demo_pool, &saga).await,
+            _ => {}
+        }
+    }
+    checks::global(&demo_pool, merchant_cents).await;
+    checks::storage(&demo_pool, storage.path()).await;
     let absorbed = scalar(
         &demo_pool,
         "SELECT COALESCE(sum(replays), 0)::bigint FROM saga_barrier",

@@ -1,5 +1,5 @@
-//! The shipped definitions are the four flows of DESIGN.md §1: their steps in order, which steps can be
-//! undone, where the point of no return is, and the withdrawal's per-step deadlines.
+//! The shipped definitions are the seven flows of DESIGN.md §1: their steps in order, which steps can be
+//! undone, where the point of no return is, the seeds' per-step deadlines, and what each step needs.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ fn shape(definition: &Definition) -> Vec<(&str, &str, bool)> {
 }
 
 #[test]
-fn exactly_the_four_flows_ship() {
+fn exactly_the_seven_flows_ship() {
     let mut names: Vec<_> = definitions::shipped()
         .into_iter()
         .map(|definition| definition.name)
@@ -38,7 +38,10 @@ fn exactly_the_four_flows_ship() {
     assert_eq!(
         names,
         [
+            "app_upload",
             "device_creation",
+            "order_creation",
+            "payment_create",
             "payment_refund",
             "purchase_plan",
             "withdrawal"
@@ -120,4 +123,82 @@ fn device_creation_can_undo_everything_after_the_quota_check() {
         ]
     );
     assert_eq!(creation.pivot_index(), None);
+}
+
+#[test]
+fn payment_create_can_cancel_the_channel_payment_and_has_the_seeds_deadlines() {
+    let create = shipped("payment_create");
+    assert_eq!(
+        shape(&create),
+        [
+            ("CREATE_ORDER", "gateway", true),
+            ("CALL_PAYMENT_CHANNEL", "gateway", true),
+        ]
+    );
+    assert_eq!(create.pivot_index(), None);
+    let deadlines: Vec<_> = (0..2).map(|index| create.timeout_for(index)).collect();
+    assert_eq!(deadlines, [30, 60].map(Duration::from_secs));
+    assert_eq!(create.steps[1].needs, ["orderId"]);
+}
+
+#[test]
+fn app_upload_publishes_as_its_pivot_and_notifies_after_it() {
+    let upload = shipped("app_upload");
+    assert_eq!(
+        shape(&upload),
+        [
+            ("CREATE_APP_RECORD", "app", true),
+            ("UPLOAD_TO_STORAGE", "app", true),
+            ("UPDATE_APP_STATUS", "app", false),
+            ("SEND_NOTIFICATION", "notification", false),
+        ]
+    );
+    assert_eq!(upload.pivot_index(), Some(2));
+    assert!(upload.retry_for(3).max_attempts > upload.retry.max_attempts);
+}
+
+#[test]
+fn order_creation_undoes_everything_before_the_notification_which_is_its_pivot() {
+    let order = shipped("order_creation");
+    assert_eq!(
+        shape(&order),
+        [
+            ("VALIDATE_CUSTOMER", "customer", false),
+            ("RESERVE_INVENTORY", "inventory", true),
+            ("CREATE_ORDER", "sales", true),
+            ("PROCESS_PAYMENT", "sales", true),
+            ("UPDATE_CUSTOMER", "customer", true),
+            ("SEND_NOTIFICATION", "notification", false),
+        ]
+    );
+    assert_eq!(order.pivot_index(), Some(5));
+    assert_eq!(
+        order.timeout,
+        Some(Duration::from_secs(300)),
+        "the seed's 5 minutes"
+    );
+    assert_eq!(
+        order.steps[2].needs,
+        [
+            "customerId",
+            "sku",
+            "quantity",
+            "amountCents",
+            "reservationId",
+            "reservationExpiresAt"
+        ]
+    );
+}
+
+#[test]
+fn the_new_flows_declare_their_data_and_every_need_is_provided() {
+    for name in ["payment_create", "app_upload", "order_creation"] {
+        let definition = shipped(name);
+        assert!(definition.input.is_some(), "{name} declares its input");
+        assert!(
+            definition.steps.iter().all(|step| step.provides.is_some()),
+            "{name}: every step declares what it provides"
+        );
+        assert_eq!(definition.unprovided_needs(), [], "{name}");
+    }
 }

@@ -9,10 +9,14 @@
 //! - `hang`: no answer at all; the caller's deadline ends the call, the step not run;
 //! - `apply-then-fail`: the step runs for real through the barrier and commits, then the answer is
 //!   replaced by UNAVAILABLE, as when a reply is lost; the retry is absorbed by the barrier;
-//! - `delay:<duration>` (e.g. `delay:200ms`): waits, then runs the step normally.
+//! - `delay:<duration>` (e.g. `delay:200ms`): waits, then runs the step normally;
+//! - `late:<duration>` (e.g. `late:3s`): runs the step for real (it commits), then waits before
+//!   answering, like a payment channel that accepted a request and answers late: past the caller's
+//!   deadline the caller sees DEADLINE_EXCEEDED although the step happened, and a retry gets the first
+//!   answer from the barrier, late again.
 //!
 //! `unavailable`, `hang` and `apply-then-fail` hit every attempt, or with `:N` (e.g. `hang:1`) only
-//! attempts 1..=N; `refuse` and `delay` hit every attempt.
+//! attempts 1..=N; `refuse`, `delay` and `late` hit every attempt.
 //!
 //! Faults that skip the step sit in front of the SDK's barrier so that they record nothing: a later
 //! attempt without the fault runs the step for real.
@@ -86,6 +90,15 @@ impl<S: SagaParticipant> FaultInjection<S> {
                     "injected fault: apply-then-fail, the step ran and its answer was dropped",
                 ))
             }
+            Fault::Late(wait) => {
+                let answer = self.forward(request, direction).await;
+                // On shutdown the answer goes out at once: the step has happened either way.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = self.shutdown.cancelled() => {}
+                }
+                answer
+            }
         }
     }
 
@@ -130,6 +143,7 @@ enum Fault {
     Hang(Attempts),
     ApplyThenFail(Attempts),
     Delay(Duration),
+    Late(Duration),
 }
 
 impl Fault {
@@ -140,6 +154,7 @@ impl Fault {
             | Fault::ApplyThenFail(Attempts(Some(n))) => attempt <= n,
             Fault::Refuse
             | Fault::Delay(_)
+            | Fault::Late(_)
             | Fault::Unavailable(_)
             | Fault::Hang(_)
             | Fault::ApplyThenFail(_) => true,
@@ -149,7 +164,7 @@ impl Fault {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "expected refuse, unavailable[:N], hang[:N], apply-then-fail[:N] or delay:<duration> (e.g. delay:200ms)"
+    "expected refuse, unavailable[:N], hang[:N], apply-then-fail[:N], delay:<duration> or late:<duration> (e.g. delay:200ms)"
 )]
 struct UnknownFault;
 
@@ -175,6 +190,9 @@ impl FromStr for Fault {
             ("apply-then-fail", _) => attempts().map(Fault::ApplyThenFail),
             ("delay", Some(delay)) => humantime::parse_duration(delay)
                 .map(Fault::Delay)
+                .map_err(|_| UnknownFault),
+            ("late", Some(wait)) => humantime::parse_duration(wait)
+                .map(Fault::Late)
                 .map_err(|_| UnknownFault),
             _ => Err(UnknownFault),
         }
@@ -243,6 +261,7 @@ mod tests {
             ("apply-then-fail:2", Fault::ApplyThenFail(Attempts(Some(2)))),
             ("delay:200ms", Fault::Delay(Duration::from_millis(200))),
             ("delay:1s", Fault::Delay(Duration::from_secs(1))),
+            ("late:3s", Fault::Late(Duration::from_secs(3))),
         ];
         for (mode, fault) in cases {
             assert_eq!(mode.parse::<Fault>().ok(), Some(fault), "{mode}");
@@ -255,6 +274,8 @@ mod tests {
             "refuse:2",
             "delay",
             "delay:soon",
+            "late",
+            "late:2",
             "hang:x",
         ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad:?} should not parse");
@@ -275,6 +296,7 @@ mod tests {
         assert!(Fault::Refuse.hits_attempt(9));
         assert!(Fault::Hang(Attempts(None)).hits_attempt(9));
         assert!(Fault::Delay(Duration::from_millis(1)).hits_attempt(9));
+        assert!(Fault::Late(Duration::from_millis(1)).hits_attempt(9));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `demo-participants`: serves the billing, device, payment and withdrawal demo participants, each on its
-//! own port.
+//! `demo-participants`: serves the demo participants (billing, device, payment, withdrawal, gateway, app,
+//! notification, customer, inventory, sales), each on its own port.
 //!
 //! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
 //! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
 use saga_participant::TlsFiles;
@@ -18,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-/// Serves the sagad demo participants (billing, device, payment, withdrawal).
+/// Serves the sagad demo participants (billing, device, payment, withdrawal, gateway, app, notification,
+/// customer, inventory, sales).
 #[derive(Debug, Parser)]
 #[command(name = "demo-participants", version)]
 struct Cli {
-    /// Which service to run.
-    #[arg(long, value_enum, default_value_t = Selection::All, env = "DEMO_SERVICE")]
+    /// Which service to run: one by name, or all.
+    #[arg(long, default_value = "all", env = "DEMO_SERVICE", value_parser = selection())]
     service: Selection,
     /// Listen address of the billing service.
     #[arg(long, default_value_t = Service::Billing.default_addr(), env = "DEMO_BILLING_ADDR")]
@@ -37,9 +39,31 @@ struct Cli {
     /// Listen address of the withdrawal service.
     #[arg(long, default_value_t = Service::Withdrawal.default_addr(), env = "DEMO_WITHDRAWAL_ADDR")]
     withdrawal_addr: SocketAddr,
+    /// Listen address of the gateway service.
+    #[arg(long, default_value_t = Service::Gateway.default_addr(), env = "DEMO_GATEWAY_ADDR")]
+    gateway_addr: SocketAddr,
+    /// Listen address of the app service.
+    #[arg(long, default_value_t = Service::App.default_addr(), env = "DEMO_APP_ADDR")]
+    app_addr: SocketAddr,
+    /// Listen address of the notification service.
+    #[arg(long, default_value_t = Service::Notification.default_addr(), env = "DEMO_NOTIFICATION_ADDR")]
+    notification_addr: SocketAddr,
+    /// Listen address of the customer service.
+    #[arg(long, default_value_t = Service::Customer.default_addr(), env = "DEMO_CUSTOMER_ADDR")]
+    customer_addr: SocketAddr,
+    /// Listen address of the inventory service.
+    #[arg(long, default_value_t = Service::Inventory.default_addr(), env = "DEMO_INVENTORY_ADDR")]
+    inventory_addr: SocketAddr,
+    /// Listen address of the sales service.
+    #[arg(long, default_value_t = Service::Sales.default_addr(), env = "DEMO_SALES_ADDR")]
+    sales_addr: SocketAddr,
     /// PostgreSQL URL of the demo database (created if it does not exist).
     #[arg(long, default_value = DEFAULT_DATABASE_URL, env = "DEMO_DATABASE_URL")]
     database_url: String,
+    /// Directory the app service keeps its packages in, and owns [default: sagad-demo-storage/<database>
+    /// under the system's temporary directory].
+    #[arg(long, env = "DEMO_STORAGE_DIR")]
+    storage_dir: Option<PathBuf>,
     /// Serve TLS with this PEM certificate chain (every service); needs --tls-key.
     #[arg(long, env = "DEMO_TLS_CERT", requires = "tls_key", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -59,13 +83,20 @@ struct Cli {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Selection {
-    Billing,
-    Device,
-    Payment,
-    Withdrawal,
-    All,
+/// The `--service` argument: one service, or all of them (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Selection(Option<Service>);
+
+/// Parses `--service`: `all` or a service's name, listed in `--help`.
+fn selection() -> impl TypedValueParser<Value = Selection> {
+    let names = std::iter::once("all").chain(Service::ALL.map(Service::as_str));
+    PossibleValuesParser::new(names).map(|name| {
+        Selection(
+            Service::ALL
+                .into_iter()
+                .find(|service| service.as_str() == name),
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,26 +107,29 @@ enum LogFormat {
 
 impl Cli {
     fn settings(&self) -> Settings {
-        let chosen = |service| match self.service {
-            Selection::All => true,
-            Selection::Billing => service == Service::Billing,
-            Selection::Device => service == Service::Device,
-            Selection::Payment => service == Service::Payment,
-            Selection::Withdrawal => service == Service::Withdrawal,
-        };
         let addr = |service| match service {
             Service::Billing => self.billing_addr,
             Service::Device => self.device_addr,
             Service::Payment => self.payment_addr,
             Service::Withdrawal => self.withdrawal_addr,
+            Service::Gateway => self.gateway_addr,
+            Service::App => self.app_addr,
+            Service::Notification => self.notification_addr,
+            Service::Customer => self.customer_addr,
+            Service::Inventory => self.inventory_addr,
+            Service::Sales => self.sales_addr,
         };
         Settings {
             database_url: self.database_url.clone(),
             services: Service::ALL
                 .into_iter()
-                .filter(|service| chosen(*service))
+                .filter(|service| self.service.0.is_none_or(|chosen| chosen == *service))
                 .map(|service| (service, addr(service)))
                 .collect(),
+            storage_dir: self
+                .storage_dir
+                .clone()
+                .unwrap_or_else(|| Settings::default_storage_dir(&self.database_url)),
             tls: self
                 .tls_cert
                 .clone()

@@ -8,6 +8,8 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::input::positive;
+
 /// The payment service's actions.
 pub(crate) fn router() -> Router {
     Router::new()
@@ -23,12 +25,7 @@ pub(crate) fn router() -> Router {
 async fn charge(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
     let user_id = call.str("userId")?;
     let order_id = call.uuid("orderId")?;
-    let amount_cents = call.i64("amountCents")?;
-    if amount_cents <= 0 {
-        return Err(StepError::invalid_argument(format!(
-            "amountCents must be positive, got {amount_cents}"
-        )));
-    }
+    let amount_cents = positive(call, "amountCents")?;
     let payment_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO payment.payments (id, saga_id, order_id, user_id, amount_cents, status)

@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{ParticipantService, ServeError, TlsFileError, TlsFiles, serve_with_tls};
+use saga_participant::{
+    ParticipantService, Router, ServeError, TlsFileError, TlsFiles, serve_with_tls,
+};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -18,6 +21,7 @@ use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
 use crate::Service;
+use crate::app::{StorageError, prepare_storage};
 use crate::faults::FaultInjection;
 
 /// The demo database used when none is configured.
@@ -33,21 +37,38 @@ pub struct Settings {
     pub database_url: String,
     /// The services to run and the address each binds; port 0 picks a free port.
     pub services: BTreeMap<Service, SocketAddr>,
+    /// Where the app service keeps its packages, one file per content (created with the first). The
+    /// service owns it: at start it removes the files its database does not count.
+    pub storage_dir: PathBuf,
     /// Serve TLS with these files (every service the same certificate); plaintext when `None`.
     pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
     /// Every service on `127.0.0.1` with a port the OS picks: what tests use.
-    pub fn ephemeral(database_url: impl Into<String>) -> Self {
+    pub fn ephemeral(database_url: impl Into<String>, storage_dir: impl Into<PathBuf>) -> Self {
         Self {
             database_url: database_url.into(),
             services: Service::ALL
                 .into_iter()
                 .map(|service| (service, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
                 .collect(),
+            storage_dir: storage_dir.into(),
             tls: None,
         }
+    }
+
+    /// The storage directory used when none is configured: one per demo database under the system's
+    /// temporary directory, so two stacks on one machine never share (and never clean up) each other's
+    /// packages.
+    pub fn default_storage_dir(database_url: &str) -> PathBuf {
+        let database = PgConnectOptions::from_str(database_url)
+            .ok()
+            .and_then(|options| options.get_database().map(str::to_owned))
+            .unwrap_or_else(|| "sagad_demo".to_owned());
+        std::env::temp_dir()
+            .join("sagad-demo-storage")
+            .join(database)
     }
 }
 
@@ -78,6 +99,9 @@ pub enum StartupError {
     /// A migration failed.
     #[error("cannot migrate the demo database")]
     Migrate(#[from] MigrateError),
+    /// The app service's storage directory cannot be used.
+    #[error("cannot prepare the app storage")]
+    Storage(#[from] StorageError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} for {service}")]
     Bind {
@@ -120,6 +144,7 @@ pub async fn migrate(pool: &PgPool, services: &[Service]) -> Result<(), MigrateE
 /// The demo services, connected, migrated and bound, not yet serving.
 pub struct DemoServices {
     pool: PgPool,
+    storage_dir: PathBuf,
     listeners: Vec<BoundService>,
     tls: Option<ServerTlsConfig>,
 }
@@ -142,6 +167,9 @@ impl DemoServices {
         let pool = connect(&settings.database_url).await?;
         let services: Vec<Service> = settings.services.keys().copied().collect();
         migrate(&pool, &services).await?;
+        if services.contains(&Service::App) {
+            prepare_storage(&pool, &settings.storage_dir).await?;
+        }
         let mut listeners = Vec::with_capacity(settings.services.len());
         for (service, addr) in settings.services {
             let bind_error = |source| StartupError::Bind {
@@ -159,6 +187,7 @@ impl DemoServices {
         }
         Ok(Self {
             pool,
+            storage_dir: settings.storage_dir,
             listeners,
             tls,
         })
@@ -186,7 +215,15 @@ impl DemoServices {
         let mut tasks = JoinSet::new();
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
-            spawn(&mut tasks, bound, &self.pool, self.tls.clone(), &stop);
+            let router = bound.service.router(&self.storage_dir);
+            spawn(
+                &mut tasks,
+                bound,
+                router,
+                &self.pool,
+                self.tls.clone(),
+                &stop,
+            );
         }
 
         let mut first_error = None;
@@ -207,11 +244,11 @@ impl DemoServices {
 fn spawn(
     tasks: &mut JoinSet<(Service, Result<(), ServeError>)>,
     bound: BoundService,
+    router: Router,
     pool: &PgPool,
     tls: Option<ServerTlsConfig>,
     stop: &CancellationToken,
 ) {
-    let router = bound.service.router();
     let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
     let served = serve_with_tls(bound.listener, participant, tls, stop.clone());

@@ -13,6 +13,8 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::input::positive;
+
 /// The withdrawal service's actions.
 pub(crate) fn router() -> Router {
     Router::new()
@@ -39,12 +41,7 @@ struct Withdrawal {
 /// `{"withdrawalId", "withdrawalStatus"}`.
 async fn freeze_balance(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
     let merchant_id = call.str("merchantId")?;
-    let amount_cents = call.i64("amountCents")?;
-    if amount_cents <= 0 {
-        return Err(StepError::invalid_argument(format!(
-            "amountCents must be positive, got {amount_cents}"
-        )));
-    }
+    let amount_cents = positive(call, "amountCents")?;
     let frozen = sqlx::query(
         "UPDATE withdrawal.merchants
          SET available_cents = available_cents - $2, frozen_cents = frozen_cents + $2,

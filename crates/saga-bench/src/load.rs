@@ -1,5 +1,6 @@
-//! The load itself: `concurrency` workers share a counter of sagas still to start; each starts one saga,
-//! polls `GetStatus` until the saga is terminal, records the latency and takes the next.
+//! The load itself: `concurrency` workers share a counter of sagas still to start; each starts one saga
+//! with `StartSaga(wait)` — the answer comes when the saga is terminal, no polling — records the latency
+//! and takes the next. A saga still running when its wait ends is followed with `WatchSaga`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use prost_types::Struct;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
-use saga_proto::v1::{GetStatusRequest, SagaStatus, StartSagaRequest};
+use saga_proto::v1::{SagaStatus, StartSagaRequest, WatchSagaRequest};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -20,12 +21,12 @@ pub struct Plan {
     pub concurrency: usize,
     pub saga_type: String,
     pub payload: Struct,
-    /// First wait before polling; doubles after every poll up to `poll_max`.
-    pub poll_min: Duration,
-    pub poll_max: Duration,
     /// A saga not terminal after this long aborts the run.
     pub saga_timeout: Duration,
 }
+
+/// The longest wait `StartSaga` accepts.
+const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// What happened.
 #[derive(Debug, Default)]
@@ -35,12 +36,10 @@ pub struct Report {
     pub latencies: Vec<Duration>,
     /// Sagas by final status.
     pub outcomes: BTreeMap<SagaStatus, u64>,
-    pub get_status_calls: u64,
-    /// Steps in the saga (from GetStatus), 0 if never polled.
-    pub steps: usize,
-    /// Sum over the sagas of their final revision + 1: the saga-log writes that moved them (the insert,
-    /// then one per committed transition), whatever else the database did meanwhile.
-    pub saga_writes: u64,
+    /// The sagas, to read their saga-log footprint afterwards.
+    pub ids: Vec<String>,
+    /// Sagas whose wait ended before they did, followed with WatchSaga.
+    pub watched: u64,
 }
 
 impl Report {
@@ -49,9 +48,8 @@ impl Report {
         for (status, n) in other.outcomes {
             *self.outcomes.entry(status).or_default() += n;
         }
-        self.get_status_calls += other.get_status_calls;
-        self.steps = self.steps.max(other.steps);
-        self.saga_writes += other.saga_writes;
+        self.ids.extend(other.ids);
+        self.watched += other.watched;
     }
 }
 
@@ -86,6 +84,7 @@ async fn worker(
     next: Arc<AtomicUsize>,
 ) -> Result<Report> {
     let mut report = Report::default();
+    let wait = plan.saga_timeout.min(MAX_WAIT);
     while next.fetch_add(1, Ordering::Relaxed) < plan.sagas {
         let started = Instant::now();
         let answer = client
@@ -94,51 +93,58 @@ async fn worker(
                 saga_type: plan.saga_type.clone(),
                 payload: Some(plan.payload.clone()),
                 idempotency_key: String::new(),
-                wait: None,
+                wait: Some(wait.try_into().context("wait as a protobuf duration")?),
             })
             .await
             .map_err(|s| anyhow!("StartSaga failed: {:?}: {}", s.code(), s.message()))?
             .into_inner();
         let mut status = answer.status();
-        let mut revision = 0;
-        let mut wait = plan.poll_min;
-        while !is_terminal(status) {
-            if started.elapsed() > plan.saga_timeout {
-                bail!(
-                    "saga {} still {} after {} (--saga-timeout)",
-                    answer.saga_id,
-                    status.as_str_name(),
-                    humantime::format_duration(plan.saga_timeout)
-                );
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(plan.poll_max);
-            let saga = client
-                .get_status(GetStatusRequest {
-                    saga_id: answer.saga_id.clone(),
-                })
-                .await
-                .map_err(|s| {
-                    anyhow!(
-                        "GetStatus({}) failed: {:?}: {}",
-                        answer.saga_id,
-                        s.code(),
-                        s.message()
-                    )
-                })?
-                .into_inner()
-                .saga
-                .with_context(|| {
-                    format!("GetStatus({}) answered without a saga", answer.saga_id)
-                })?;
-            report.get_status_calls += 1;
-            report.steps = report.steps.max(saga.steps.len());
-            revision = saga.revision;
-            status = saga.status();
+        if !is_terminal(status) {
+            report.watched += 1;
+            status = follow(&mut client, &answer.saga_id, started, &plan).await?;
         }
-        report.saga_writes += revision + 1;
         report.latencies.push(started.elapsed());
         *report.outcomes.entry(status).or_default() += 1;
+        report.ids.push(answer.saga_id);
     }
     Ok(report)
+}
+
+/// Follows a saga whose wait ended first with WatchSaga until it is terminal; its final status.
+async fn follow(
+    client: &mut SagaCoordinatorClient<Channel>,
+    saga_id: &str,
+    started: Instant,
+    plan: &Plan,
+) -> Result<SagaStatus> {
+    let failed = |s: tonic::Status| {
+        anyhow!(
+            "WatchSaga({saga_id}) failed: {:?}: {}",
+            s.code(),
+            s.message()
+        )
+    };
+    let mut stream = client
+        .watch_saga(WatchSagaRequest {
+            saga_id: saga_id.to_owned(),
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let left = plan.saga_timeout.saturating_sub(started.elapsed());
+    let watch = async {
+        while let Some(message) = stream.message().await.map_err(failed)? {
+            let status = message.saga.context("WatchSaga without a saga")?.status();
+            if is_terminal(status) {
+                return Ok(status);
+            }
+        }
+        bail!("WatchSaga({saga_id}) ended before the saga did")
+    };
+    tokio::time::timeout(left, watch).await.map_err(|_| {
+        anyhow!(
+            "saga {saga_id} not terminal after {} (--saga-timeout)",
+            humantime::format_duration(plan.saga_timeout)
+        )
+    })?
 }

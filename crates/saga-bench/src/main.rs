@@ -1,42 +1,67 @@
-//! `saga-bench`: a load generator for a running sagad. It measures throughput, completion latency and
-//! the number of database commits sagad spends per saga.
+//! `saga-bench`: a load generator for a running sagad. It measures throughput, completion latency, the
+//! saga-log writes and PostgreSQL transactions sagad spends per saga, and the CPU time one saga costs
+//! sagad, PostgreSQL, the participants and the bench. `saga-bench noop-participant` serves the noop
+//! participant the engine benchmark's saga calls (`scripts/bench.sh`, BENCHMARKS.md).
 //!
-//! How:
+//! How a run works:
 //! 1. reads `pg_stat_database.xact_commit` of sagad's database (see [`pg`] for why the bench's own reads
-//!    never count);
-//! 2. starts `--sagas` sagas with `--concurrency` workers; each worker calls `StartSaga`, then polls
-//!    `GetStatus` (waiting 2 ms, doubling up to 50 ms) until the saga is terminal, and records the latency
-//!    from sending `StartSaga` to seeing the terminal status (so it includes up to one poll interval);
-//! 3. prints sagas, concurrency, wall time, sagas/s, p50/p90/p99/max latency and the final statuses;
-//! 4. waits until PostgreSQL's statistics settle (an idle backend may publish its last counters only
-//!    10 s later; see [`pg::SETTLE`]), reads the counter again and prints the delta and
-//!    `commits per saga = (delta − GetStatus calls − bench's own commits) / sagas`:
-//!    each `GetStatus` is one read transaction on sagad's side, and the bench's own reads share one
-//!    transaction committed after the last read, so that term is 0. Whatever else commits in that
-//!    database meanwhile (sagad's recovery polls, lease renewals, other clients) is included.
+//!    never count) and every process's CPU time (see [`cpu`]);
+//! 2. starts `--sagas` sagas with `--concurrency` workers; each worker calls `StartSaga` with `wait`, so
+//!    the answer comes when the saga is terminal (no polling), and records the latency from sending
+//!    `StartSaga` to that answer;
+//! 3. prints sagas, concurrency, wall time, sagas/s, p50/p90/p99/max latency, the final statuses, and the
+//!    CPU time per saga of each side;
+//! 4. reads each saga's final revision (saga-log writes = revision + 1), waits until PostgreSQL's
+//!    statistics settle (an idle backend may publish its last counters only 10 s later; see
+//!    [`pg::SETTLE`]), reads the counter again and prints the transactions per saga. Whatever else
+//!    commits in that database meanwhile (sagad's recovery scans, lease renewals) is included.
 //!
 //! Exits non-zero when sagad or its database is unreachable, or any RPC fails.
 
+mod cpu;
 mod load;
+mod noop;
 mod pg;
 mod stats;
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use saga_proto::v1::SagaStatus;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use tonic::transport::Endpoint;
 
+use crate::cpu::Side;
 use crate::load::{Plan, Report};
 use crate::pg::{CommitCounter, Settled};
 use crate::stats::Summary;
 
-/// Load generator for sagad: starts sagas and reports throughput, latency and commits per saga.
+/// Load generator for sagad: starts sagas and reports throughput, latency, saga-log writes, PostgreSQL
+/// transactions and CPU time per saga.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serves the noop participant (every step answers at once, no state) until stopped.
+    NoopParticipant {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50079")]
+        listen: String,
+    },
+}
+
+/// One run.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// sagad's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -78,7 +103,11 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn bench() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::NoopParticipant { listen }) = cli.command {
+        return noop::serve(&listen).await;
+    }
+    let args = cli.run;
     let serde_json::Value::Object(payload) =
         serde_json::from_str(&args.payload).context("--payload is not valid JSON")?
     else {
@@ -93,6 +122,7 @@ async fn bench() -> Result<()> {
         .with_context(|| format!("cannot reach sagad at {}", args.addr))?;
     let mut counter = CommitCounter::connect(&args.database_url).await?;
     let before = counter.read().await?;
+    let cpu_before = cpu::Sample::take()?;
 
     eprintln!(
         "running {} {} sagas against {} with {} workers ...",
@@ -103,16 +133,17 @@ async fn bench() -> Result<()> {
         concurrency: args.concurrency as usize,
         saga_type: args.saga_type,
         payload: saga_proto::json_to_struct(payload),
-        poll_min: Duration::from_millis(2),
-        poll_max: Duration::from_millis(50),
         saga_timeout: args.saga_timeout,
     };
     let report = load::run(SagaCoordinatorClient::new(channel), plan).await?;
+    let cpu = cpu::Sample::take()?.since(&cpu_before);
     print_run(&report, args.sagas, args.concurrency);
+    print_cpu(&cpu, args.sagas);
 
+    let (writes, steps) = counter.footprint(&report.ids).await?;
     eprintln!("waiting (11-15 s) for PostgreSQL statistics to settle ...");
     let settled = counter.settle(pg::SETTLE).await?;
-    print_commits(&report, args.sagas, &counter, before, settled);
+    print_commits(args.sagas, &counter, before, settled, writes, steps);
     counter.finish().await
 }
 
@@ -155,21 +186,50 @@ fn print_run(report: &Report, sagas: u32, concurrency: u32) {
         let name = status.as_str_name().trim_start_matches("SAGA_STATUS_");
         row(name, report.outcomes.get(&status).copied().unwrap_or(0), "");
     }
-    row("GetStatus calls", report.get_status_calls, "");
+    row(
+        "followed by watch",
+        report.watched,
+        "sagas still running when StartSaga's wait ended",
+    );
+}
+
+fn print_cpu(cpu: &HashMap<Side, f64>, sagas: u32) {
+    println!();
+    println!("CPU time per saga (user + system, from /proc; every process of that name counts)");
+    for side in Side::ALL {
+        let seconds = cpu.get(&side).copied().unwrap_or_default();
+        row(
+            side.name(),
+            format!("{:.0} us", seconds * 1e6 / f64::from(sagas)),
+            &format!("{seconds:.2} s in all"),
+        );
+    }
 }
 
 fn print_commits(
-    report: &Report,
     sagas: u32,
     counter: &CommitCounter,
     before: i64,
     settled: Settled,
+    writes: i64,
+    steps: i64,
 ) {
     println!();
-    println!(
-        "commits (pg_stat_database.xact_commit of database \"{}\")",
-        counter.database()
+    println!("saga log (database \"{}\")", counter.database());
+    #[allow(clippy::cast_precision_loss)] // counts are far below 2^52
+    let per_saga = |n: i64| n as f64 / f64::from(sagas);
+    row(
+        "saga-log writes/saga",
+        format!("{:.2}", per_saga(writes)),
+        "= mean of (final revision + 1): the insert plus one write per transition",
     );
+    if steps > 0 {
+        row(
+            "happy-path budget",
+            steps + 1,
+            "= steps + 1 (StartSaga, then one write per step outcome)",
+        );
+    }
     let waited = format!("{:.1} s", settled.waited.as_secs_f64());
     if settled.stable {
         row("stats settled after", waited, "");
@@ -181,44 +241,15 @@ fn print_commits(
         );
     }
     let delta = settled.value - before;
-    let calls = i64::try_from(report.get_status_calls).unwrap_or(i64::MAX);
-    let own = 0_i64;
-    row("delta", delta, "");
     row(
-        "GetStatus calls",
-        calls,
-        "one read transaction each on sagad's side",
-    );
-    row(
-        "bench's own commits",
-        own,
+        "transactions/saga",
+        format!("{:.2}", per_saga(delta)),
         &format!(
-            "its {} statements share one transaction, committed after the last read",
+            "= pg_stat_database.xact_commit delta / sagas = {delta} / {sagas}; writes share \
+             transactions under group commit; includes sagad's background work (recovery scans, lease \
+             renewals) during the run and the wait; the bench's own {} statements share one \
+             transaction committed after the last read",
             counter.statements()
         ),
     );
-    #[allow(clippy::cast_precision_loss)] // commit counts are far below 2^52
-    let per_saga = (delta - calls - own) as f64 / f64::from(sagas);
-    row(
-        "commits per saga",
-        format!("{per_saga:.2}"),
-        &format!(
-            "= (delta - GetStatus calls - bench's own commits) / sagas = ({delta} - {calls} - {own}) / {sagas}; \
-             includes sagad's background commits (recovery scans, lease renewals) during the run and the wait"
-        ),
-    );
-    #[allow(clippy::cast_precision_loss)]
-    let writes = report.saga_writes as f64 / f64::from(sagas);
-    row(
-        "saga-log writes/saga",
-        format!("{writes:.2}"),
-        "= mean of (final revision + 1): the insert plus one commit per transition, background excluded",
-    );
-    if report.steps > 0 {
-        row(
-            "happy-path budget",
-            report.steps + 1,
-            "= steps + 1 (StartSaga, then one commit per step outcome)",
-        );
-    }
 }

@@ -101,6 +101,22 @@ impl CommitCounter {
         Ok(value)
     }
 
+    /// The saga-log writes that moved `ids` (each saga's final revision + 1: its insert, then one per
+    /// committed transition) and the steps of the largest definition among them.
+    pub async fn footprint(&mut self, ids: &[String]) -> Result<(i64, i64)> {
+        let footprint = sqlx::query_as(
+            "SELECT COALESCE(sum(revision + 1), 0)::bigint,
+                    COALESCE(max(jsonb_array_length(definition->'steps')), 0)::bigint
+             FROM sagas WHERE id = ANY($1::uuid[])",
+        )
+        .bind(ids)
+        .fetch_one(&mut self.conn)
+        .await
+        .context("reading the sagas' revisions")?;
+        self.statements += 1;
+        Ok(footprint)
+    }
+
     /// Polls every `poll` until at least `min_wait` has passed and the counter has not changed for `quiet`,
     /// or `cap` has passed. Call it right after the load stops: see [`SETTLE`] for the numbers and why.
     pub async fn settle(&mut self, rule: Settle) -> Result<Settled> {

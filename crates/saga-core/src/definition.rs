@@ -2,13 +2,19 @@
 //!
 //! A definition is parsed and validated once at load; a saga stores the snapshot it started with, so
 //! editing or removing a file never changes a saga in flight.
+//!
+//! A step may declare the state keys it `needs` (its preconditions): [`StepDefinition::missing_keys`]
+//! tells which are absent from a saga's state, and the coordinator fails the step without calling the
+//! participant. What can be known at load is checked by [`Definition::unprovided_needs`], from the keys
+//! the start payload carries (`input`) and those each step's output sets (`provides`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorKind;
+use crate::{ErrorKind, JsonMap};
 
 /// The gRPC status codes a participant can answer with, by their canonical names, except `OK`.
 pub const GRPC_ERROR_CODES: &[&str] = &[
@@ -57,6 +63,10 @@ pub struct Definition {
     /// Retry policy for compensations; when it runs out the saga parks in `FAILED`.
     #[serde(default = "RetryPolicy::compensation_default")]
     pub compensation: RetryPolicy,
+    /// The keys the start payload carries, when declared: with the steps' `provides`, what lets the load
+    /// tell a `needs` nothing provides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<String>>,
     /// The steps, run in order.
     pub steps: Vec<StepDefinition>,
 }
@@ -96,6 +106,34 @@ pub struct StepDefinition {
     /// `{NOT_FOUND: transient}` for a participant that answers NOT_FOUND while a replica catches up.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, ErrorKind>,
+    /// State keys the step needs: when one is missing (absent or null) the step fails as refused without
+    /// the participant being called, and the saga compensates what ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// The keys the step's output sets, when declared (`[]`: none). Only the load reads it, to check the
+    /// later steps' `needs`; the coordinator merges whatever the participant answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provides: Option<Vec<String>>,
+}
+
+/// A key a step needs that neither the start payload nor an earlier step provides, by their
+/// declarations: a warning at load, since a participant may set keys it does not declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnprovidedNeed {
+    /// The step that needs the key.
+    pub step: String,
+    /// The key.
+    pub key: String,
+}
+
+impl fmt::Display for UnprovidedNeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} needs {:?}, which neither the input nor an earlier step provides",
+            self.step, self.key
+        )
+    }
 }
 
 /// How often and how fast to retry a call whose outcome is transient.
@@ -195,6 +233,9 @@ impl Definition {
         if self.steps.is_empty() {
             return Err(invalid("steps", "a saga needs at least one step"));
         }
+        if let Some(input) = &self.input {
+            check_keys("input", input)?;
+        }
 
         let mut names = HashSet::new();
         let mut pivot: Option<&str> = None;
@@ -271,6 +312,10 @@ impl Definition {
                     ),
                 ));
             }
+            check_keys(&at("needs"), &step.needs)?;
+            if let Some(provides) = &step.provides {
+                check_keys(&at("provides"), provides)?;
+            }
             if step.pivot {
                 if let Some(first) = pivot {
                     return Err(invalid(
@@ -298,9 +343,49 @@ impl Definition {
     pub fn timeout_for(&self, index: usize) -> Duration {
         self.steps[index].timeout.unwrap_or(self.step_timeout)
     }
+
+    /// The `needs` that neither `input` nor an earlier step's `provides` covers, where that is knowable:
+    /// only when `input` is declared and every step before the needing one declares `provides`.
+    pub fn unprovided_needs(&self) -> Vec<UnprovidedNeed> {
+        let Some(input) = &self.input else {
+            return Vec::new();
+        };
+        let mut provided: HashSet<&str> = input.iter().map(String::as_str).collect();
+        let mut unprovided = Vec::new();
+        for step in &self.steps {
+            unprovided.extend(
+                step.needs
+                    .iter()
+                    .filter(|key| !provided.contains(key.as_str()))
+                    .map(|key| UnprovidedNeed {
+                        step: step.name.clone(),
+                        key: key.clone(),
+                    }),
+            );
+            // A step that does not say what it sets makes every later key possible.
+            let Some(provides) = &step.provides else {
+                break;
+            };
+            provided.extend(provides.iter().map(String::as_str));
+        }
+        unprovided
+    }
 }
 
 impl StepDefinition {
+    /// The keys of `needs` that `state` lacks (absent or null), in the order declared.
+    pub fn missing_keys<'a>(&'a self, state: &JsonMap) -> Vec<&'a str> {
+        self.needs
+            .iter()
+            .filter(|key| {
+                state
+                    .get(key.as_str())
+                    .is_none_or(serde_json::Value::is_null)
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
     /// How a participant's non-OK gRPC code (by canonical name) is treated for this step: the step's
     /// `errors` override, else the DESIGN.md table — the business refusals are definite, everything else
     /// may have happened and is retried.
@@ -366,6 +451,18 @@ fn check_identifier(field: &str, value: &str) -> Result<(), DefinitionError> {
             format!("{value:?} must be 1-128 characters of letters, digits, '_', '-' or '.'"),
         ))
     }
+}
+
+/// State keys: identifiers, each once.
+fn check_keys(field: &str, keys: &[String]) -> Result<(), DefinitionError> {
+    let mut seen = HashSet::new();
+    for key in keys {
+        check_identifier(field, key)?;
+        if !seen.insert(key) {
+            return Err(invalid(field, format!("{key:?} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 fn check_duration(field: &str, d: Duration) -> Result<(), DefinitionError> {
@@ -566,5 +663,146 @@ steps:
         assert!(matches!(parse(&typo), Err(DefinitionError::Parse(m)) if m.contains("timout")));
         let empty = "name: x\nversion: 1\nsteps: []\n";
         assert_eq!(field_of(parse(empty).unwrap_err()), "steps");
+    }
+    #[test]
+    fn missing_keys_are_the_needed_keys_absent_or_null_in_the_state_in_declared_order() {
+        let text = PURCHASE.replace(
+            "action: Charge,",
+            "action: Charge, needs: [orderId, amountCents, userId],",
+        );
+        let d = parse(&text).unwrap();
+        let payment = &d.steps[3];
+        let state = |value: serde_json::Value| match value {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("an object"),
+        };
+        assert_eq!(
+            payment.missing_keys(&state(serde_json::json!({"userId": "u1"}))),
+            ["orderId", "amountCents"]
+        );
+        assert_eq!(
+            payment.missing_keys(&state(
+                serde_json::json!({"userId": "u1", "orderId": null, "amountCents": 0})
+            )),
+            ["orderId"]
+        );
+        let full = serde_json::json!({"userId": "u1", "orderId": "o1", "amountCents": 999});
+        assert!(payment.missing_keys(&state(full.clone())).is_empty());
+        assert!(
+            d.steps[0].missing_keys(&state(full)).is_empty(),
+            "a step without needs"
+        );
+    }
+
+    #[test]
+    fn needs_provides_and_input_must_be_identifiers_listed_once() {
+        let cases = [
+            (
+                PURCHASE.replace(
+                    "action: Charge,",
+                    "action: Charge, needs: [orderId, orderId],",
+                ),
+                "steps[3].needs",
+            ),
+            (
+                PURCHASE.replace(
+                    "action: Charge,",
+                    "action: Charge, provides: ['payment id'],",
+                ),
+                "steps[3].provides",
+            ),
+            (
+                PURCHASE.replace("timeout: 5m", "timeout: 5m\ninput: ['']"),
+                "input",
+            ),
+        ];
+        for (text, field) in cases {
+            assert_eq!(field_of(parse(&text).unwrap_err()), field, "{text}");
+        }
+    }
+
+    /// PURCHASE with its data flow declared: the start payload, what each step sets and what each needs.
+    fn declared() -> String {
+        PURCHASE
+            .replace("timeout: 5m", "timeout: 5m\ninput: [userId, planId]")
+            .replace(
+                "action: ValidatePlan,",
+                "action: ValidatePlan, provides: [amountCents],",
+            )
+            .replace(
+                "action: CreateOrder,",
+                "action: CreateOrder, needs: [userId, planId], provides: [orderId],",
+            )
+            .replace(
+                "action: AllocateDevice,",
+                "action: AllocateDevice, needs: [orderId], provides: [deviceId],",
+            )
+            .replace(
+                "action: Charge,",
+                "action: Charge, needs: [orderId, amountCents], provides: [paymentId],",
+            )
+            .replace(
+                "action: ActivateOrder,",
+                "action: ActivateOrder, needs: [orderId],",
+            )
+    }
+
+    #[test]
+    fn needs_covered_by_the_input_or_an_earlier_step_raise_no_warning() {
+        let d = parse(&declared()).unwrap();
+        assert_eq!(d.unprovided_needs(), []);
+        let snapshot = serde_json::to_value(&d).unwrap();
+        let back: Definition = serde_json::from_value(snapshot).unwrap();
+        assert_eq!(back, d, "needs, provides and input survive the snapshot");
+    }
+
+    #[test]
+    fn a_need_nothing_earlier_provides_is_reported_with_its_step() {
+        // couponCode is nowhere; deviceId is only provided by a later step.
+        let text = declared()
+            .replace(
+                "needs: [orderId, amountCents]",
+                "needs: [orderId, amountCents, couponCode]",
+            )
+            .replace(
+                "needs: [userId, planId]",
+                "needs: [userId, planId, deviceId]",
+            );
+        let d = parse(&text).unwrap();
+        let found: Vec<String> = d
+            .unprovided_needs()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "step CREATE_ORDER needs \"deviceId\", which neither the input nor an earlier step provides",
+                "step PROCESS_PAYMENT needs \"couponCode\", which neither the input nor an earlier step provides",
+            ]
+        );
+    }
+
+    #[test]
+    fn needs_are_not_judged_where_the_declarations_leave_them_unknowable() {
+        let text = declared().replace(
+            "needs: [orderId, amountCents]",
+            "needs: [orderId, couponCode]",
+        );
+        // Without `input`, nothing is knowable.
+        let no_input = parse(&text.replace("\ninput: [userId, planId]", "")).unwrap();
+        assert_eq!(no_input.unprovided_needs(), []);
+        // ALLOCATE_DEVICE does not say what it sets: from there on, any key may be in the state.
+        let silent_step = parse(&text.replace(", provides: [deviceId]", "")).unwrap();
+        assert_eq!(silent_step.unprovided_needs(), []);
+        // Declared `provides: []`, it sets nothing, and the missing coupon is known.
+        let sets_nothing = parse(&text.replace("provides: [deviceId]", "provides: []")).unwrap();
+        assert_eq!(
+            sets_nothing.unprovided_needs(),
+            [UnprovidedNeed {
+                step: "PROCESS_PAYMENT".to_owned(),
+                key: "couponCode".to_owned()
+            }]
+        );
     }
 }

@@ -19,7 +19,7 @@ pub mod saga;
 pub mod status;
 pub mod storable;
 
-pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition};
+pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition, UnprovidedNeed};
 pub use machine::{
     Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
 };

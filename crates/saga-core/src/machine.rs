@@ -281,6 +281,9 @@ pub struct Transition {
     pub changed_steps: Vec<usize>,
     /// Events to append, in order.
     pub events: Vec<HistoryEvent>,
+    /// The step output this transition merged into the state (its top-level keys replace the state's),
+    /// so the store can write the change instead of the whole state.
+    pub merged: Option<JsonMap>,
 }
 
 /// A command or input that does not fit the saga's current state. Its text is written for the person
@@ -339,6 +342,7 @@ pub fn apply(
     next.updated_at = now;
     next.next_attempt_at = None;
     let mut events = Vec::new();
+    let mut merged = None;
     match input {
         Input::Executed {
             index,
@@ -351,7 +355,10 @@ pub fn apply(
             s.attempts = attempt;
             s.started_at.get_or_insert(started_at);
             match result {
-                Ok(output) => succeed(&mut next, index, attempt, output, now, &mut events),
+                Ok(output) => {
+                    merged = Some(output.clone());
+                    succeed(&mut next, index, attempt, output, now, &mut events);
+                }
                 Err(error) => fail(
                     &mut next,
                     index,
@@ -484,6 +491,7 @@ pub fn apply(
         saga: next,
         changed_steps,
         events,
+        merged,
     })
 }
 

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::clock::Clock;
+use crate::committer::Committer;
 use crate::lease::LocalLease;
 use crate::watch::{SagaWatch, Watchers};
 use crate::{EngineError, Participants, executor};
@@ -122,6 +123,8 @@ pub struct Engine<S> {
     drivers: Mutex<HashMap<SagaId, Driver>>,
     next_driver: AtomicU64,
     pub(crate) watchers: Arc<Watchers>,
+    /// Writes the saga log for every executor and every start, in batches.
+    pub(crate) committer: Committer,
 }
 
 /// One executor task: `stop` ends it at its next await point; `lease` is how long it may act.
@@ -167,7 +170,8 @@ impl<S: SagaStore> Engine<S> {
         shutdown: CancellationToken,
         clock: Clock,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let (committer, pending) = Committer::new();
+        let engine = Arc::new(Self {
             store,
             participants,
             definitions,
@@ -189,7 +193,11 @@ impl<S: SagaStore> Engine<S> {
             drivers: Mutex::default(),
             next_driver: AtomicU64::new(0),
             watchers: Arc::new(Watchers::new(settings.max_watches)),
-        })
+            committer,
+        });
+        let committing = Arc::clone(&engine).commit_loop(pending);
+        engine.spawn_background(committing, info_span!("committer"));
+        engine
     }
 
     /// The loaded definitions by name.
@@ -315,11 +323,13 @@ impl<S: SagaStore> Engine<S> {
             *waiter = Some(self.watchers.subscribe_waiter(saga.id));
         }
         let sent = Instant::now();
-        let created = self.store.create(&saga, &self.owner).await;
-        self.observe(&created);
-        let created = created?;
+        let created = self
+            .committer
+            .start(saga)
+            .await
+            .ok_or(EngineError::ShuttingDown)??;
         if created.created {
-            info!(saga_id = %saga.id, saga_type = saga.saga_type(), "saga started");
+            info!(saga_id = %created.saga.id, saga_type = created.saga.saga_type(), "saga started");
             self.spawn_driver(created.saga.clone(), permit, sent);
         }
         Ok(created)

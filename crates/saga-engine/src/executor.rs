@@ -5,11 +5,15 @@
 //! between the call and the commit re-sends the call with the same idempotency key, which participants
 //! answer from their barrier.
 //!
+//! A step whose `needs` are missing from the saga state is refused here, without a call: the participant
+//! could only refuse it too, or worse, act on a half-built request.
+//!
 //! `stop` ends the loop at its next await point, even mid-call: an operator action has been committed and
 //! a fresh executor continues from it. The abandoned call's outcome is unknown, which the state machine
 //! already assumes of the step that was in flight. An executor whose lease may have expired (its local
 //! deadline passed without a renewal) makes no further call: another instance may be driving the saga.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use saga_core::{
@@ -89,6 +93,17 @@ async fn carry_out<S: SagaStore>(
     }
     let started_at = engine.clock.now();
     let step = &saga.definition.steps[index].name;
+    if direction == Direction::Execute
+        && let Some(refusal) = unmet_needs(saga, index)
+    {
+        warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
+        return Next::Record(Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result: Err(refusal),
+        });
+    }
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
     let call = engine
         .participants
@@ -120,6 +135,18 @@ async fn carry_out<S: SagaStore>(
             attempt,
             result: result.map(drop),
         },
+    })
+}
+
+/// The refusal for step `index` when the saga state lacks keys the step needs.
+fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
+    let missing = saga.definition.steps[index].missing_keys(&saga.state);
+    (!missing.is_empty()).then(|| StepError {
+        kind: ErrorKind::Refusal,
+        message: format!(
+            "not called: the saga state lacks the keys the step needs: {}",
+            missing.join(", ")
+        ),
     })
 }
 
@@ -167,6 +194,7 @@ async fn record<S: SagaStore>(
             }
             _ => LeaseAfter::Keep,
         };
+        let transition = Arc::new(transition);
         let committed = match commit(engine, &transition, lease, driver).await? {
             Ok(committed) => committed,
             Err(refused) => {
@@ -199,6 +227,7 @@ async fn record<S: SagaStore>(
                 }
             }
         };
+        let transition = Arc::try_unwrap(transition).unwrap_or_else(|shared| (*shared).clone());
         let mut saga = transition.saga;
         saga.revision = committed.revision;
         saga.epoch = committed.epoch;
@@ -214,21 +243,23 @@ async fn record<S: SagaStore>(
     }
 }
 
-/// Commits a transition, retrying while the database is unavailable or busy. `None` when the saga must
-/// be dropped (lease lost or fenced off by an operator action, or shutdown while the database is down);
-/// `Some(Err(_))` when the saga log refuses the data itself.
+/// Commits a transition through the committer, retrying while the database is unavailable or busy.
+/// `None` when the saga must be dropped (lease lost or fenced off by an operator action, or shutdown
+/// while the database is down); `Some(Err(_))` when the saga log refuses the data itself.
 async fn commit<S: SagaStore>(
     engine: &Engine<S>,
-    transition: &saga_core::Transition,
+    transition: &Arc<saga_core::Transition>,
     lease: LeaseAfter,
     driver: &DriverHandle,
 ) -> Option<Result<Committed, StoreError>> {
     loop {
-        let result = engine.store.commit(transition, &engine.owner, lease).await;
-        engine.observe(&result);
-        let pause = match result {
-            Ok(committed) => return Some(Ok(committed)),
-            Err(StoreError::Conflict(_)) => {
+        let pause = match engine
+            .committer
+            .write(Arc::clone(transition), lease)
+            .await?
+        {
+            Ok(Some(committed)) => return Some(Ok(committed)),
+            Ok(None) => {
                 warn!("lease lost or saga taken over; leaving it to its new owner");
                 return None;
             }

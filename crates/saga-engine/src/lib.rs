@@ -6,6 +6,8 @@
 //!   the operator actions `abort`, `retry` and `resolve`, and `drain` on shutdown).
 //! - `executor`: the per-saga loop — ask the core what to do, call the participant, commit the
 //!   transition, repeat.
+//! - `committer`: group commit — one task writes every executor's transitions and every start, in
+//!   batches.
 //! - [`Participants`]: gRPC clients to participant services and the mapping of their answers onto
 //!   refusal / transient errors.
 //! - `recovery`: the recovery loop (claims due and orphaned sagas), the lease heartbeat, the watch
@@ -14,6 +16,7 @@
 //! - [`Clock`]: now on the database clock; `lease`: an executor's local lease deadline.
 
 mod clock;
+mod committer;
 mod engine;
 mod error;
 mod executor;

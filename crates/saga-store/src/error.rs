@@ -1,19 +1,21 @@
 //! The store's error type.
 
+use std::sync::Arc;
+
 use saga_core::SagaId;
 
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. Cheap to clone, so one failed batch can answer each of its writers.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or answered with an error.
     ///
     /// Not marked as `#[source]`: sqlx already writes its cause into its own message, and chaining it
     /// again would print every cause twice.
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(Arc<sqlx::Error>),
     /// Migrations could not be applied.
     #[error("cannot apply database migrations")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
     /// Every connection of the pool stayed busy past the acquire timeout: the database answers, this
     /// instance asks more of it than its pool allows. Load, not an outage.
     #[error("saga log busy: every connection is in use")]
@@ -33,7 +35,13 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e)
+        Self::Database(Arc::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(Arc::new(e))
     }
 }
 
@@ -41,25 +49,26 @@ impl StoreError {
     /// The database refused the data itself (SQLSTATE class 22, data exception, or 23, integrity
     /// constraint violation): writing the same again fails the same way, so retrying cannot help.
     pub fn is_data_error(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::Database(e))
-            if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+        matches!(self, Self::Database(e) if matches!(&**e, sqlx::Error::Database(e)
+            if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))))
     }
 
     /// Whether the database itself is out of reach (down, restarting, refusing connections), as opposed
     /// to an answer about this one operation or a busy pool ([`StoreError::Busy`]).
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Database(
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed,
-            ) => true,
+        let Self::Database(e) = self else {
+            return false;
+        };
+        match &**e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
             // Class 08: connection exceptions; 57P01-57P03: admin shutdown, crash shutdown, cannot
             // connect now (the server is starting or stopping).
-            Self::Database(sqlx::Error::Database(e)) => e
+            sqlx::Error::Database(e) => e
                 .code()
                 .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
             _ => false,

@@ -99,26 +99,58 @@ pub trait SagaStore: Send + Sync + 'static {
     /// How [`SagaStore::listen`] delivers notifications.
     type Wakeups: Wakeups;
 
-    /// Persists a new saga (all steps `PENDING`, event `SAGA_STARTED`) leased to `owner` at epoch 1, or
-    /// returns the saga that already holds its (type, idempotency key).
+    /// Persists new sagas (all steps `PENDING`, event `SAGA_STARTED`) leased to `owner` at epoch 1, in
+    /// one statement; for each, in order, the saga as stored or the saga that already holds its (type,
+    /// idempotency key). Fails as a whole only when the statement does.
+    fn create_many(
+        &self,
+        sagas: &[&Saga],
+        owner: &Owner,
+    ) -> impl Future<Output = Result<Vec<Result<Created, StoreError>>, StoreError>> + Send;
+
+    /// Persists one new saga; see [`SagaStore::create_many`].
     fn create(
         &self,
         saga: &Saga,
         owner: &Owner,
-    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send {
+        async move {
+            let mut created = self.create_many(&[saga], owner).await?;
+            created.pop().unwrap_or(Err(StoreError::Conflict(saga.id)))
+        }
+    }
 
     /// Loads one saga with its steps; `None` when there is no such saga.
     fn load(&self, id: SagaId) -> impl Future<Output = Result<Option<Saga>, StoreError>> + Send;
 
-    /// Writes a transition computed from a saga at revision `transition.saga.revision` that `owner`
-    /// holds at epoch `transition.saga.epoch`, and does `lease` with the lease. Fails with
-    /// [`StoreError::Conflict`] if the stored saga moved on or the lease was lost meanwhile.
+    /// Writes transitions of different sagas in one statement: each computed from a saga at revision
+    /// `transition.saga.revision` that `owner` holds at epoch `transition.saga.epoch` (unless taking it
+    /// over), doing its lease action. Returns, in order, what each wrote, or `None` where the saga moved
+    /// on or the lease was lost meanwhile — that write changed nothing, and the others are unaffected.
+    /// Two writes in one call must not concern the same saga.
+    fn commit_many(
+        &self,
+        writes: &[(&Transition, LeaseAfter)],
+        owner: &Owner,
+    ) -> impl Future<Output = Result<Vec<Option<Committed>>, StoreError>> + Send;
+
+    /// Writes one transition; see [`SagaStore::commit_many`]. A write that changed nothing is
+    /// [`StoreError::Conflict`].
     fn commit(
         &self,
         transition: &Transition,
         owner: &Owner,
         lease: LeaseAfter,
-    ) -> impl Future<Output = Result<Committed, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send {
+        async move {
+            let committed = self.commit_many(&[(transition, lease)], owner).await?;
+            committed
+                .into_iter()
+                .next()
+                .flatten()
+                .ok_or(StoreError::Conflict(transition.saga.id))
+        }
+    }
 
     /// The sagas among `known` whose stored revision is above the one given with them (the watched
     /// sagas another replica changed), in one statement.

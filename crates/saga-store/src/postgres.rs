@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use saga_core::{HistoryEvent, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
+use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use tracing::instrument;
 
-use crate::rows::{EventRow, RecordedEventRow, SagaRow, StepRow, SummaryRow};
+use crate::rows::{RecordedEventRow, SagaRow, SummaryRow};
 use crate::{
     Claimed, Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Undecodable, Wakeups,
 };
+
+mod writes;
 
 /// Reads one saga and all its steps in a single statement.
 const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
@@ -29,8 +31,13 @@ const SAGA_COLUMNS: &str = "
 const LABELS: &str = "COALESCE((SELECT jsonb_object_agg(l.key, l.value)
               FROM saga_labels l WHERE l.saga_id = s.id), '{}'::jsonb)";
 
-/// The statuses of sagas that still have work to do (the `sagas_active` partial index).
+/// The statuses of sagas that still have work to do (the `sagas_due` partial index).
 const ACTIVE: &str = "s.status IN ('RUNNING', 'COMPENSATING')";
+
+/// When an active saga becomes claimable: its lease gone and its retry time reached. Word for word the
+/// expression of the `sagas_due` index, so the planner uses it.
+const DUE: &str = "GREATEST(COALESCE(s.lease_until, '-infinity'::timestamptz), \
+                   COALESCE(s.next_attempt_at, '-infinity'::timestamptz))";
 
 /// The channel on which instances announce released leases.
 const WAKEUP_CHANNEL: &str = "sagad_due";
@@ -94,6 +101,23 @@ impl PgStore {
         result.map_err(|e| classify(&self.control, e))
     }
 
+    /// The recovery loop's claim, run for `"explain"` under `EXPLAIN ANALYZE` in a transaction that is
+    /// rolled back (nothing stays claimed): the plan with the rows each node actually read.
+    pub async fn explain_claim_due_run(&self) -> Result<String, StoreError> {
+        let mut tx = self.db(self.pool.begin().await)?;
+        let lines: Vec<String> = self.db(sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) {}",
+            claim_due_sql()
+        ))
+        .bind("explain")
+        .bind(1_000_i64)
+        .bind(100_i64)
+        .fetch_all(&mut *tx)
+        .await)?;
+        self.db(tx.rollback().await)?;
+        Ok(lines.join("\n"))
+    }
+
     /// The query plan of the recovery loop's claim, as `EXPLAIN` prints it (nothing is claimed).
     pub async fn explain_claim_due(&self) -> Result<String, StoreError> {
         let lines: Vec<String> =
@@ -143,26 +167,26 @@ fn classify(pool: &PgPool, e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut if pool.size() >= pool.options().get_max_connections() => {
             StoreError::Busy
         }
-        e => StoreError::Database(e),
+        e => StoreError::from(e),
     }
 }
 
-/// Claims due sagas for `$1` with lease length `$2` ms, at most `$3`; returns their ids.
+/// Claims due sagas for `$1` with lease length `$2` ms, at most `$3`; returns their ids. The claimed ids
+/// are handed to the update as an array, so it finds them by primary key whatever the planner thinks of
+/// the table's size (a join could scan every active saga).
 fn claim_due_sql() -> String {
     format!(
         "WITH due AS (
             SELECT s.id FROM sagas s
-            WHERE {ACTIVE}
-              AND (s.lease_until IS NULL OR s.lease_until < now())
-              AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())
-            ORDER BY s.next_attempt_at NULLS FIRST
+            WHERE {ACTIVE} AND {DUE} <= now()
+            ORDER BY {DUE}
             LIMIT $3
             FOR UPDATE SKIP LOCKED
          ),
          claimed AS (
             UPDATE sagas s SET owner = $1, lease_until = now() + $2 * interval '1 millisecond',
                                epoch = s.epoch + 1
-            FROM due WHERE s.id = due.id
+            WHERE s.id = ANY(ARRAY(SELECT id FROM due))
             RETURNING s.id, s.epoch
          ),
          events AS (
@@ -261,75 +285,34 @@ impl Wakeups for PgWakeups {
 impl SagaStore for PgStore {
     type Wakeups = PgWakeups;
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %saga.id, saga_type = saga.saga_type()), err(level = "debug"))]
-    async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
-        let steps: Vec<StepRow> = (0..saga.steps.len())
-            .map(|i| StepRow::from_step(saga, i))
-            .collect();
-        let started = HistoryEvent::SagaStarted;
-        let events = [EventRow::from(&started)];
-        // One statement, so one commit: the saga, its steps and its first event land together or not at
-        // all. ON CONFLICT turns a repeated idempotency key into "no row returned".
-        let inserted: Result<Option<(uuid::Uuid,)>, _> = sqlx::query_as(
-            "WITH saga AS (
-                INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
-                                   current_step, idempotency_key, deadline_at, revision,
-                                   created_at, updated_at, owner, lease_until, epoch, started_by)
-                VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $10,
-                        $13, now() + $14 * interval '1 millisecond', 1, $15)
-                ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id
-             ),
-             steps AS (
-                INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
-                SELECT saga.id, r.step_index, r.name, r.participant, r.status
-                FROM saga, jsonb_to_recordset($11::jsonb)
-                    AS r(step_index integer, name text, participant text, status text)
-             ),
-             events AS (
-                INSERT INTO saga_events (saga_id, kind, detail)
-                SELECT saga.id, e.kind, e.detail
-                FROM saga, jsonb_to_recordset($12::jsonb) AS e(kind text, detail jsonb)
-             ),
-             labels AS (
-                INSERT INTO saga_labels (saga_id, key, value)
-                SELECT saga.id, l.key, l.value FROM saga, jsonb_each_text($16::jsonb) AS l(key, value)
-             )
-             SELECT id FROM saga",
-        )
-        .bind(saga.id.0)
-        .bind(saga.saga_type())
-        .bind(i32::try_from(saga.definition.version).unwrap_or(i32::MAX))
-        .bind(to_json(&*saga.definition))
-        .bind(saga.status.as_str())
-        .bind(to_json(&saga.state))
-        .bind(saga.idempotency_key.as_deref())
-        .bind(saga.deadline_at)
-        .bind(saga.revision)
-        .bind(saga.created_at)
-        .bind(to_json(&steps))
-        .bind(to_json(&events))
-        .bind(&owner.name)
-        .bind(millis(owner.lease))
-        .bind(saga.started_by.as_deref())
-        .bind(to_json(&saga.labels))
-        .fetch_optional(&self.pool)
-        .await;
-
-        match (self.db(inserted)?, saga.idempotency_key.as_deref()) {
-            (Some(_), _) => Ok(Created {
-                saga: Saga {
-                    epoch: 1,
-                    ..saga.clone()
-                },
-                created: true,
-            }),
-            (None, Some(key)) => Ok(Created {
-                saga: self.load_by_idempotency_key(saga.saga_type(), key).await?,
-                created: false,
-            }),
-            (None, None) => Err(StoreError::Conflict(saga.id)),
+    #[instrument(level = "debug", skip_all, fields(sagas = sagas.len()), err(level = "debug"))]
+    async fn create_many(
+        &self,
+        sagas: &[&Saga],
+        owner: &Owner,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+        let inserted = self.db(writes::insert(&self.pool, sagas, owner).await)?;
+        let mut created = Vec::with_capacity(sagas.len());
+        for (saga, inserted) in sagas.iter().zip(inserted) {
+            created.push(match (inserted, saga.idempotency_key.as_deref()) {
+                (true, _) => Ok(Created {
+                    saga: Saga {
+                        epoch: 1,
+                        ..(*saga).clone()
+                    },
+                    created: true,
+                }),
+                (false, Some(key)) => self
+                    .load_by_idempotency_key(saga.saga_type(), key)
+                    .await
+                    .map(|saga| Created {
+                        saga,
+                        created: false,
+                    }),
+                (false, None) => Err(StoreError::Conflict(saga.id)),
+            });
         }
+        Ok(created)
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]
@@ -358,90 +341,13 @@ impl SagaStore for PgStore {
         rows.into_iter().map(SagaRow::into_saga).collect()
     }
 
-    #[instrument(level = "debug", skip_all, fields(saga_id = %transition.saga.id, revision = transition.saga.revision), err(level = "debug"))]
-    async fn commit(
+    #[instrument(level = "debug", skip_all, fields(writes = writes.len()), err(level = "debug"))]
+    async fn commit_many(
         &self,
-        transition: &Transition,
+        writes: &[(&Transition, LeaseAfter)],
         owner: &Owner,
-        lease: LeaseAfter,
-    ) -> Result<Committed, StoreError> {
-        let saga = &transition.saga;
-        let steps: Vec<StepRow> = transition
-            .changed_steps
-            .iter()
-            .map(|&i| StepRow::from_step(saga, i))
-            .collect();
-        let events: Vec<EventRow<'_>> = transition.events.iter().map(EventRow::from).collect();
-        let current_step = saga
-            .current_step()
-            .map(|i| i32::try_from(i).unwrap_or(i32::MAX));
-        let lease = match lease {
-            LeaseAfter::Keep => "keep",
-            LeaseAfter::Release => "release",
-            LeaseAfter::TakeOver => "takeover",
-        };
-        // One statement: the saga row is updated only at the revision the transition was computed from,
-        // and (unless taking over) only while the writer still holds the lease at its epoch; the step rows
-        // and events hang off that update, so a stale writer changes nothing at all.
-        let updated: Result<Option<(i64, i64)>, _> = sqlx::query_as(
-            "WITH saga AS (
-                UPDATE sagas SET status = $3, failure_reason = $4, failure_message = $5, state = $6,
-                                 current_step = $7, next_attempt_at = $8, updated_at = $9,
-                                 finished_at = $10, deadline_at = $13, revision = revision + 1,
-                                 owner = CASE WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
-                                              ELSE $14 END,
-                                 lease_until = CASE
-                                     WHEN $16 = 'release' OR $10 IS NOT NULL THEN NULL
-                                     WHEN $16 = 'takeover' THEN now() + $17 * interval '1 millisecond'
-                                     ELSE lease_until END,
-                                 epoch = epoch + CASE WHEN $16 = 'takeover' THEN 1 ELSE 0 END
-                WHERE id = $1 AND revision = $2
-                  AND ($16 = 'takeover' OR (owner = $14 AND epoch = $15))
-                RETURNING id, revision, epoch
-             ),
-             steps AS (
-                UPDATE saga_steps st
-                SET status = r.status, attempts = r.attempts,
-                    compensation_attempts = r.compensation_attempts, output = r.output,
-                    last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
-                    generation = r.generation, maybe_applied = r.maybe_applied,
-                    resolution = r.resolution
-                FROM saga, jsonb_to_recordset($11::jsonb) AS r(
-                    step_index integer, status text, attempts integer, compensation_attempts integer,
-                    output jsonb, last_error text, started_at timestamptz, finished_at timestamptz,
-                    generation integer, maybe_applied boolean, resolution jsonb)
-                WHERE st.saga_id = saga.id AND st.step_index = r.step_index
-             ),
-             events AS (
-                INSERT INTO saga_events (saga_id, kind, step_index, attempt, detail)
-                SELECT saga.id, e.kind, e.step_index, e.attempt, e.detail
-                FROM saga, jsonb_to_recordset($12::jsonb)
-                    AS e(kind text, step_index integer, attempt integer, detail jsonb)
-             )
-             SELECT revision, epoch FROM saga",
-        )
-        .bind(saga.id.0)
-        .bind(saga.revision)
-        .bind(saga.status.as_str())
-        .bind(saga.failure.as_ref().map(|f| f.reason.as_str()))
-        .bind(saga.failure.as_ref().map(|f| f.message.as_str()))
-        .bind(to_json(&saga.state))
-        .bind(current_step)
-        .bind(saga.next_attempt_at)
-        .bind(saga.updated_at)
-        .bind(saga.finished_at)
-        .bind(to_json(&steps))
-        .bind(to_json(&events))
-        .bind(saga.deadline_at)
-        .bind(&owner.name)
-        .bind(saga.epoch)
-        .bind(lease)
-        .bind(millis(owner.lease))
-        .fetch_optional(&self.pool)
-        .await;
-        self.db(updated)?
-            .map(|(revision, epoch)| Committed { revision, epoch })
-            .ok_or(StoreError::Conflict(saga.id))
+    ) -> Result<Vec<Option<Committed>>, StoreError> {
+        self.db(writes::update(&self.pool, writes, owner).await)
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -531,10 +437,7 @@ impl SagaStore for PgStore {
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         let seconds: Result<Option<f64>, _> = sqlx::query_scalar(&format!(
-            "SELECT EXTRACT(EPOCH FROM min(GREATEST(
-                        COALESCE(s.next_attempt_at, '-infinity'),
-                        COALESCE(s.lease_until, '-infinity'))) - now())::float8
-             FROM sagas s WHERE {ACTIVE}"
+            "SELECT EXTRACT(EPOCH FROM min({DUE}) - now())::float8 FROM sagas s WHERE {ACTIVE}"
         ))
         .fetch_one(&self.control)
         .await;

@@ -636,7 +636,8 @@ async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones()
 }
 
 #[tokio::test]
-async fn with_a_million_finished_sagas_the_claim_reads_only_the_active_partial_index() {
+async fn with_a_million_finished_sagas_the_claim_reads_only_the_active_partial_index_of_due_sagas()
+{
     let (store, _db) = store().await;
     let started = std::time::Instant::now();
     sqlx::raw_sql(
@@ -658,7 +659,40 @@ async fn with_a_million_finished_sagas_the_claim_reads_only_the_active_partial_i
         "claim plan with 1,000,000 finished sagas (inserted in {:?}):\n{plan}",
         started.elapsed()
     );
-    assert!(plan.contains("sagas_active"), "{plan}");
+    assert!(plan.contains("sagas_due"), "{plan}");
+    assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
+}
+
+#[tokio::test]
+async fn with_ten_thousand_sagas_in_flight_the_claim_reads_only_the_due_ones() {
+    let (store, _db) = store().await;
+    // Ten thousand sagas leased to a live instance, five whose owner is gone.
+    sqlx::raw_sql(
+        "INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                            created_at, updated_at, owner, lease_until, epoch)
+         SELECT gen_random_uuid(), 'purchase_plan', 1, '{}', 'RUNNING', '{}', now(), now(),
+                'busy', now() + interval '1 hour', 1
+         FROM generate_series(1, 10000);
+         INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                            created_at, updated_at, epoch)
+         SELECT gen_random_uuid(), 'purchase_plan', 1, '{}', 'RUNNING', '{}', now(), now(), 1
+         FROM generate_series(1, 5);
+         ANALYZE sagas;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("sagas in flight");
+    let plan = store
+        .explain_claim_due_run()
+        .await
+        .expect("explain analyze");
+    println!("claim with 10,000 sagas in flight and 5 due:\n{plan}");
+    let scan = plan
+        .lines()
+        .find(|line| line.contains("Index Scan using sagas_due"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(scan.contains("rows=5 "), "{scan}");
+    assert!(!plan.contains("Rows Removed by Filter"), "{plan}");
     assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
 }
 
@@ -1002,4 +1036,78 @@ async fn a_step_resolved_by_hand_is_stored_with_its_resolution_and_history_event
             by: Some("ops-alice".to_owned()),
         }
     );
+}
+
+#[tokio::test]
+async fn one_write_of_a_batch_that_is_fenced_out_changes_nothing_and_the_others_commit() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let mut sagas = Vec::new();
+    for _ in 0..3 {
+        sagas.push(
+            store
+                .create(&new_saga(None), &a)
+                .await
+                .expect("create")
+                .saga,
+        );
+    }
+    // The middle saga moved on: another instance took it over.
+    expire_lease(&store, sagas[1].id).await;
+    store.claim_due(&instance("b"), 10).await.expect("claim");
+    let before = store.load(sagas[1].id).await.expect("load").expect("saga");
+
+    let transitions: Vec<_> = sagas.iter().map(first_step).collect();
+    let writes: Vec<_> = transitions.iter().map(|t| (t, LeaseAfter::Keep)).collect();
+    let committed = store.commit_many(&writes, &a).await.expect("one statement");
+    assert_eq!(
+        committed.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    for (saga, committed) in sagas.iter().zip(&committed) {
+        let stored = store.load(saga.id).await.expect("load").expect("saga");
+        match committed {
+            Some(c) => {
+                assert_eq!((stored.revision, stored.epoch), (c.revision, c.epoch));
+                assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
+                assert_eq!(
+                    event_kinds(&store, saga.id).await,
+                    ["SAGA_STARTED", "STEP_SUCCEEDED"]
+                );
+            }
+            None => {
+                assert_eq!(stored, before, "the fenced-out write changed nothing");
+                assert_eq!(
+                    event_kinds(&store, saga.id).await,
+                    ["SAGA_STARTED", "SAGA_CLAIMED"]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_starts_inserts_each_saga_once_and_answers_repeated_keys_with_the_first() {
+    let (store, _db) = store().await;
+    let first = new_saga(Some("order-1"));
+    let repeat = new_saga(Some("order-1"));
+    let other = new_saga(None);
+    let created = store
+        .create_many(&[&first, &repeat, &other], &owner())
+        .await
+        .expect("one statement");
+    let outcome: Vec<(SagaId, bool)> = created
+        .into_iter()
+        .map(|c| c.map(|c| (c.saga.id, c.created)).expect("created"))
+        .collect();
+    assert_eq!(
+        outcome,
+        [(first.id, true), (first.id, false), (other.id, true)],
+        "the repeated key answers with the first saga"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 2);
 }

@@ -1,10 +1,13 @@
-//! Loads `definitions/*.yaml` at start-up; a bad file stops start-up with its name and the field.
+//! Loads `definitions/*.yaml` at start-up; a bad file stops start-up with its name and the field. A step
+//! `needs` that the definition's own declarations say nothing provides is logged as a warning: the
+//! participants may set keys the file does not declare, so it is not an error.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use saga_core::{Definition, DefinitionError};
+use tracing::warn;
 
 /// A definitions directory that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,15 @@ pub fn load_dir(
                 first: first.clone(),
             });
         }
+        for need in definition.unprovided_needs() {
+            warn!(
+                file = %path.display(),
+                saga_type = %definition.name,
+                step = %need.step,
+                key = %need.key,
+                "a step needs a state key that neither the input nor an earlier step provides"
+            );
+        }
         origin.insert(definition.name.clone(), path);
         definitions.insert(definition.name.clone(), Arc::new(definition));
     }
@@ -86,10 +98,12 @@ pub fn load_dir(
 mod tests {
     use super::*;
 
+    /// The demo participants, which sagad's default configuration names.
     fn participants() -> HashSet<String> {
-        ["billing", "device", "payment", "withdrawal"]
-            .map(String::from)
-            .into()
+        crate::Settings::default()
+            .participants
+            .into_keys()
+            .collect()
     }
 
     fn repo_definitions() -> PathBuf {
@@ -99,9 +113,18 @@ mod tests {
     #[test]
     fn the_shipped_definitions_load() {
         let defs = load_dir(&repo_definitions(), &participants()).unwrap();
+        assert_eq!(defs.len(), 7, "the seven flows");
         let purchase = &defs["purchase_plan"];
         assert_eq!(purchase.steps.len(), 5);
         assert_eq!(purchase.pivot_index(), Some(4));
+        for definition in defs.values() {
+            assert_eq!(
+                definition.unprovided_needs(),
+                [],
+                "{}: every need is provided",
+                definition.name
+            );
+        }
     }
 
     #[test]

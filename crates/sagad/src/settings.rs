@@ -212,6 +212,12 @@ impl Default for Settings {
                 participant("device", 50062),
                 participant("payment", 50063),
                 participant("withdrawal", 50064),
+                participant("gateway", 50065),
+                participant("app", 50066),
+                participant("notification", 50067),
+                participant("customer", 50068),
+                participant("inventory", 50069),
+                participant("sales", 50070),
             ]
             .into(),
             max_payload_bytes: 64 * 1024,
@@ -500,6 +506,8 @@ mod tests {
         assert_eq!(s.grpc_addr.port(), 50051);
         assert_eq!(s.participants["device"], "http://127.0.0.1:50062");
         assert_eq!(s.participants["withdrawal"], "http://127.0.0.1:50064");
+        assert_eq!(s.participants["gateway"], "http://127.0.0.1:50065");
+        assert_eq!(s.participants["sales"], "http://127.0.0.1:50070");
     }
 
     #[test]

@@ -1,20 +1,23 @@
-//! A few hundred sagas of all four types, run concurrently against real sagad and demo-participants
+//! A few hundred sagas of all seven types, run concurrently against real sagad and demo-participants
 //! processes with random faults (refusals, transient failures, hangs past the deadline, answers lost
 //! after the work committed, delays, failing compensations), then the business invariants: money
 //! conserved, nothing left frozen, no device for an order that is not active, refunded payments with
-//! refunded orders, no refund or transfer twice. Each saga's outcome is predicted from its faults and its
-//! rows are checked.
+//! refunded orders, no refund or transfer twice, no channel payment kept for an unpaid order, no stored
+//! package without a published app (on disk too), reserved + available = stock, credit used equal to the
+//! open orders, no notification for what did not complete. Each saga's outcome is predicted from its
+//! faults and its rows are checked.
 //!
 //! The seed is printed; `INVARIANTS_SEED=<seed>` replays a run's plan (timing may still differ).
 
-mod checks;
 mod plan;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Stack, definitions, saga_uuid, start_saga, state_uuid, wait_terminal};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use e2e_tests::{Stack, checks, definitions, saga_uuid, start_saga, state_uuid, wait_terminal};
 use fastrand::Rng;
 use saga_core::Definition;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
@@ -36,6 +39,11 @@ const MERCHANTS: [&str; 3] = ["inv-a", "inv-b", "inv-c"];
 const MERCHANT_CENTS: i64 = 5_000_000;
 /// Users that create devices, several sagas each at once, with quotas no run fills.
 const MAKERS: [&str; 4] = ["maker-0", "maker-1", "maker-2", "maker-3"];
+/// Customers of the orders, with credit no run uses up, and the product they order, in stock enough.
+const CUSTOMERS: [&str; 3] = ["inv-cust-a", "inv-cust-b", "inv-cust-c"];
+const PRODUCT: &str = "inv-widget";
+/// Distinct package contents the uploads draw from, so that several apps share one stored file.
+const PACKAGES: usize = 6;
 
 #[tokio::test]
 async fn mixed_sagas_with_random_faults_keep_every_business_invariant() {
@@ -59,6 +67,9 @@ async fn mixed_sagas_with_random_faults_keep_every_business_invariant() {
     }
     first.extend(withdrawals(&mut rng, &definitions, 80));
     first.extend(device_creations(&mut rng, &definitions, 60));
+    first.extend(payment_creations(&mut rng, &definitions, 50));
+    first.extend(app_uploads(&mut rng, &definitions, 50));
+    first.extend(order_creations(&mut rng, &definitions, 60));
     rng.shuffle(&mut first);
     let first = run(&stack.client, first).await;
     let mut purchases = Vec::new();
@@ -99,6 +110,11 @@ async fn mixed_sagas_with_random_faults_keep_every_business_invariant() {
     }
 
     checks::global(&stack.demo_db, initial_cents).await;
+    let packages = checks::storage(&stack.demo_db, stack.storage.path()).await;
+    assert!(
+        packages > 0,
+        "completed uploads were planned, so packages must be stored"
+    );
     report(&stack, &first, &second, started).await;
     stack.stop().await;
 }
@@ -120,6 +136,23 @@ async fn seed_accounts(stack: &Stack) -> i64 {
             .await
             .expect("quota");
     }
+    for customer in CUSTOMERS {
+        sqlx::query(
+            "INSERT INTO customer.customers (id, name, status, credit_limit_cents)
+             VALUES ($1, $1, 'ACTIVE', 1000000000)",
+        )
+        .bind(customer)
+        .execute(&stack.demo_db)
+        .await
+        .expect("customer");
+    }
+    sqlx::query(
+        "INSERT INTO inventory.products (sku, name, stock, available) VALUES ($1, $1, 100000, 100000)",
+    )
+    .bind(PRODUCT)
+    .execute(&stack.demo_db)
+    .await
+    .expect("product");
     sqlx::query_scalar(
         "SELECT sum(available_cents + frozen_cents)::bigint FROM withdrawal.merchants",
     )
@@ -143,6 +176,45 @@ fn device_creations(rng: &mut Rng, definitions: &[Definition], count: usize) -> 
         .map(|_| {
             let payload = json!({"userId": MAKERS[rng.usize(..MAKERS.len())]});
             plan::saga(rng, definitions, "device_creation", payload)
+        })
+        .collect()
+}
+
+fn payment_creations(rng: &mut Rng, definitions: &[Definition], count: usize) -> Vec<Planned> {
+    (0..count)
+        .map(|i| {
+            let channel = if rng.bool() { "card" } else { "wallet" };
+            let payload = json!({
+                "payerId": format!("payer-{}", i % 5), "channel": channel,
+                "amountCents": rng.i64(1..=50_000),
+            });
+            plan::saga(rng, definitions, "payment_create", payload)
+        })
+        .collect()
+}
+
+fn app_uploads(rng: &mut Rng, definitions: &[Definition], count: usize) -> Vec<Planned> {
+    (0..count)
+        .map(|i| {
+            let package = format!("package {}", rng.usize(..PACKAGES));
+            let payload = json!({
+                "developerId": format!("dev-{}", i % 4), "appName": format!("inv-app-{i}"),
+                "version": "1.0.0", "packageBase64": BASE64.encode(package),
+            });
+            plan::saga(rng, definitions, "app_upload", payload)
+        })
+        .collect()
+}
+
+fn order_creations(rng: &mut Rng, definitions: &[Definition], count: usize) -> Vec<Planned> {
+    (0..count)
+        .map(|_| {
+            let quantity = rng.i64(1..=5);
+            let payload = json!({
+                "customerId": CUSTOMERS[rng.usize(..CUSTOMERS.len())], "sku": PRODUCT,
+                "quantity": quantity, "amountCents": quantity * 1_250,
+            });
+            plan::saga(rng, definitions, "order_creation", payload)
         })
         .collect()
 }
@@ -244,6 +316,12 @@ async fn check_rows(stack: &Stack, planned: &Planned, saga: &Saga) {
             checks::withdrawal(db, saga, amount).await;
         }
         "device_creation" => checks::device_creation(db, saga).await,
+        "payment_create" => {
+            let amount = planned.payload["amountCents"].as_i64().expect("amount");
+            checks::payment_creation(db, saga, amount).await;
+        }
+        "app_upload" => checks::app_upload(db, saga).await,
+        "order_creation" => checks::order_creation(db, saga).await,
         other => panic!("no row check for {other}"),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Faults are drawn from the definitions themselves, so that a saga can never be parked for an operator:
 //! before the pivot anything goes (refusals, transient failures that outlast every retry, answers lost on
-//! every attempt); at the pivot only a refusal or a failure that a retry overcomes; after it, and in
+//! every attempt or given after every deadline); at the pivot only a refusal or a failure that a retry overcomes; after it, and in
 //! compensations, only failures that a retry overcomes. From the faults alone the outcome is known:
 //! COMPENSATED if a fault before the pivot (or a refused pivot) can never succeed, COMPLETED otherwise.
 
@@ -69,6 +69,8 @@ fn forward_fault(rng: &mut Rng, place: Place) -> (String, bool) {
         (Place::BeforePivot, 2) => ("unavailable".to_owned(), true),
         (Place::BeforePivot, 3) => ("apply-then-fail".to_owned(), true),
         (Place::BeforePivot, 4) if rng.bool() => ("hang".to_owned(), true),
+        // Done at once, answered after every deadline (STEP_TIMEOUT).
+        (Place::BeforePivot, 5) if rng.bool() => ("late:1s".to_owned(), true),
         _ => (recoverable_fault(rng), false),
     }
 }
@@ -76,10 +78,11 @@ fn forward_fault(rng: &mut Rng, place: Place) -> (String, bool) {
 /// A fault that a retry overcomes (fewer failing attempts than any policy allows).
 fn recoverable_fault(rng: &mut Rng) -> String {
     let attempts = rng.u32(1..=3);
-    match rng.u32(0..9) {
+    match rng.u32(0..10) {
         0..=2 => format!("unavailable:{attempts}"),
         3..=5 => format!("apply-then-fail:{attempts}"),
         6 => "hang:1".to_owned(),
+        7 => format!("late:{}ms", rng.u32(5..=60)),
         _ => format!("delay:{}ms", rng.u32(5..=60)),
     }
 }

@@ -1,10 +1,12 @@
 //! The `demo-participants` binary as a real process: readiness lines, health, clean stop, bad database.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use participants::Service;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tonic::transport::Channel;
@@ -18,22 +20,24 @@ use crate::support::DATABASE_PREFIX;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_demo-participants");
 
-fn demo_participants(database_url: &str) -> Command {
+fn demo_participants(database_url: &str, storage_dir: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command
         .args(["--database-url", database_url])
-        .args(["--billing-addr", "127.0.0.1:0"])
-        .args(["--device-addr", "127.0.0.1:0"])
-        .args(["--payment-addr", "127.0.0.1:0"])
-        .args(["--withdrawal-addr", "127.0.0.1:0"])
+        .arg("--storage-dir")
+        .arg(storage_dir)
         .kill_on_drop(true);
+    for service in Service::ALL {
+        command.args([&format!("--{service}-addr"), "127.0.0.1:0"]);
+    }
     command
 }
 
 #[tokio::test]
 async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigterm() -> Result<()> {
     let db = TestDatabase::create(DATABASE_PREFIX).await;
-    let mut child = demo_participants(&db.sibling_url("demo"))
+    let storage = tempfile::tempdir()?;
+    let mut child = demo_participants(&db.sibling_url("demo"), storage.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -41,7 +45,7 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
     let mut lines = BufReader::new(stdout).lines();
 
     let mut announced = Vec::new();
-    for _ in 0..4 {
+    for _ in Service::ALL {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .context("no readiness line in time")??
@@ -52,7 +56,11 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
         announced.push((service.to_owned(), addr.parse::<SocketAddr>()?));
     }
     let names: Vec<_> = announced.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["billing", "device", "payment", "withdrawal"]);
+    assert_eq!(
+        names,
+        Service::ALL.map(Service::as_str),
+        "one line per service, in order"
+    );
 
     for (_, addr) in &announced {
         assert_ne!(addr.port(), 0);
@@ -82,7 +90,8 @@ async fn the_binary_creates_its_database_announces_each_port_and_stops_on_sigter
 
 #[tokio::test]
 async fn an_unreachable_database_is_one_line_on_stderr_and_exit_code_1() -> Result<()> {
-    let output = demo_participants("postgres://postgres@127.0.0.1:1/sagad_demo")
+    let storage = tempfile::tempdir()?;
+    let output = demo_participants("postgres://postgres@127.0.0.1:1/sagad_demo", storage.path())
         .output()
         .await?;
 

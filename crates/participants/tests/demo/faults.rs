@@ -187,7 +187,7 @@ async fn a_malformed_fault_is_an_invalid_argument() -> Result<()> {
     assert_eq!(
         status.message(),
         "invalid fault \"explode\" for VALIDATE_PLAN: expected refuse, unavailable[:N], hang[:N], \
-         apply-then-fail[:N] or delay:<duration> (e.g. delay:200ms)"
+         apply-then-fail[:N], delay:<duration> or late:<duration> (e.g. delay:200ms)"
     );
     demo.stop().await
 }

@@ -48,7 +48,8 @@ async fn a_database_from_before_the_schemas_moves_its_rows_into_them() -> Result
     .execute(&db.pool)
     .await?;
 
-    let services = DemoServices::build(Settings::ephemeral(db.url())).await?;
+    let storage = tempfile::tempdir()?;
+    let services = DemoServices::build(Settings::ephemeral(db.url(), storage.path())).await?;
     drop(services);
 
     let order_status: String =

@@ -8,6 +8,7 @@ use saga_proto::{json_to_struct, struct_to_json};
 use saga_testkit::TestDatabase;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
+use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -39,9 +40,11 @@ impl Db {
     }
 }
 
-/// The four demo services served in-process on port 0 against a fresh database.
+/// The demo services served in-process on port 0 against a fresh database, the app service's storage
+/// in a fresh directory.
 pub struct Demo {
     pub db: Db,
+    pub storage: TempDir,
     clients: Vec<(Service, SagaParticipantClient<Channel>)>,
     shutdown: CancellationToken,
     running: JoinHandle<Result<(), RunError>>,
@@ -50,7 +53,13 @@ pub struct Demo {
 impl Demo {
     pub async fn start() -> Result<Self> {
         let db = Db::create().await?;
-        let services = DemoServices::build(Settings::ephemeral(db.url())).await?;
+        let storage = tempfile::tempdir()?;
+        Self::start_on(db, storage).await
+    }
+
+    /// Serves the demo services on `db` with the app service's storage in `storage`, as a restart would.
+    pub async fn start_on(db: Db, storage: TempDir) -> Result<Self> {
+        let services = DemoServices::build(Settings::ephemeral(db.url(), storage.path())).await?;
         let mut clients = Vec::new();
         for (service, addr) in services.local_addrs() {
             clients.push((
@@ -62,6 +71,7 @@ impl Demo {
         let running = tokio::spawn(services.run_until_stopped(shutdown.clone()));
         Ok(Self {
             db,
+            storage,
             clients,
             shutdown,
             running,
@@ -103,9 +113,14 @@ impl Demo {
     }
 
     pub async fn stop(self) -> Result<()> {
+        self.stop_keeping_state().await.map(drop)
+    }
+
+    /// Stops the services and hands back their database and storage, for a restart.
+    pub async fn stop_keeping_state(self) -> Result<(Db, TempDir)> {
         self.shutdown.cancel();
         self.running.await??;
-        Ok(())
+        Ok((self.db, self.storage))
     }
 }
 

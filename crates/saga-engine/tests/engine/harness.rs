@@ -402,8 +402,12 @@ impl CountingStore {
 impl SagaStore for CountingStore {
     type Wakeups = <PgStore as SagaStore>::Wakeups;
 
-    async fn create(&self, saga: &Saga, owner: &Owner) -> Result<Created, StoreError> {
-        self.inner.create(saga, owner).await
+    async fn create_many(
+        &self,
+        sagas: &[&Saga],
+        owner: &Owner,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+        self.inner.create_many(sagas, owner).await
     }
 
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {
@@ -411,13 +415,12 @@ impl SagaStore for CountingStore {
         self.inner.load(id).await
     }
 
-    async fn commit(
+    async fn commit_many(
         &self,
-        transition: &Transition,
+        writes: &[(&Transition, LeaseAfter)],
         owner: &Owner,
-        lease: LeaseAfter,
-    ) -> Result<Committed, StoreError> {
-        self.inner.commit(transition, owner, lease).await
+    ) -> Result<Vec<Option<Committed>>, StoreError> {
+        self.inner.commit_many(writes, owner).await
     }
 
     async fn load_newer(&self, known: &[(SagaId, i64)]) -> Result<Vec<Saga>, StoreError> {

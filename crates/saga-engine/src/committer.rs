@@ -1,0 +1,187 @@
+//! Group commit: one task per instance writes the saga log for every executor and every `StartSaga`.
+//!
+//! Writers queue their write and wait for its answer. Whenever no write is in flight, the committer takes
+//! everything queued — starts in one statement, step outcomes in another, run side by side — and answers
+//! each writer once its statement has committed. Nothing waits on a timer: at low load a batch is one
+//! write, as fast as writing alone; under load, batches grow while the previous one is in flight, and
+//! PostgreSQL transactions per saga fall well below one per step. Each row stays fenced on its own
+//! (revision, owner, epoch), so a saga that moved on fails only its own write.
+
+use std::sync::Arc;
+
+use saga_core::{Saga, Transition};
+use saga_store::{Committed, Created, LeaseAfter, SagaStore, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::Engine;
+
+/// Most writes taken into one batch: bounds one statement's size and the time its writers wait.
+const MAX_BATCH: usize = 512;
+
+/// A write waiting for the committer.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    /// A new saga (`StartSaga`).
+    Start(Box<Start>),
+    /// A transition of a saga this instance drives.
+    Write(Write),
+}
+
+/// A new saga and who waits for it.
+#[derive(Debug)]
+pub(crate) struct Start {
+    saga: Saga,
+    reply: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+/// A transition and who waits for it; `None` in the reply when the saga moved on.
+#[derive(Debug)]
+pub(crate) struct Write {
+    transition: Arc<Transition>,
+    lease: LeaseAfter,
+    reply: oneshot::Sender<Result<Option<Committed>, StoreError>>,
+}
+
+/// The writers' side of the queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Committer {
+    /// A committer and the receiving end its task runs on.
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Pending>) {
+        let (queue, pending) = mpsc::unbounded_channel();
+        (Self { queue }, pending)
+    }
+
+    /// Persists a new saga once the committer has written it. `None` when the committer is gone (the
+    /// instance has shut down).
+    pub(crate) async fn start(&self, saga: Saga) -> Option<Result<Created, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending::Start(Box::new(Start { saga, reply })))
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Writes a transition; `Ok(None)` when the saga moved on (the write changed nothing), `None` when
+    /// the committer is gone.
+    pub(crate) async fn write(
+        &self,
+        transition: Arc<Transition>,
+        lease: LeaseAfter,
+    ) -> Option<Result<Option<Committed>, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending::Write(Write {
+                transition,
+                lease,
+                reply,
+            }))
+            .ok()?;
+        answer.await.ok()
+    }
+}
+
+impl<S: SagaStore> Engine<S> {
+    /// The committer task: batches until the engine drains (its executors are done by then).
+    pub(crate) async fn commit_loop(
+        self: Arc<Self>,
+        mut pending: mpsc::UnboundedReceiver<Pending>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                first = pending.recv() => match first {
+                    Some(first) => first,
+                    None => return,
+                },
+                () = self.background_stop.cancelled() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match pending.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(batch).await;
+        }
+    }
+
+    async fn write_batch(&self, batch: Vec<Pending>) {
+        let mut starts = Vec::new();
+        let mut writes = Vec::new();
+        for pending in batch {
+            match pending {
+                Pending::Start(start) => starts.push(*start),
+                Pending::Write(write) => writes.push(write),
+            }
+        }
+        tokio::join!(self.write_starts(starts), self.write_transitions(writes));
+    }
+
+    async fn write_starts(&self, starts: Vec<Start>) {
+        if starts.is_empty() {
+            return;
+        }
+        let sagas: Vec<&Saga> = starts.iter().map(|start| &start.saga).collect();
+        let created = self.store.create_many(&sagas, &self.owner).await;
+        self.observe(&created);
+        match created {
+            Ok(created) => {
+                for (start, created) in starts.into_iter().zip(created) {
+                    // A StartSaga that went away (cancelled) still has its saga: the caller retries
+                    // with its idempotency key, or the saga simply runs.
+                    let _ = start.reply.send(created);
+                }
+            }
+            Err(e) => {
+                for start in starts {
+                    let _ = start.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn write_transitions(&self, writes: Vec<Write>) {
+        if writes.is_empty() {
+            return;
+        }
+        let batch: Vec<(&Transition, LeaseAfter)> =
+            writes.iter().map(|w| (&*w.transition, w.lease)).collect();
+        let committed = self.store.commit_many(&batch, &self.owner).await;
+        drop(batch);
+        self.observe(&committed);
+        match committed {
+            Ok(committed) => {
+                for (write, committed) in writes.into_iter().zip(committed) {
+                    // Let go of the transition first: its writer takes it back without a copy.
+                    drop(write.transition);
+                    let _ = write.reply.send(Ok(committed));
+                }
+            }
+            // One row the database refuses fails the whole statement: write them one by one, so only
+            // that saga hears of it.
+            Err(e) if e.is_data_error() && writes.len() > 1 => {
+                warn!(error = %e, writes = writes.len(), "a batch was refused; writing it one by one");
+                for write in writes {
+                    let one = self
+                        .store
+                        .commit_many(&[(&write.transition, write.lease)], &self.owner)
+                        .await
+                        .map(|mut c| c.pop().flatten());
+                    drop(write.transition);
+                    let _ = write.reply.send(one);
+                }
+            }
+            Err(e) => {
+                for write in writes {
+                    drop(write.transition);
+                    let _ = write.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

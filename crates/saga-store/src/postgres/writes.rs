@@ -1,0 +1,306 @@
+//! The saga log's writes in batches: many sagas' starts (with their labels) in one statement, many
+//! sagas' transitions in another. Each row is fenced on its own — a start on its idempotency key, a transition on its revision,
+//! owner and epoch — so one saga that moved on changes nothing for the others. Columns travel as arrays
+//! (`unnest`), step rows and events as one JSON array each, tagged with their saga.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use saga_core::{HistoryEvent, Saga, SagaStatus, Transition};
+use serde::Serialize;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{millis, to_json};
+use crate::rows::{EventRow, StepRow};
+use crate::{Committed, LeaseAfter, Owner};
+
+/// Inserts `sagas` (all steps PENDING, event SAGA_STARTED) leased to `owner` at epoch 1, skipping any
+/// whose (type, idempotency key) is taken; returns which were inserted, in order.
+pub(super) async fn insert(
+    pool: &PgPool,
+    sagas: &[&Saga],
+    owner: &Owner,
+) -> Result<Vec<bool>, sqlx::Error> {
+    #[derive(Serialize)]
+    struct NewStep<'a> {
+        saga_id: Uuid,
+        step_index: usize,
+        name: &'a str,
+        participant: &'a str,
+    }
+    #[derive(Serialize)]
+    struct NewLabel<'a> {
+        saga_id: Uuid,
+        key: &'a str,
+        value: &'a str,
+    }
+    let steps: Vec<NewStep<'_>> = sagas
+        .iter()
+        .flat_map(|saga| {
+            saga.definition
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(step_index, step)| NewStep {
+                    saga_id: saga.id.0,
+                    step_index,
+                    name: &step.name,
+                    participant: &step.participant,
+                })
+        })
+        .collect();
+    let labels: Vec<NewLabel<'_>> = sagas
+        .iter()
+        .flat_map(|saga| {
+            saga.labels.iter().map(|(key, value)| NewLabel {
+                saga_id: saga.id.0,
+                key,
+                value,
+            })
+        })
+        .collect();
+    let ids: Vec<Uuid> = sagas.iter().map(|s| s.id.0).collect();
+    let types: Vec<&str> = sagas.iter().map(|s| s.saga_type()).collect();
+    let versions: Vec<i32> = sagas
+        .iter()
+        .map(|s| i32::try_from(s.definition.version).unwrap_or(i32::MAX))
+        .collect();
+    let definitions: Vec<Json<serde_json::Value>> = sagas
+        .iter()
+        .map(|s| Json(to_json(&*s.definition)))
+        .collect();
+    let states: Vec<Json<&saga_core::JsonMap>> = sagas.iter().map(|s| Json(&s.state)).collect();
+    let keys: Vec<Option<&str>> = sagas.iter().map(|s| s.idempotency_key.as_deref()).collect();
+    let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
+    let created: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.created_at).collect();
+    let started_by: Vec<Option<&str>> = sagas.iter().map(|s| s.started_by.as_deref()).collect();
+    // ON CONFLICT turns a repeated idempotency key into "not returned".
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::jsonb[],
+                                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+                AS i(id, saga_type, definition_version, definition, state, idempotency_key,
+                     deadline_at, created_at, started_by)
+         ),
+         saga AS (
+            INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                               current_step, idempotency_key, deadline_at, revision,
+                               created_at, updated_at, owner, lease_until, epoch, started_by)
+            SELECT i.id, i.saga_type, i.definition_version, i.definition, $10, i.state, 0,
+                   i.idempotency_key, i.deadline_at, 0, i.created_at, i.created_at,
+                   $11, now() + $12 * interval '1 millisecond', 1, i.started_by
+            FROM input i
+            ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id
+         ),
+         steps AS (
+            INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
+            SELECT r.saga_id, r.step_index, r.name, r.participant, $13
+            FROM jsonb_to_recordset($14::jsonb)
+                AS r(saga_id uuid, step_index integer, name text, participant text)
+            JOIN saga ON saga.id = r.saga_id
+         ),
+         events AS (
+            INSERT INTO saga_events (saga_id, kind, detail)
+            SELECT saga.id, $15, $16 FROM saga
+         ),
+         labels AS (
+            INSERT INTO saga_labels (saga_id, key, value)
+            SELECT l.saga_id, l.key, l.value
+            FROM jsonb_to_recordset($17::jsonb) AS l(saga_id uuid, key text, value text)
+            JOIN saga ON saga.id = l.saga_id
+         )
+         SELECT id FROM saga",
+    )
+    .bind(ids)
+    .bind(types)
+    .bind(versions)
+    .bind(definitions)
+    .bind(states)
+    .bind(keys)
+    .bind(deadlines)
+    .bind(created)
+    .bind(started_by)
+    .bind(SagaStatus::Running.as_str())
+    .bind(&owner.name)
+    .bind(millis(owner.lease))
+    .bind(saga_core::StepStatus::Pending.as_str())
+    .bind(Json(&steps))
+    .bind(HistoryEvent::SagaStarted.kind())
+    .bind(Json(to_json(&HistoryEvent::SagaStarted)))
+    .bind(Json(&labels))
+    .fetch_all(pool)
+    .await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(sagas.iter().map(|s| inserted.contains(&s.id.0)).collect())
+}
+
+/// A step row tagged with its saga.
+#[derive(Serialize)]
+struct TaggedStep {
+    saga_id: Uuid,
+    #[serde(flatten)]
+    row: StepRow,
+}
+
+/// An event tagged with its saga and its place in the batch, which is the order it is inserted in.
+#[derive(Serialize)]
+struct TaggedEvent<'a> {
+    saga_id: Uuid,
+    seq: usize,
+    #[serde(flatten)]
+    row: EventRow<'a>,
+}
+
+/// Writes each transition computed from a saga at its revision that `owner` holds at its epoch (or,
+/// taking over, whoever holds it), and does its lease action; returns, in order, what each write
+/// committed, or `None` where the saga had moved on (the write changed nothing).
+pub(super) async fn update(
+    pool: &PgPool,
+    writes: &[(&Transition, LeaseAfter)],
+    owner: &Owner,
+) -> Result<Vec<Option<Committed>>, sqlx::Error> {
+    let sagas: Vec<&Saga> = writes.iter().map(|(t, _)| &t.saga).collect();
+    let steps: Vec<TaggedStep> = writes
+        .iter()
+        .flat_map(|(t, _)| {
+            t.changed_steps.iter().map(|&i| TaggedStep {
+                saga_id: t.saga.id.0,
+                row: StepRow::from_step(&t.saga, i),
+            })
+        })
+        .collect();
+    let events: Vec<TaggedEvent<'_>> = writes
+        .iter()
+        .flat_map(|(t, _)| t.events.iter().map(|e| (t.saga.id.0, e)))
+        .enumerate()
+        .map(|(seq, (saga_id, event))| TaggedEvent {
+            saga_id,
+            seq,
+            row: EventRow::from(event),
+        })
+        .collect();
+    let leases: Vec<&str> = writes
+        .iter()
+        .map(|(_, lease)| match lease {
+            LeaseAfter::Keep => "keep",
+            LeaseAfter::Release => "release",
+            LeaseAfter::TakeOver => "takeover",
+        })
+        .collect();
+    let merged: Vec<Option<Json<&saga_core::JsonMap>>> = writes
+        .iter()
+        .map(|(t, _)| t.merged.as_ref().map(Json))
+        .collect();
+    let ids: Vec<Uuid> = sagas.iter().map(|s| s.id.0).collect();
+    let revisions: Vec<i64> = sagas.iter().map(|s| s.revision).collect();
+    let epochs: Vec<i64> = sagas.iter().map(|s| s.epoch).collect();
+    let statuses: Vec<&str> = sagas.iter().map(|s| s.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = sagas
+        .iter()
+        .map(|s| s.failure.as_ref().map(|f| f.reason.as_str()))
+        .collect();
+    let messages: Vec<Option<&str>> = sagas
+        .iter()
+        .map(|s| s.failure.as_ref().map(|f| f.message.as_str()))
+        .collect();
+    let current: Vec<Option<i32>> = sagas
+        .iter()
+        .map(|s| {
+            s.current_step()
+                .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
+        })
+        .collect();
+    let next_attempts: Vec<Option<DateTime<Utc>>> =
+        sagas.iter().map(|s| s.next_attempt_at).collect();
+    let updated: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.updated_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.finished_at).collect();
+    let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
+    // One statement: each saga row is updated only at the revision its transition was computed from,
+    // and (unless taking over) only while the writer still holds the lease at its epoch; step rows and
+    // events join the updated rows, so a stale write changes nothing at all. The state is merged, not
+    // rewritten: only the step's output travels.
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                                 $6::text[], $7::text[], $8::jsonb[], $9::int[], $10::timestamptz[],
+                                 $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
+                AS i(id, revision, epoch, lease, status, failure_reason, failure_message, merged,
+                     current_step, next_attempt_at, updated_at, finished_at, deadline_at)
+         ),
+         saga AS (
+            UPDATE sagas s
+            SET status = i.status, failure_reason = i.failure_reason,
+                failure_message = i.failure_message,
+                state = CASE WHEN i.merged IS NULL THEN s.state ELSE s.state || i.merged END,
+                current_step = i.current_step, next_attempt_at = i.next_attempt_at,
+                updated_at = i.updated_at, finished_at = i.finished_at, deadline_at = i.deadline_at,
+                revision = s.revision + 1,
+                owner = CASE WHEN i.lease = 'release' OR i.finished_at IS NOT NULL THEN NULL
+                             ELSE $14 END,
+                lease_until = CASE
+                    WHEN i.lease = 'release' OR i.finished_at IS NOT NULL THEN NULL
+                    WHEN i.lease = 'takeover' THEN now() + $15 * interval '1 millisecond'
+                    ELSE s.lease_until END,
+                epoch = s.epoch + CASE WHEN i.lease = 'takeover' THEN 1 ELSE 0 END
+            FROM input i
+            WHERE s.id = i.id AND s.revision = i.revision
+              AND (i.lease = 'takeover' OR (s.owner = $14 AND s.epoch = i.epoch))
+            RETURNING s.id, s.revision, s.epoch
+         ),
+         steps AS (
+            UPDATE saga_steps st
+            SET status = r.status, attempts = r.attempts,
+                compensation_attempts = r.compensation_attempts, output = r.output,
+                last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
+                generation = r.generation, maybe_applied = r.maybe_applied,
+                resolution = r.resolution
+            FROM jsonb_to_recordset($16::jsonb) AS r(
+                saga_id uuid, step_index integer, status text, attempts integer,
+                compensation_attempts integer, output jsonb, last_error text,
+                started_at timestamptz, finished_at timestamptz, generation integer,
+                maybe_applied boolean, resolution jsonb)
+            JOIN saga ON saga.id = r.saga_id
+            WHERE st.saga_id = r.saga_id AND st.step_index = r.step_index
+         ),
+         events AS (
+            INSERT INTO saga_events (saga_id, kind, step_index, attempt, detail)
+            SELECT e.saga_id, e.kind, e.step_index, e.attempt, e.detail
+            FROM jsonb_to_recordset($17::jsonb) AS e(
+                saga_id uuid, seq integer, kind text, step_index integer, attempt integer,
+                detail jsonb)
+            JOIN saga ON saga.id = e.saga_id
+            ORDER BY e.seq
+         )
+         SELECT id, revision, epoch FROM saga",
+    )
+    .bind(ids)
+    .bind(revisions)
+    .bind(epochs)
+    .bind(leases)
+    .bind(statuses)
+    .bind(reasons)
+    .bind(messages)
+    .bind(merged)
+    .bind(current)
+    .bind(next_attempts)
+    .bind(updated)
+    .bind(finished)
+    .bind(deadlines)
+    .bind(&owner.name)
+    .bind(millis(owner.lease))
+    .bind(Json(&steps))
+    .bind(Json(&events))
+    .fetch_all(pool)
+    .await?;
+    let written: HashMap<Uuid, Committed> = rows
+        .into_iter()
+        .map(|(id, revision, epoch)| (id, Committed { revision, epoch }))
+        .collect();
+    Ok(sagas
+        .iter()
+        .map(|s| written.get(&s.id.0).copied())
+        .collect())
+}
