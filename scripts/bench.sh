@@ -4,6 +4,8 @@
 # 4-step `noop` saga (sagad and its saga log alone) and for `purchase_plan` (five barrier transactions
 # at the demo participants). Each run prints sagas/s, p50/p90/p99, saga-log writes and PostgreSQL
 # transactions per saga, and the CPU time per saga of sagad, PostgreSQL, the participants and the bench.
+# Last, the memory bound: 10,000 sagas held in flight at once (sagad's max_in_flight), sagad's resident
+# memory, and what one more start answers.
 #
 # Usage: scripts/bench.sh [SAGAS_PER_RUN (default 3000)] [CONCURRENCY ...]
 # Run it on an otherwise idle machine: CPU time is read per process name (see crates/saga-bench/src/cpu.rs).
@@ -85,3 +87,7 @@ run() {
   --sagas 200 --concurrency 8 >/dev/null 2>&1
 for c in "${levels[@]}"; do run noop '{}' "$c"; done
 for c in "${levels[@]}"; do run purchase_plan '{"userId":"bench","planId":"pro"}' "$c"; done
+
+echo
+echo "=== memory: 10000 noop sagas held in flight"
+"$bin/saga-bench" hold --addr "$addr" --sagas 10000 --hold 10m

@@ -19,6 +19,7 @@
 //! Exits non-zero when sagad or its database is unreachable, or any RPC fails.
 
 mod cpu;
+mod hold;
 mod load;
 mod noop;
 mod pg;
@@ -52,6 +53,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Holds many sagas in flight at once (the noop participant holds their first step) and reports
+    /// sagad's resident memory, then what one more start beyond them answers.
+    Hold {
+        /// sagad's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Saga definition to start (its first step must be on the noop participant).
+        #[arg(long, default_value = "noop")]
+        saga_type: String,
+        /// How many sagas to hold.
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        sagas: usize,
+        /// How long the participant holds each first step.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        hold: Duration,
+        /// How long to watch sagad's memory once they are all in flight.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        observe: Duration,
+    },
     /// Serves the noop participant (every step answers at once, no state) until stopped.
     NoopParticipant {
         /// Address to listen on.
@@ -104,8 +124,30 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn bench() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::NoopParticipant { listen }) = cli.command {
-        return noop::serve(&listen).await;
+    match cli.command {
+        Some(Command::NoopParticipant { listen }) => return noop::serve(&listen).await,
+        Some(Command::Hold {
+            addr,
+            saga_type,
+            sagas,
+            hold,
+            observe,
+        }) => {
+            let channel = Endpoint::from_shared(addr.clone())
+                .with_context(|| format!("--addr {addr} is not a valid URI"))?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach sagad at {addr}"))?;
+            let hold = hold::Hold {
+                saga_type,
+                sagas,
+                hold,
+                observe,
+                starters: 64,
+            };
+            return hold::run(SagaCoordinatorClient::new(channel), hold).await;
+        }
+        None => {}
     }
     let args = cli.run;
     let serde_json::Value::Object(payload) =

@@ -1,7 +1,11 @@
 //! The noop participant: answers every `Execute` and `Compensate` at once with an empty output, touching
-//! no database — so a benchmark of a saga made of its steps measures sagad and its saga log alone.
+//! no database — so a benchmark of a saga made of its steps measures sagad and its saga log alone. A
+//! `holdMs` number in the saga state makes it hold each execute that long first (the memory bound run).
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use prost_types::value::Kind;
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
 use saga_proto::v1::{StepRequest, StepResponse};
 use tokio::net::TcpListener;
@@ -13,7 +17,22 @@ struct Noop;
 
 #[tonic::async_trait]
 impl SagaParticipant for Noop {
-    async fn execute(&self, _: Request<StepRequest>) -> Result<Response<StepResponse>, Status> {
+    async fn execute(
+        &self,
+        request: Request<StepRequest>,
+    ) -> Result<Response<StepResponse>, Status> {
+        let hold = request
+            .get_ref()
+            .payload
+            .as_ref()
+            .and_then(|p| p.fields.get("holdMs"))
+            .and_then(|v| match v.kind {
+                Some(Kind::NumberValue(ms)) if ms > 0.0 => Some(Duration::from_secs_f64(ms / 1e3)),
+                _ => None,
+            });
+        if let Some(hold) = hold {
+            tokio::time::sleep(hold).await;
+        }
         Ok(Response::new(StepResponse::default()))
     }
 

@@ -6,10 +6,14 @@
 //! write, as fast as writing alone; under load, batches grow while the previous one is in flight, and
 //! PostgreSQL transactions per saga fall well below one per step. Each row stays fenced on its own
 //! (revision, owner, epoch), so a saga that moved on fails only its own write.
+//!
+//! The heartbeat's lease renewal runs here too, after the batch it arrived with: a renewal touches every
+//! saga the instance drives, a batch many of them, and two such statements running side by side lock rows
+//! in different orders and deadlock each other.
 
 use std::sync::Arc;
 
-use saga_core::{Saga, Transition};
+use saga_core::{Saga, SagaId, Transition};
 use saga_store::{Committed, Created, LeaseAfter, SagaStore, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -26,6 +30,11 @@ pub(crate) enum Pending {
     Start(Box<Start>),
     /// A transition of a saga this instance drives.
     Write(Write),
+    /// The heartbeat's renewal of the leases on these sagas; the reply lists those still held.
+    Renew {
+        ids: Vec<SagaId>,
+        reply: oneshot::Sender<Result<Vec<SagaId>, StoreError>>,
+    },
 }
 
 /// A new saga and who waits for it.
@@ -85,6 +94,16 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Renews this instance's leases on `ids` once the batch in flight is written; the ids still held,
+    /// or `None` when the committer is gone.
+    pub(crate) async fn renew(&self, ids: Vec<SagaId>) -> Option<Result<Vec<SagaId>, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Pending::Renew { ids, reply }).ok()?;
+        answer.await.ok()
+    }
+}
+
 impl<S: SagaStore> Engine<S> {
     /// The committer task: batches until the engine drains (its executors are done by then).
     pub(crate) async fn commit_loop(
@@ -113,13 +132,20 @@ impl<S: SagaStore> Engine<S> {
     async fn write_batch(&self, batch: Vec<Pending>) {
         let mut starts = Vec::new();
         let mut writes = Vec::new();
+        let mut renewals = Vec::new();
         for pending in batch {
             match pending {
                 Pending::Start(start) => starts.push(*start),
                 Pending::Write(write) => writes.push(write),
+                Pending::Renew { ids, reply } => renewals.push((ids, reply)),
             }
         }
         tokio::join!(self.write_starts(starts), self.write_transitions(writes));
+        for (ids, reply) in renewals {
+            let renewed = self.store.renew(&self.owner, &ids).await;
+            self.observe(&renewed);
+            let _ = reply.send(renewed);
+        }
     }
 
     async fn write_starts(&self, starts: Vec<Start>) {

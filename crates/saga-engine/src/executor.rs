@@ -264,8 +264,13 @@ async fn commit<S: SagaStore>(
                 return None;
             }
             Err(e) if e.is_data_error() => return Some(Err(e)),
-            // The pool's acquire timeout already waited: try again at once.
+            // The pool's acquire timeout already waited, or the database broke a deadlock: try again
+            // at once.
             Err(StoreError::Busy) => Duration::ZERO,
+            Err(e) if e.is_retryable_conflict() => {
+                debug!(error = %e, "commit gave way to another statement; retrying");
+                Duration::ZERO
+            }
             Err(e) => {
                 error!(error = %e, cause = ?std::error::Error::source(&e), "cannot commit saga transition; retrying");
                 COMMIT_RETRY

@@ -192,8 +192,9 @@ impl<S: SagaStore> Engine<S> {
                 continue;
             }
             let sent = Instant::now();
-            let renewed = self.store.renew(&self.owner, &driven).await;
-            self.observe(&renewed);
+            let Some(renewed) = self.committer.renew(driven.clone()).await else {
+                return;
+            };
             match renewed {
                 Ok(renewed) => {
                     self.renewed(&renewed, sent);

@@ -53,6 +53,13 @@ impl StoreError {
             if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))))
     }
 
+    /// The database gave up this statement to break a deadlock or a serialization conflict (SQLSTATE
+    /// 40P01, 40001): running it again is the remedy.
+    pub fn is_retryable_conflict(&self) -> bool {
+        matches!(self, Self::Database(e) if matches!(&**e, sqlx::Error::Database(e)
+            if e.code().is_some_and(|c| matches!(&*c, "40P01" | "40001"))))
+    }
+
     /// Whether the database itself is out of reach (down, restarting, refusing connections), as opposed
     /// to an answer about this one operation or a busy pool ([`StoreError::Busy`]).
     pub fn is_unavailable(&self) -> bool {

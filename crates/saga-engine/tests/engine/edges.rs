@@ -371,7 +371,7 @@ async fn fifty_watchers_of_a_saga_another_replica_drives_cost_one_reload_a_secon
     };
     let id = h.start_saga().await;
     // B watches the saga A drives.
-    let (b, reads, b_shutdown) = h.counting_instance();
+    let (b, reads, b_shutdown) = h.counting_instance(&EngineSettings::default());
     b.run_background();
     let mut watches = Vec::new();
     for _ in 0..50 {
@@ -426,5 +426,61 @@ async fn calls_beyond_a_participants_concurrency_limit_wait_without_spending_the
     );
     shutdown.cancel();
     limited.drain(Duration::from_secs(5)).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_instance_does_not_scan_for_work_it_has_no_slot_for() {
+    // B's only slot holds a saga whose CHARGE hangs; an orphaned saga is due all along.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let h = {
+        let gate = gate.clone();
+        Harness::start(
+            move |step, _, _| match step {
+                "CHARGE" => Behavior::Gate(gate.clone()),
+                _ => Behavior::Ok,
+            },
+            |d| d.steps[1].timeout = Some(Duration::from_secs(5)),
+        )
+        .await
+    };
+    let (b, store, b_shutdown) = h.counting_instance(&EngineSettings {
+        max_in_flight: 1,
+        recovery_interval: Duration::from_secs(1),
+        ..EngineSettings::default()
+    });
+    let busy = b
+        .start(StartRequest {
+            started_by: None,
+            saga_type: "shop".into(),
+            payload: JsonMap::new(),
+            idempotency_key: None,
+        })
+        .await
+        .expect("start")
+        .saga
+        .id;
+    h.wait_for_call("Charge#1").await;
+    let orphan = orphaned(&h).await;
+    b.run_background();
+    // Polling for a saga it cannot take would be hundreds of scans a second; waiting for a slot (or the
+    // one-second scan interval) is a handful.
+    let before = store.scans();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let scans = store.scans() - before;
+    println!("{scans} recovery scans in 2 s while full");
+    assert!(scans <= 6, "{scans} scans in 2 s");
+    // A freed slot wakes the loop at once: the orphan is driven.
+    gate.add_permits(1);
+    assert_eq!(
+        wait_terminal_on(&b, busy).await.status,
+        SagaStatus::Completed
+    );
+    assert_eq!(
+        wait_terminal_on(&b, orphan.id).await.status,
+        SagaStatus::Completed
+    );
+    b_shutdown.cancel();
+    b.drain(Duration::from_secs(5)).await;
     h.stop().await;
 }

@@ -296,9 +296,11 @@ impl Harness {
         (engine, shutdown)
     }
 
-    /// An instance on the same saga log whose reads for sagas and watches are counted.
+    /// An instance on the same saga log whose reads for sagas and watches, and recovery scans, are
+    /// counted.
     pub fn counting_instance(
         &self,
+        settings: &EngineSettings,
     ) -> (Arc<Engine<CountingStore>>, CountingStore, CancellationToken) {
         let participants = Participants::new(
             &HashMap::from([("shop".to_owned(), self.participant.clone())]),
@@ -309,13 +311,14 @@ impl Harness {
         let store = CountingStore {
             inner: self.store.clone(),
             loads: Arc::default(),
+            scans: Arc::default(),
         };
         let shutdown = CancellationToken::new();
         let engine = Engine::new(
             store.clone(),
             participants,
             HashMap::from([("shop".to_owned(), self.definition.clone())]),
-            &EngineSettings::default(),
+            settings,
             shutdown.clone(),
         );
         (engine, store, shutdown)
@@ -367,7 +370,10 @@ impl Harness {
 
 /// Follows the saga through `engine`'s watch (no polling) until it is terminal; an engine that does not
 /// drive the saga must run its background tasks to see another instance's commits.
-pub async fn wait_terminal_on(engine: &Arc<Engine<PgStore>>, id: SagaId) -> saga_core::Saga {
+pub async fn wait_terminal_on<S: SagaStore>(
+    engine: &Arc<Engine<S>>,
+    id: SagaId,
+) -> saga_core::Saga {
     let mut watch = engine.watch(id).await.expect("watch");
     let follow = async {
         let mut last = None;
@@ -386,16 +392,22 @@ pub fn statuses(saga: &saga_core::Saga) -> Vec<StepStatus> {
 }
 
 /// A saga log that counts the reads made on behalf of watches (`load_newer`) and of single sagas
-/// (`load`), delegating everything to PostgreSQL.
+/// (`load`), and the recovery loop's scans (`claim_due`, `next_due`), delegating everything to
+/// PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct CountingStore {
     pub inner: PgStore,
     pub loads: Arc<AtomicUsize>,
+    pub scans: Arc<AtomicUsize>,
 }
 
 impl CountingStore {
     pub fn reads(&self) -> usize {
         self.loads.load(Ordering::SeqCst)
+    }
+
+    pub fn scans(&self) -> usize {
+        self.scans.load(Ordering::SeqCst)
     }
 }
 
@@ -429,6 +441,7 @@ impl SagaStore for CountingStore {
     }
 
     async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.claim_due(owner, limit).await
     }
 
@@ -447,6 +460,7 @@ impl SagaStore for CountingStore {
     }
 
     async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.next_due().await
     }
 
