@@ -451,6 +451,7 @@ async fn a_full_instance_does_not_scan_for_work_it_has_no_slot_for() {
     });
     let busy = b
         .start(StartRequest {
+            labels: Default::default(),
             started_by: None,
             saga_type: "shop".into(),
             payload: JsonMap::new(),
