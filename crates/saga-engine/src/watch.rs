@@ -17,11 +17,13 @@ use crate::EngineError;
 /// Commits a slow watcher may fall behind by; past it, it skips to the newest ones it can still read.
 const CHANNEL_CAPACITY: usize = 64;
 
-/// One watched saga: its channel and the newest revision published on it.
+/// One watched saga: its channel, the newest revision published on it, and how many of its receivers
+/// follow every revision (`WatchSaga`); the others (a `StartSaga` that waits) need only the last one.
 #[derive(Debug)]
 struct Channel {
     sender: broadcast::Sender<Arc<Saga>>,
     revision: i64,
+    followers: usize,
 }
 
 /// The watched sagas and their channels.
@@ -46,13 +48,17 @@ impl Watchers {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands a committed saga to its watchers, if any, unless they have seen this revision already.
+    /// Hands a committed saga to its watchers, if any, unless they have seen this revision already. A
+    /// saga only waited for (no follower) is handed over once, terminal.
     pub(crate) fn publish(&self, saga: &Saga) {
         let mut channels = self.lock();
         if let Some(channel) = channels.get_mut(&saga.id)
             && saga.revision > channel.revision
         {
             channel.revision = saga.revision;
+            if channel.followers == 0 && !saga.status.is_terminal() {
+                return;
+            }
             if channel.sender.send(Arc::new(saga.clone())).is_err() {
                 channels.remove(&saga.id);
             }
@@ -85,15 +91,14 @@ impl Watchers {
     }
 
     fn receive(self: &Arc<Self>, id: SagaId, counted: bool) -> Subscription {
-        let receiver = self
-            .lock()
-            .entry(id)
-            .or_insert_with(|| Channel {
-                sender: broadcast::channel(CHANNEL_CAPACITY).0,
-                revision: -1,
-            })
-            .sender
-            .subscribe();
+        let mut channels = self.lock();
+        let channel = channels.entry(id).or_insert_with(|| Channel {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            revision: -1,
+            followers: 0,
+        });
+        channel.followers += usize::from(counted);
+        let receiver = channel.sender.subscribe();
         Subscription {
             id,
             receiver: Some(receiver),
@@ -110,7 +115,7 @@ pub(crate) struct Subscription {
     /// Always `Some` until dropped.
     receiver: Option<broadcast::Receiver<Arc<Saga>>>,
     watchers: Arc<Watchers>,
-    /// Whether it counts against the watch limit.
+    /// Whether it counts against the watch limit (a `WatchSaga` following every revision).
     counted: bool,
 }
 
@@ -129,11 +134,11 @@ impl Drop for Subscription {
             self.watchers.open.fetch_sub(1, Ordering::Relaxed);
         }
         let mut channels = self.watchers.lock();
-        if channels
-            .get(&self.id)
-            .is_some_and(|channel| channel.sender.receiver_count() == 0)
-        {
-            channels.remove(&self.id);
+        if let Some(channel) = channels.get_mut(&self.id) {
+            channel.followers -= usize::from(self.counted);
+            if channel.sender.receiver_count() == 0 {
+                channels.remove(&self.id);
+            }
         }
     }
 }
@@ -222,6 +227,34 @@ mod tests {
         assert_eq!(watchers.watched().len(), 1);
         drop(first);
         assert!(watchers.watched().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_alone_is_handed_only_the_terminal_revision() {
+        let watchers = Arc::new(Watchers::new(10));
+        let mut saga = saga();
+        let mut waiter = watchers.subscribe_waiter(saga.id);
+        saga.revision = 1;
+        watchers.publish(&saga);
+        assert!(waiter.receiver().try_recv().is_err(), "running: not sent");
+        saga.revision = 2;
+        saga.status = saga_core::SagaStatus::Completed;
+        watchers.publish(&saga);
+        assert_eq!(
+            waiter.receiver().recv().await.expect("terminal").revision,
+            2
+        );
+
+        // With a follower too, every revision goes out.
+        let mut saga = self::saga();
+        let _waiter = watchers.subscribe_waiter(saga.id);
+        let mut follower = watchers.subscribe(saga.id).expect("under the limit");
+        saga.revision = 1;
+        watchers.publish(&saga);
+        assert_eq!(
+            follower.receiver().recv().await.expect("revision").revision,
+            1
+        );
     }
 
     #[test]

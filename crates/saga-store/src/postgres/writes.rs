@@ -67,10 +67,8 @@ pub(super) async fn insert(
         .iter()
         .map(|s| i32::try_from(s.definition.version).unwrap_or(i32::MAX))
         .collect();
-    let definitions: Vec<Json<serde_json::Value>> = sagas
-        .iter()
-        .map(|s| Json(to_json(&*s.definition)))
-        .collect();
+    let definitions: Vec<Json<&saga_core::Definition>> =
+        sagas.iter().map(|s| Json(&*s.definition)).collect();
     let states: Vec<Json<&saga_core::JsonMap>> = sagas.iter().map(|s| Json(&s.state)).collect();
     let keys: Vec<Option<&str>> = sagas.iter().map(|s| s.idempotency_key.as_deref()).collect();
     let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
@@ -190,9 +188,10 @@ pub(super) async fn update(
             LeaseAfter::TakeOver => "takeover",
         })
         .collect();
+    // An empty output changes nothing: no merge to write.
     let merged: Vec<Option<Json<&saga_core::JsonMap>>> = writes
         .iter()
-        .map(|(t, _)| t.merged.as_ref().map(Json))
+        .map(|(t, _)| t.merged.as_ref().filter(|m| !m.is_empty()).map(Json))
         .collect();
     let ids: Vec<Uuid> = sagas.iter().map(|s| s.id.0).collect();
     let revisions: Vec<i64> = sagas.iter().map(|s| s.revision).collect();
