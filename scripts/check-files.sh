@@ -4,7 +4,7 @@
 #   Dockerfile      hadolint
 #   compose file    docker-compose config (validates without a container engine)
 #   Kubernetes      kubernetes-validate --strict, offline schemas, every manifest of deploy/k8s
-# tests/tests/deploy.rs checks what these cannot: that the files agree with sagad's settings.
+# tests/tests/e2e/deploy.rs checks what these cannot: that the files agree with sagad's settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=tools/bin
@@ -16,6 +16,6 @@ bin=tools/bin
 "$bin/hadolint" deploy/Dockerfile
 "$bin/docker-compose" --file docker-compose.yml config --quiet
 # The kustomization itself is not a Kubernetes resource; the ConfigMaps it generates are checked by
-# tests/tests/deploy.rs.
+# tests/tests/e2e/deploy.rs.
 "$bin/kubernetes-validate" --strict --quiet deploy/k8s/sagad.yaml deploy/k8s/participants.yaml
 echo "check-files: protos, Dockerfile, compose file and Kubernetes manifests pass"

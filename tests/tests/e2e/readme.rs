@@ -35,9 +35,9 @@ use e2e_tests::{Stack, repo_root, state_uuid, wait_terminal, watch_until};
 use saga_proto::v1::{SagaStatus, StepStatus};
 use serde_json::{Value, json};
 
-use crate::answers::{Expected, expect_eq};
-use crate::markdown::{Block, Command, Marker};
-use crate::secure::Certs;
+use self::answers::{Expected, expect_eq};
+use self::markdown::{Block, Command, Marker};
+use self::secure::Certs;
 
 /// The address every README command uses; replaced by the stack's.
 const README_ADDR: &str = "localhost:50051";
@@ -58,7 +58,7 @@ async fn every_grpcurl_command_in_the_readme_runs_and_answers_as_the_readme_says
         let (session, setup) = match &block.marker {
             None => panic!(
                 "README.md:{}: a code block with grpcurl commands needs a marker before it, e.g. \
-                 <!-- readme-test: stack=demo --> (see tests/tests/readme/main.rs)",
+                 <!-- readme-test: stack=demo --> (see tests/tests/e2e/readme.rs)",
                 block.line
             ),
             Some(Marker::Skip(reason)) => {
@@ -81,7 +81,7 @@ async fn every_grpcurl_command_in_the_readme_runs_and_answers_as_the_readme_says
                 (secure.as_mut().expect("started above"), setup)
             }
             Some(Marker::Run { stack, .. }) => panic!(
-                "README.md:{}: unknown stack {stack:?}: add it to tests/tests/readme/main.rs",
+                "README.md:{}: unknown stack {stack:?}: add it to tests/tests/e2e/readme.rs",
                 block.line
             ),
         };
@@ -469,7 +469,7 @@ impl Session {
                 }
             }
             other => Err(format!(
-                "no check for {other}: add one to tests/tests/readme/main.rs"
+                "no check for {other}: add one to tests/tests/e2e/readme.rs"
             )),
         }
     }

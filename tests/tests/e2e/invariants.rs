@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::plan::{Expect, Planned};
+use self::plan::{Expect, Planned};
 
 /// Every step deadline: what a `hang` costs per attempt. Far above a step's normal latency here.
 const STEP_TIMEOUT: Duration = Duration::from_millis(750);

@@ -68,7 +68,7 @@ pub fn check_saga(text: &str, saga: &Value) -> Result<(), String> {
             continue;
         } else if is_enum_like(word) && steps.iter().all(|s| s["name"] != word) {
             return Err(format!(
-                "cannot check {word:?} here: see the forms in tests/tests/readme/words.rs"
+                "cannot check {word:?} here: see the forms in tests/tests/e2e/readme/words.rs"
             ));
         }
         index += 1;

@@ -2,7 +2,7 @@
 //! request gets one of the statuses a caller can act on — never `INTERNAL`, `UNKNOWN`, `UNAVAILABLE` or
 //! `OUT_OF_RANGE` —, a saga is written only when one is accepted, and sagad keeps serving.
 //!
-//! CI runs proptest's default number of cases; `PROPTEST_CASES=5000 cargo test -p e2e-tests --test
+//! CI runs proptest's default number of cases; `PROPTEST_CASES=5000 cargo test -p e2e-tests --test e2e
 //! fuzz_edge` runs longer.
 
 use e2e_tests::in_process::InProcess;

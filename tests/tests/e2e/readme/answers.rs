@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::PLACEHOLDER;
-use crate::words;
+use super::PLACEHOLDER;
+use super::words;
 
 /// The comment lines after a command, sorted by what they check.
 pub struct Expected<'a> {
