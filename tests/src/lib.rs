@@ -29,8 +29,8 @@ use saga_proto::v1::{Saga, SagaStatus, StartSagaRequest, StepStatus, WatchSagaRe
 use saga_testkit::TestDatabase;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::definitions::PARTICIPANTS;
@@ -97,17 +97,30 @@ pub fn isolate(command: &mut std::process::Command) {
 pub struct Process {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// Kept for [`Process::exit_output`] when spawned with [`Process::spawn_keeping_stderr`].
+    stderr: Option<ChildStderr>,
 }
 
 impl Process {
-    /// Spawns `binary` with `args` and `env`, with no inherited `SAGAD_*` variables.
+    /// Spawns `binary` with `args` and `env`, with no inherited `SAGAD_*` variables; its stderr goes to
+    /// the test's.
     pub fn spawn(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_with(binary, args, env, Stdio::inherit())
+    }
+
+    /// Like [`Process::spawn`], keeping stderr for [`Process::exit_output`]: for tests of what a process
+    /// says as it stops.
+    pub fn spawn_keeping_stderr(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::spawn_with(binary, args, env, Stdio::piped())
+    }
+
+    fn spawn_with(binary: &Path, args: &[&str], env: &[(&str, String)], stderr: Stdio) -> Self {
         let mut command = Command::new(binary);
         command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true);
         isolate(command.as_std_mut());
         for (key, value) in env {
@@ -117,7 +130,12 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        Self { child, stdout }
+        let stderr = child.stderr.take();
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Reads stdout until a line containing `marker`, and returns the address after `listening on `.
@@ -172,6 +190,24 @@ impl Process {
     pub async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL");
         self.child.wait().await.expect("wait");
+    }
+
+    /// Waits for the process to exit (within 20 s) and returns its status and everything it wrote to
+    /// stderr.
+    ///
+    /// # Panics
+    /// When it was not spawned with [`Process::spawn_keeping_stderr`], or does not exit in time.
+    pub async fn exit_output(mut self) -> (std::process::ExitStatus, String) {
+        let mut stderr = self.stderr.take().expect("spawned keeping stderr");
+        let mut text = String::new();
+        // Read while waiting, so a chatty process cannot block on a full pipe.
+        let (status, read) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(self.child.wait(), stderr.read_to_string(&mut text))
+        })
+        .await
+        .expect("process exits within 20s");
+        read.expect("read stderr");
+        (status.expect("wait"), text)
     }
 
     /// Waits for the process to exit by itself.
@@ -440,6 +476,40 @@ pub async fn start_sagad(
     participants: &BTreeMap<String, String>,
     extra_env: &[(&str, String)],
 ) -> (Process, String) {
+    launch_sagad(
+        database_url,
+        definitions,
+        participants,
+        extra_env,
+        Stdio::inherit(),
+    )
+    .await
+}
+
+/// Like [`start_sagad`], keeping sagad's stderr for [`Process::exit_output`].
+pub async fn start_sagad_keeping_stderr(
+    database_url: &str,
+    definitions: &Path,
+    participants: &BTreeMap<String, String>,
+    extra_env: &[(&str, String)],
+) -> (Process, String) {
+    launch_sagad(
+        database_url,
+        definitions,
+        participants,
+        extra_env,
+        Stdio::piped(),
+    )
+    .await
+}
+
+async fn launch_sagad(
+    database_url: &str,
+    definitions: &Path,
+    participants: &BTreeMap<String, String>,
+    extra_env: &[(&str, String)],
+    stderr: Stdio,
+) -> (Process, String) {
     let mut env = vec![
         ("SAGAD_DATABASE_URL".to_owned(), database_url.to_owned()),
         ("SAGAD_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
@@ -463,7 +533,7 @@ pub async fn start_sagad(
         .iter()
         .map(|(key, value)| (key.as_str(), value.clone()))
         .collect();
-    let mut sagad = Process::spawn(&binary("sagad"), &[], &env);
+    let mut sagad = Process::spawn_with(&binary("sagad"), &[], &env, stderr);
     let addr = sagad.wait_for_listening("sagad listening on").await;
     (sagad, addr)
 }
@@ -490,36 +560,50 @@ pub async fn watch_until(
     saga_id: &str,
     until: impl Fn(&Saga) -> bool,
 ) -> Saga {
-    let watch = async {
-        let mut stream = client
-            .watch_saga(WatchSagaRequest {
-                saga_id: saga_id.to_owned(),
-            })
-            .await
-            .expect("WatchSaga")
-            .into_inner();
-        while let Some(message) = stream.message().await.expect("watch message") {
-            let saga = message.saga.expect("saga in message");
-            if until(&saga) {
-                return saga;
-            }
-        }
-        panic!("saga {saga_id} ended without the awaited change")
-    };
-    tokio::time::timeout(Duration::from_secs(30), watch)
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        follow_until(client, saga_id, until),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("saga {saga_id}: no awaited change within 30s"))
+}
+
+/// Like [`watch_until`] with no time limit, for a caller that bounds a whole series of waits.
+///
+/// # Panics
+/// When the stream ends or fails first.
+pub async fn follow_until(
+    client: &mut SagaCoordinatorClient<Channel>,
+    saga_id: &str,
+    until: impl Fn(&Saga) -> bool,
+) -> Saga {
+    let mut stream = client
+        .watch_saga(WatchSagaRequest {
+            saga_id: saga_id.to_owned(),
+        })
         .await
-        .unwrap_or_else(|_| panic!("saga {saga_id}: no awaited change within 30s"))
+        .expect("WatchSaga")
+        .into_inner();
+    while let Some(message) = stream.message().await.expect("watch message") {
+        let saga = message.saga.expect("saga in message");
+        if until(&saga) {
+            return saga;
+        }
+    }
+    panic!("saga {saga_id} ended without the awaited change")
+}
+
+/// Whether the saga is COMPLETED, COMPENSATED or FAILED.
+pub fn is_terminal(saga: &Saga) -> bool {
+    matches!(
+        saga.status(),
+        SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed
+    )
 }
 
 /// Follows the saga with `WatchSaga` until it is terminal; panics after 30 s.
 pub async fn wait_terminal(client: &mut SagaCoordinatorClient<Channel>, saga_id: &str) -> Saga {
-    watch_until(client, saga_id, |saga| {
-        matches!(
-            saga.status(),
-            SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed
-        )
-    })
-    .await
+    watch_until(client, saga_id, is_terminal).await
 }
 
 /// The status of every step of `saga`, in order.

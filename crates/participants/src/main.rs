@@ -4,19 +4,17 @@
 //! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
 //! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
 
-use std::error::Error;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
 use saga_participant::TlsFiles;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 /// Serves the sagad demo participants (billing, device, payment, withdrawal, gateway, app, notification,
@@ -78,6 +76,10 @@ struct Cli {
         value_name = "FILE"
     )]
     tls_client_ca: Option<PathBuf>,
+    /// How long in-flight calls may take to finish on shutdown (e.g. 10s, 500ms); a second SIGINT or
+    /// SIGTERM exits at once.
+    #[arg(long, default_value = "10s", env = "DEMO_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DEMO_LOG_FORMAT")]
     log_format: LogFormat,
@@ -139,6 +141,7 @@ impl Cli {
                     key,
                     client_ca: self.tls_client_ca.clone(),
                 }),
+            shutdown_grace: self.shutdown_grace,
         }
     }
 }
@@ -150,7 +153,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("demo-participants: {}", one_line(err.as_ref()));
+            eprintln!(
+                "demo-participants: {}",
+                saga_shutdown::one_line(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -160,17 +166,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let services = DemoServices::build(cli.settings()).await?;
     announce(&services)?;
 
+    // The first SIGINT/SIGTERM drains, a second exits at once.
     let shutdown = CancellationToken::new();
-    let mut terminate = signal(SignalKind::terminate())?;
     let running = services.run_until_stopped(shutdown.clone());
-    tokio::pin!(running);
-    tokio::select! {
-        stopped = &mut running => return Ok(stopped?),
-        _ = terminate.recv() => info!(signal = "SIGTERM", "shutting down"),
-        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
-    }
-    shutdown.cancel();
-    Ok(running.await?)
+    saga_shutdown::until_stopped("demo-participants", shutdown, running).await??;
+    Ok(())
 }
 
 /// The readiness lines: tests and scripts wait for them, so write them in one go and flush.
@@ -180,22 +180,6 @@ fn announce(services: &DemoServices) -> std::io::Result<()> {
         writeln!(stdout, "{service} listening on {addr}")?;
     }
     stdout.flush()
-}
-
-/// The error and its causes on one line. Some errors (sqlx's I/O error) repeat their source in their own
-/// message; a cause already spelled out is not repeated.
-fn one_line(err: &(dyn Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut cause = err.source();
-    while let Some(source) = cause {
-        let text = source.to_string();
-        if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = source.source();
-    }
-    line
 }
 
 fn init_tracing(format: LogFormat) {

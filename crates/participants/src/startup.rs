@@ -1,5 +1,6 @@
 //! Start-up seam shared by the binary and in-process tests: [`DemoServices::build`] connects, migrates
-//! and binds (port 0 allowed), [`DemoServices::run_until_stopped`] serves until cancelled.
+//! and binds (port 0 allowed), [`DemoServices::run_until_stopped`] serves until cancelled, then drains
+//! within the shutdown grace period.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -8,14 +9,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{
-    ParticipantService, Router, ServeError, TlsFileError, TlsFiles, serve_with_tls,
-};
+use saga_participant::{ParticipantService, Router, TlsFileError, TlsFiles, serve_with_tls};
+use saga_shutdown::{TaskFailure, Tasks};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
-use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::ServerTlsConfig;
 use tracing::info;
@@ -30,6 +29,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/sagad
 /// How long start-up waits for the database before giving up with a clear error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long in-flight calls may take to finish on shutdown when nothing else is configured.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -42,6 +44,9 @@ pub struct Settings {
     pub storage_dir: PathBuf,
     /// Serve TLS with these files (every service the same certificate); plaintext when `None`.
     pub tls: Option<TlsFiles>,
+    /// How long in-flight calls and open streams may take to finish once shutdown starts; what is still
+    /// open then is cut.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -55,6 +60,7 @@ impl Settings {
                 .collect(),
             storage_dir: storage_dir.into(),
             tls: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -115,22 +121,10 @@ pub enum StartupError {
     },
 }
 
-/// A service stopped serving with an error.
+/// A service's server failed or its task panicked; the other services were stopped with it.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A service's gRPC server failed.
-    #[error("{service} stopped")]
-    Serve {
-        /// The failed service.
-        service: Service,
-        /// Why.
-        #[source]
-        source: ServeError,
-    },
-    /// A service's task panicked.
-    #[error("a participant task panicked")]
-    Panicked(#[from] JoinError),
-}
+#[error(transparent)]
+pub struct RunError(#[from] TaskFailure);
 
 /// Creates or upgrades the SDK's barrier table and the schemas of `services`.
 pub async fn migrate(pool: &PgPool, services: &[Service]) -> Result<(), MigrateError> {
@@ -147,6 +141,7 @@ pub struct DemoServices {
     storage_dir: PathBuf,
     listeners: Vec<BoundService>,
     tls: Option<ServerTlsConfig>,
+    shutdown_grace: Duration,
 }
 
 struct BoundService {
@@ -190,6 +185,7 @@ impl DemoServices {
             storage_dir: settings.storage_dir,
             listeners,
             tls,
+            shutdown_grace: settings.shutdown_grace,
         })
     }
 
@@ -209,40 +205,35 @@ impl DemoServices {
             .collect()
     }
 
-    /// Serves every service until `shutdown` is cancelled or one of them fails (which stops the others).
+    /// Serves every service until `shutdown` is cancelled or one of them fails (which stops the others),
+    /// then lets in-flight calls finish within the shutdown grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let stop = shutdown.child_token();
-        let mut tasks = JoinSet::new();
+        let tasks = Tasks::new();
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
             let router = bound.service.router(&self.storage_dir);
-            spawn(
-                &mut tasks,
-                bound,
-                router,
-                &self.pool,
-                self.tls.clone(),
-                &stop,
-            );
+            spawn(&tasks, bound, router, &self.pool, self.tls.clone(), &stop);
         }
 
-        let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let failed = match joined {
-                Ok((_, Ok(()))) => continue,
-                Ok((service, Err(source))) => RunError::Serve { service, source },
-                Err(panicked) => RunError::Panicked(panicked),
-            };
-            stop.cancel();
-            first_error.get_or_insert(failed);
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tasks.failed() => {}
         }
-        self.pool.close().await;
-        first_error.map_or(Ok(()), Err)
+        stop.cancel();
+        // A call cut at the end of the grace period may still hold a connection: closing the pool
+        // would wait for it.
+        if tasks.drain(self.shutdown_grace).await {
+            self.pool.close().await;
+        }
+        tasks
+            .failure()
+            .map_or(Ok(()), |failure| Err(RunError(failure)))
     }
 }
 
 fn spawn(
-    tasks: &mut JoinSet<(Service, Result<(), ServeError>)>,
+    tasks: &Tasks,
     bound: BoundService,
     router: Router,
     pool: &PgPool,
@@ -252,7 +243,7 @@ fn spawn(
     let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
     let served = serve_with_tls(bound.listener, participant, tls, stop.clone());
-    tasks.spawn(async move { (bound.service, served.await) });
+    tasks.spawn(bound.service.as_str(), served);
 }
 
 async fn connect(url: &str) -> Result<PgPool, StartupError> {

@@ -9,10 +9,10 @@ use saga_core::{
     Definition, Input, JsonMap, Labels, ListFilter, RecordedEvent, ResolvedAs, Saga, SagaId,
     SagaSummary, apply,
 };
+use saga_shutdown::{TaskFailure, Tasks};
 use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::clock::Clock;
@@ -106,10 +106,12 @@ pub struct Engine<S> {
     pub(crate) clock: Clock,
     /// Origin of the executors' local lease deadlines.
     lease_base: Instant,
-    /// The executors.
-    sagas: TaskTracker,
-    /// The recovery loop, heartbeat, retention and watch refresher.
-    background: TaskTracker,
+    /// The executors. One that panics leaves its saga registered (its lease renewed, nobody driving it):
+    /// it fires [`Engine::failed`], for the binary to stop and release the leases.
+    sagas: Tasks,
+    /// The committer, recovery loop, heartbeat, retention and watch refresher; one that panics fires
+    /// [`Engine::failed`], for the binary to stop on.
+    background: Tasks,
     /// Fired by `drain` once the executors are done: the heartbeat renews their leases until then.
     pub(crate) background_stop: CancellationToken,
     pub(crate) shutdown: CancellationToken,
@@ -183,8 +185,8 @@ impl<S: SagaStore> Engine<S> {
             clock,
             lease_base: Instant::now(),
             settings: settings.clone(),
-            sagas: TaskTracker::new(),
-            background: TaskTracker::new(),
+            sagas: Tasks::new(),
+            background: Tasks::new(),
             background_stop: CancellationToken::new(),
             shutdown,
             recovery_wake: Notify::new(),
@@ -196,7 +198,7 @@ impl<S: SagaStore> Engine<S> {
             committer,
         });
         let committing = Arc::clone(&engine).commit_loop(pending);
-        engine.spawn_background(committing, info_span!("committer"));
+        engine.spawn_background("committer", committing, info_span!("committer"));
         engine
     }
 
@@ -364,6 +366,7 @@ impl<S: SagaStore> Engine<S> {
         let span = info_span!("saga", saga_id = %id, saga_type = saga.saga_type());
         let engine = Arc::clone(self);
         self.sagas.spawn(
+            "saga executor",
             async move {
                 executor::drive(&engine, saga, &handle).await;
                 {
@@ -386,13 +389,28 @@ impl<S: SagaStore> Engine<S> {
         self.drivers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a background task until `background_stop`, tracked so that `drain` waits for it.
+    /// Runs a background task until `background_stop`, tracked so that `drain` waits for it and a panic
+    /// in it is reported.
     pub(crate) fn spawn_background(
         &self,
+        name: &'static str,
         task: impl std::future::Future<Output = ()> + Send + 'static,
         span: tracing::Span,
     ) {
-        self.background.spawn(task.instrument(span));
+        self.background.spawn(name, task.instrument(span));
+    }
+
+    /// Waits until an executor or a background task has failed (panicked); the binary then stops.
+    pub async fn failed(&self) {
+        tokio::select! {
+            () = self.sagas.failed() => {}
+            () = self.background.failed() => {}
+        }
+    }
+
+    /// The first failure of a background task or else of an executor, if one failed.
+    pub fn failure(&self) -> Option<TaskFailure> {
+        self.background.failure().or_else(|| self.sagas.failure())
     }
 
     /// The sagas this instance is driving.
@@ -575,7 +593,6 @@ impl<S: SagaStore> Engine<S> {
     /// holds so other instances continue its sagas at once. Returns false if some saga tasks were still
     /// running.
     pub async fn drain(&self, grace: Duration) -> bool {
-        self.sagas.close();
         let drained = tokio::time::timeout(grace, self.sagas.wait()).await.is_ok();
         if !drained {
             warn!(
@@ -584,7 +601,6 @@ impl<S: SagaStore> Engine<S> {
             );
         }
         self.background_stop.cancel();
-        self.background.close();
         self.background.wait().await;
         match self.store.release(&self.owner, None).await {
             Ok(released) => info!(released, "leases released"),

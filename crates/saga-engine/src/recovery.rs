@@ -34,22 +34,26 @@ impl<S: SagaStore> Engine<S> {
     pub fn run_background(self: &Arc<Self>) {
         let engine = Arc::clone(self);
         self.spawn_background(
+            "recovery",
             async move { engine.recovery_loop().await },
             info_span!("recovery"),
         );
         let engine = Arc::clone(self);
         self.spawn_background(
+            "heartbeat",
             async move { engine.heartbeat().await },
             info_span!("heartbeat"),
         );
         let engine = Arc::clone(self);
         self.spawn_background(
+            "watch_refresh",
             async move { engine.refresh_watches().await },
             info_span!("watch_refresh"),
         );
         if let Some(age) = self.settings.retention {
             let engine = Arc::clone(self);
             self.spawn_background(
+                "retention",
                 async move { engine.retention(age).await },
                 info_span!("retention"),
             );

@@ -1,18 +1,22 @@
 //! The start-up seam: [`Application::build`] connects, migrates, loads definitions and binds (port 0 is
-//! fine); [`Application::run_until_stopped`] serves until the token is cancelled, then drains.
+//! fine); [`Application::run_until_stopped`] serves until the token is cancelled or a background task
+//! fails, then drains within the shutdown grace period.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use saga_engine::{Engine, EngineError, Participants};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinatorServer;
+use saga_shutdown::{TaskFailure, Tasks};
 use saga_store::{PgStore, StoreError};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::api::CoordinatorApi;
@@ -58,9 +62,9 @@ pub enum StartupError {
     /// The principals file cannot be used.
     #[error(transparent)]
     Principals(#[from] PrincipalsError),
-    /// The gRPC server failed.
-    #[error("grpc server failed")]
-    Serve(#[from] tonic::transport::Error),
+    /// A background task (the gRPC server, a file reloader, the health mirror, an engine loop) failed.
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
 }
 
 /// A built, bound, not yet serving sagad.
@@ -161,9 +165,12 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` is cancelled; then reports NOT_SERVING, stops accepting, lets in-flight
-    /// RPCs and step calls finish within the grace period, and returns.
+    /// Serves until `shutdown` is cancelled or a background task fails; then reports NOT_SERVING, stops
+    /// accepting, lets in-flight RPCs and then step calls finish within the grace period (whatever is
+    /// still open at its end is cut), releases the leases and returns — the task's failure, if one
+    /// failed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
+        let tasks = Tasks::new();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<SagaCoordinatorServer<CoordinatorApi>>()
@@ -183,16 +190,14 @@ impl Application {
             self.settings.auth.protect_reflection,
         );
         match self.principals {
-            Some(principals) => {
-                tokio::spawn(principals.run(shutdown.clone()));
-            }
+            Some(principals) => tasks.spawn("auth reloader", principals.run(shutdown.clone())),
             None => warn!(
                 "auth.tokens_file is not set: sagad runs open, any caller may start, abort and retry any saga"
             ),
         }
         let tls = self.tls.map(|tls| {
             let current = tls.subscribe();
-            tokio::spawn(tls.run(shutdown.clone()));
+            tasks.spawn("tls reloader", tls.run(shutdown.clone()));
             current
         });
 
@@ -205,34 +210,10 @@ impl Application {
             "sagad serving"
         );
         self.engine.run_background();
-        // Health follows the saga log: NOT_SERVING while writes fail, so load balancers route around
-        // this instance until the database is back.
-        let mut store_health = self.engine.store_health();
-        let mirror = {
-            let health = health.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        changed = store_health.changed() => if changed.is_err() { return },
-                    }
-                    let healthy = *store_health.borrow_and_update();
-                    if healthy {
-                        info!("saga log reachable again: serving");
-                        health
-                            .set_serving::<SagaCoordinatorServer<CoordinatorApi>>()
-                            .await;
-                    } else {
-                        tracing::warn!("saga log unreachable: not serving until it is back");
-                        health
-                            .set_not_serving::<SagaCoordinatorServer<CoordinatorApi>>()
-                            .await;
-                    }
-                }
-            }
-        };
-        tokio::spawn(mirror);
+        tasks.spawn(
+            "health mirror",
+            mirror_store_health(self.engine.store_health(), health.clone(), shutdown.clone()),
+        );
         let stopping = {
             let shutdown = shutdown.clone();
             let health = health.clone();
@@ -268,18 +249,63 @@ impl Application {
         match tls {
             Some(config) => {
                 let incoming = tls::incoming(tcp, config, limits.tls_handshake_timeout);
-                router
-                    .serve_with_incoming_shutdown(incoming, stopping)
-                    .await?;
+                let serving = router.serve_with_incoming_shutdown(incoming, stopping);
+                tasks.spawn("grpc server", serving);
             }
-            None => router.serve_with_incoming_shutdown(tcp, stopping).await?,
+            None => tasks.spawn(
+                "grpc server",
+                router.serve_with_incoming_shutdown(tcp, stopping),
+            ),
         }
 
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tasks.failed() => {}
+            () = self.engine.failed() => {}
+        }
+        shutdown.cancel();
+        // One grace period for the whole drain: first the server's in-flight RPCs (an open stream that
+        // never ends, such as a health Watch, or a StartSaga waiting on a slow step would otherwise hold
+        // it forever), then the executors' calls with what is left of it.
+        let grace = self.settings.shutdown_grace;
+        let deadline = Instant::now() + grace;
+        tasks.drain(grace).await;
         self.engine_shutdown.cancel();
-        let grace: Duration = self.settings.shutdown_grace;
-        self.engine.drain(grace).await;
+        self.engine
+            .drain(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        if let Some(failure) = tasks.failure().or_else(|| self.engine.failure()) {
+            return Err(failure.into());
+        }
         info!("sagad stopped");
         Ok(())
+    }
+}
+
+/// Mirrors the saga log's health into the gRPC health service: NOT_SERVING while writes fail, so load
+/// balancers route around this instance until the database is back.
+async fn mirror_store_health(
+    mut store_health: watch::Receiver<bool>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = store_health.changed() => if changed.is_err() { return },
+        }
+        let healthy = *store_health.borrow_and_update();
+        if healthy {
+            info!("saga log reachable again: serving");
+            health
+                .set_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+                .await;
+        } else {
+            warn!("saga log unreachable: not serving until it is back");
+            health
+                .set_not_serving::<SagaCoordinatorServer<CoordinatorApi>>()
+                .await;
+        }
     }
 }
 

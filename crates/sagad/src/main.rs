@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sagad::{Application, Settings, telemetry};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// A saga orchestrator: runs multi-step business transactions across services to completion or
@@ -37,22 +36,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Machine-readable readiness line: tests and scripts read the real port from it.
     println!("sagad listening on {}", app.local_addr());
 
+    // The first SIGINT/SIGTERM drains, a second exits at once.
     let shutdown = CancellationToken::new();
-    let mut terminate = signal(SignalKind::terminate())?;
-    let serve = async {
-        let result = app.run_until_stopped(shutdown.clone()).await;
-        // Also releases the signal watcher when the server fails on its own.
-        shutdown.cancel();
-        result
-    };
-    let signals = async {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-            () = shutdown.cancelled() => {}
-        }
-        shutdown.cancel();
-    };
-    let (result, ()) = tokio::join!(serve, signals);
-    Ok(result?)
+    let serving = app.run_until_stopped(shutdown.clone());
+    saga_shutdown::until_stopped("sagad", shutdown, serving).await??;
+    Ok(())
 }
