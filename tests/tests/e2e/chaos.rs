@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 use e2e_tests::definitions::{policy, purchase_plan_as, shipped_as, write_dir};
 use e2e_tests::postgres::PrivatePostgres;
 use e2e_tests::{
-    Process, active_sagas_owned_by, checks, object, start_participants_storing, start_sagad,
+    Process, active_sagas_owned_by, checks, follow_until, is_terminal, object,
+    start_participants_storing, start_sagad,
 };
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use saga_proto::v1::{Saga, SagaStatus, StartSagaRequest};
@@ -468,23 +469,33 @@ async fn replicas_killed_and_a_database_restart_lose_nothing_and_apply_nothing_t
     let started = load.await.expect("load");
     assert_eq!(started.len(), sagas);
 
-    // Every saga reaches a terminal status.
+    // Every saga reaches a terminal status: follow each with WatchSaga on a replica (one at a time, well
+    // within the watch quota; most are terminal already and answer with one message).
+    let addr = addresses
+        .lock()
+        .expect("lock")
+        .iter()
+        .flatten()
+        .next()
+        .cloned()
+        .expect("a replica");
+    let mut client = SagaCoordinatorClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
     let settle = async {
-        loop {
-            let active = scalar(
-                &saga_log,
-                "SELECT count(*) FROM sagas WHERE status IN ('RUNNING', 'COMPENSATING')",
-            )
-            .await;
-            if active == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        for id in started.values() {
+            follow_until(&mut client, &id.to_string(), is_terminal).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(180), settle)
         .await
         .expect("every saga terminal within 180 s of the last chaos event");
+    let active = scalar(
+        &saga_log,
+        "SELECT count(*) FROM sagas WHERE status IN ('RUNNING', 'COMPENSATING')",
+    )
+    .await;
+    assert_eq!(active, 0, "no saga left active");
     let total = scalar(&saga_log, "SELECT count(*) FROM sagas").await;
     assert_eq!(total, sagas as i64, "exactly one saga per idempotency key");
 

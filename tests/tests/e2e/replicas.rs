@@ -15,10 +15,11 @@ use saga_testkit::TestDatabase;
 use serde_json::json;
 use sqlx::PgPool;
 use tonic::Code;
+use tonic::Streaming;
 use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// The shipped `purchase_plan` with retries one second apart: short enough to be held in memory by the
 /// replica driving the saga (below the default `hold_wait` of 2 s).
@@ -72,7 +73,7 @@ async fn sigterm_hands_a_saga_mid_flight_to_another_replica_within_two_seconds()
     let (demo, participants) = start_participants(&demo_db.url(), "warn").await;
     let defs = definitions();
     let (a, a_addr) = spawn(&saga_db.url(), defs.path(), &participants, &slow_recovery()).await;
-    let (b, _b_addr) = spawn(&saga_db.url(), defs.path(), &participants, &slow_recovery()).await;
+    let (b, b_addr) = spawn(&saga_db.url(), defs.path(), &participants, &slow_recovery()).await;
 
     // On A: PROCESS_PAYMENT fails twice, so A holds the saga through two 1 s retry waits.
     let mut a_client = client(&a_addr).await;
@@ -90,64 +91,48 @@ async fn sigterm_hands_a_saga_mid_flight_to_another_replica_within_two_seconds()
     assert!(status.success(), "A exited with {status}");
     println!("A stopped in {:?}", stopping.elapsed());
 
+    // B finishes the saga; when it claimed it is in the history.
+    let mut b_client = client(&b_addr).await;
+    let saga = wait_terminal(&mut b_client, &id).await;
+    assert_eq!(saga.status(), SagaStatus::Completed);
+    assert_eq!(saga.steps[3].attempts, 3);
     let saga_log = PgPool::connect(&saga_db.url()).await.expect("saga log");
-    let claimed: Option<DateTime<Utc>> = {
-        let poll = async {
-            loop {
-                let at: Option<DateTime<Utc>> = sqlx::query_scalar(
-                    "SELECT min(created_at) FROM saga_events
-                     WHERE saga_id = $1::uuid AND kind = 'SAGA_CLAIMED'",
-                )
-                .bind(&id)
-                .fetch_one(&saga_log)
-                .await
-                .expect("claim");
-                if at.is_some() {
-                    return at;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), poll)
-            .await
-            .expect("B claims the saga")
-    };
-    let handoff = (claimed.expect("claimed") - sigterm)
+    let claimed: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT min(created_at) FROM saga_events
+         WHERE saga_id = $1::uuid AND kind = 'SAGA_CLAIMED'",
+    )
+    .bind(&id)
+    .fetch_one(&saga_log)
+    .await
+    .expect("claim");
+    let handoff = (claimed.expect("B claimed the saga") - sigterm)
         .to_std()
         .unwrap_or_default();
     println!("SIGTERM to claim by B: {handoff:?} (lease 30 s, recovery scan every 30 s)");
     assert!(handoff < Duration::from_secs(2), "handoff took {handoff:?}");
-
-    // B finishes the saga.
-    let mut b_client = client(&_b_addr).await;
-    let saga = wait_terminal(&mut b_client, &id).await;
-    assert_eq!(saga.status(), SagaStatus::Completed);
-    assert_eq!(saga.steps[3].attempts, 3);
     let status = b.terminate().await;
     assert!(status.success());
     demo.terminate().await;
     saga_log.close().await;
 }
 
-async fn serving(health: &mut HealthClient<Channel>) -> Option<ServingStatus> {
-    health
-        .check(HealthCheckRequest {
-            service: "saga.v1.SagaCoordinator".to_owned(),
-        })
-        .await
-        .ok()
-        .map(|r| r.into_inner().status())
-}
-
-async fn wait_for_health(health: &mut HealthClient<Channel>, want: ServingStatus) -> Duration {
+/// Reads the health watch until it says `want`; returns how long that took.
+async fn wait_for_health(
+    health: &mut Streaming<HealthCheckResponse>,
+    want: ServingStatus,
+) -> Duration {
     let started = Instant::now();
-    while serving(health).await != Some(want) {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "health never became {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let changed = async {
+        while let Some(update) = health.message().await.expect("health watch") {
+            if update.status() == want {
+                return;
+            }
+        }
+        panic!("the health watch ended before {want:?}")
+    };
+    tokio::time::timeout(Duration::from_secs(15), changed)
+        .await
+        .unwrap_or_else(|_| panic!("health never became {want:?}"));
     started.elapsed()
 }
 
@@ -166,8 +151,14 @@ async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_n
             .connect()
             .await
             .expect("connect"),
-    );
-    assert_eq!(serving(&mut health).await, Some(ServingStatus::Serving));
+    )
+    .watch(HealthCheckRequest {
+        service: "saga.v1.SagaCoordinator".to_owned(),
+    })
+    .await
+    .expect("health watch")
+    .into_inner();
+    wait_for_health(&mut health, ServingStatus::Serving).await;
 
     // A saga in the middle of its retries when the database goes away.
     let id = api
@@ -206,6 +197,8 @@ async fn a_saga_log_outage_turns_sagad_not_serving_fails_starts_fast_and_loses_n
         .into_inner();
     let later = wait_terminal(&mut api, &later.saga_id).await;
     assert_eq!(later.status(), SagaStatus::Completed);
+    // An open watch would hold the drain for the whole grace period.
+    drop(health);
     let status = sagad.terminate().await;
     assert!(
         status.success(),

@@ -32,8 +32,7 @@ async fn transient_errors_are_retried_with_the_same_idempotency_key_until_the_st
     );
     let keys: HashSet<(String, String)> = h
         .calls
-        .lock()
-        .expect("lock")
+        .borrow()
         .iter()
         .filter(|c| c.0 == "CHARGE")
         .map(|c| (c.3.clone(), c.4.clone()))
@@ -181,17 +180,17 @@ async fn shutdown_during_a_retry_wait_leaves_the_saga_running_in_the_log() {
     )
     .await;
     let id = h.start_saga().await;
-    // Wait until the first CHARGE failure is committed and the saga sleeps towards its retry.
-    let poll = async {
+    // Follow the saga until the first CHARGE failure is committed and it sleeps towards its retry.
+    let mut watch = h.engine.watch(id).await.expect("watch");
+    let retry_scheduled = async {
         loop {
-            let saga = h.store.load(id).await.expect("load").expect("exists");
+            let saga = watch.next().await.expect("the saga is running");
             if saga.next_attempt_at.is_some() {
                 return saga;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    let waiting = tokio::time::timeout(Duration::from_secs(5), poll)
+    let waiting = tokio::time::timeout(Duration::from_secs(5), retry_scheduled)
         .await
         .expect("retry scheduled");
     assert_eq!(waiting.steps[1].status, StepStatus::Running);
@@ -235,17 +234,9 @@ async fn an_instance_that_lost_its_lease_mid_call_cannot_write_its_stale_result(
         .await
     };
     let charge_calls = |n: usize| {
-        let h = &h;
-        async move {
-            let poll = async {
-                while h.calls().iter().filter(|c| c.starts_with("Charge")).count() < n {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(5), poll)
-                .await
-                .expect("CHARGE called");
-        }
+        h.wait_for_calls("CHARGE called", move |calls| {
+            calls.iter().filter(|c| c.starts_with("Charge")).count() >= n
+        })
     };
     let id = h.start_saga().await;
     charge_calls(1).await;

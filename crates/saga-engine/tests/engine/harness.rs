@@ -2,8 +2,8 @@
 //! it, with millisecond timings so retries, deadlines and timeouts run in well under a second.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use saga_proto::v1::{StepRequest, StepResponse};
 use saga_store::{Claimed, Committed, Created, LeaseAfter, Owner, PgStore, SagaStore, StoreError};
 use saga_testkit::TestDatabase;
 use serde_json::json;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -39,10 +40,13 @@ pub type ScriptFn = dyn Fn(&str, &str, u32) -> Behavior + Send + Sync;
 /// One call the participant received: step, action, attempt, idempotency key, metadata key.
 pub type Call = (String, String, u32, String, String);
 
+/// Every call the participant received, in order; a test waits on it for a call to arrive.
+pub type CallLog = Arc<watch::Sender<Vec<Call>>>;
+
 #[derive(Clone)]
 pub struct Scripted {
     script: Arc<ScriptFn>,
-    calls: Arc<Mutex<Vec<Call>>>,
+    calls: CallLog,
     /// Calls being answered now, and the most at once so far.
     in_flight: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
@@ -69,13 +73,15 @@ impl Scripted {
             .unwrap_or_default()
             .to_owned();
         let r = request.into_inner();
-        self.calls.lock().expect("lock").push((
-            r.step.clone(),
-            r.action.clone(),
-            r.attempt,
-            r.idempotency_key.clone(),
-            metadata_key,
-        ));
+        self.calls.send_modify(|calls| {
+            calls.push((
+                r.step.clone(),
+                r.action.clone(),
+                r.attempt,
+                r.idempotency_key.clone(),
+                metadata_key,
+            ));
+        });
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         let _in_flight = InFlight(self.in_flight.clone());
@@ -149,7 +155,7 @@ pub struct Harness {
     pub store: PgStore,
     pub participant: String,
     pub definition: Arc<Definition>,
-    pub calls: Arc<Mutex<Vec<Call>>>,
+    pub calls: CallLog,
     /// The most calls the participant answered at once.
     pub peak: Arc<AtomicUsize>,
     /// Stops the participant server and the engine.
@@ -182,7 +188,7 @@ impl Harness {
         let store = PgStore::connect(&db.url(), 4).await.expect("connect");
         store.migrate().await.expect("migrate");
 
-        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls = CallLog::new(watch::Sender::new(Vec::new()));
         let peak = Arc::new(AtomicUsize::new(0));
         let participant = Scripted {
             script: Arc::new(script),
@@ -342,23 +348,23 @@ impl Harness {
 
     /// Waits until the participant received `call` (e.g. `Charge#1`).
     pub async fn wait_for_call(&self, call: &str) {
-        let poll = async {
-            while !self.calls().iter().any(|c| c == call) {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), poll)
+        self.wait_for_calls(call, |calls| calls.iter().any(|c| c == call))
+            .await;
+    }
+
+    /// Waits until the calls so far (as [`Harness::calls`] names them) satisfy `until`; `what` names
+    /// the wait in the panic after 5 s.
+    pub async fn wait_for_calls(&self, what: &str, until: impl Fn(&[String]) -> bool) {
+        let mut log = self.calls.subscribe();
+        let arrived = log.wait_for(|calls| until(&names(calls)));
+        tokio::time::timeout(Duration::from_secs(5), arrived)
             .await
-            .unwrap_or_else(|_| panic!("{call} within 5 s"));
+            .unwrap_or_else(|_| panic!("{what} within 5 s"))
+            .expect("the harness keeps the call log");
     }
 
     pub fn calls(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(_, action, attempt, _, _)| format!("{action}#{attempt}"))
-            .collect()
+        names(&self.calls.borrow())
     }
 
     pub async fn stop(self) {
@@ -366,6 +372,14 @@ impl Harness {
         self.engine.drain(Duration::from_secs(5)).await;
         self.server.await.expect("server");
     }
+}
+
+/// Calls named `Action#attempt`.
+fn names(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|(_, action, attempt, _, _)| format!("{action}#{attempt}"))
+        .collect()
 }
 
 /// Follows the saga through `engine`'s watch (no polling) until it is terminal; an engine that does not
