@@ -529,6 +529,7 @@ mod tests {
             "ListSagas",
             "WatchSaga",
             "GetSagaHistory",
+            "GetStats",
         ] {
             assert_eq!(
                 code(&coordinator(verb), Some("client-secret")),
