@@ -28,5 +28,5 @@ mod watch;
 pub use clock::Clock;
 pub use engine::{Engine, EngineSettings, Resolve, StartRequest};
 pub use error::EngineError;
-pub use participants::Participants;
+pub use participants::{InvalidEndpoint, Participants};
 pub use watch::SagaWatch;
