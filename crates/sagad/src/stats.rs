@@ -8,6 +8,7 @@ use saga_proto::v1::GetStatsRequest;
 use tonic::Status;
 
 use crate::api::validate_saga_type;
+use crate::status::bad_request;
 
 /// The window when the request sets none.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
@@ -34,7 +35,7 @@ pub(crate) fn query(request: &GetStatsRequest) -> Result<StatsQuery, Status> {
     let limit = match request.limit {
         0 => DEFAULT_LIMIT,
         n if n > MAX_LIMIT => {
-            return Err(Status::invalid_argument(format!(
+            return Err(bad_request(format!(
                 "limit {n} is over the limit of {MAX_LIMIT}"
             )));
         }
@@ -70,13 +71,13 @@ fn duration(
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
-            Status::invalid_argument(format!(
+            bad_request(format!(
                 "{field} {}s {}ns is not a positive duration",
                 given.seconds, given.nanos
             ))
         })?;
     if positive > MAX_WINDOW {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{field} {positive:?} is over the limit of {MAX_WINDOW:?} (30 days)"
         )));
     }
