@@ -10,6 +10,7 @@
 //!   into a new saga plus the history events to append.
 //! - [`backoff`]: retry delays with exponential growth, a cap and jitter.
 //! - [`record`]: read models of the saga log (listing summaries, recorded history events).
+//! - [`stats`]: what `GetStats` answers (counts, rates, percentiles, failure reasons, stuck sagas).
 //! - [`storable`]: what the saga log can store of a JSON value.
 
 pub mod backoff;
@@ -18,6 +19,7 @@ pub mod definition;
 pub mod machine;
 pub mod record;
 pub mod saga;
+pub mod stats;
 pub mod status;
 pub mod storable;
 
@@ -27,4 +29,5 @@ pub use machine::{
 };
 pub use record::{Label, ListFilter, RecordedEvent, SagaSummary};
 pub use saga::{Direction, JsonMap, Labels, Resolution, ResolvedAs, Saga, SagaId, Step};
+pub use stats::{Counts, FailureCount, Percentiles, Stats, StatsQuery, Stuck, StuckSaga};
 pub use status::{FailureReason, SagaStatus, StepStatus, UnknownStatus};

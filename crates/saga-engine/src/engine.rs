@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use saga_core::{
     Definition, Input, JsonMap, Labels, ListFilter, RecordedEvent, ResolvedAs, Saga, SagaId,
-    SagaSummary, apply,
+    SagaSummary, Stats, StatsQuery, apply,
 };
 use saga_shutdown::{TaskFailure, Tasks};
 use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
@@ -569,6 +569,11 @@ impl<S: SagaStore> Engine<S> {
         limit: u32,
     ) -> Result<Vec<SagaSummary>, EngineError> {
         Ok(self.store.list(filter, before, limit).await?)
+    }
+
+    /// Statistics over the saga log for `query` (`GetStats`).
+    pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, EngineError> {
+        Ok(self.store.stats(query).await?)
     }
 
     /// Watches saga `id`: its current state first, then every change until it is terminal.

@@ -2,7 +2,7 @@
 //! services, and writes every outcome to the saga log.
 //!
 //! # Layout
-//! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `list`, `history`, `watch`,
+//! - [`Engine`]: the entry point the gRPC layer calls (`start`, `status`, `list`, `history`, `stats`, `watch`,
 //!   the operator actions `abort`, `retry` and `resolve`, and `drain` on shutdown).
 //! - `executor`: the per-saga loop — ask the core what to do, call the participant, commit the
 //!   transition, repeat.

@@ -12,6 +12,8 @@ use saga_core::{
 use crate::json_to_struct;
 use crate::v1 as pb;
 
+mod stats;
+
 impl From<SagaStatus> for pb::SagaStatus {
     fn from(s: SagaStatus) -> Self {
         match s {

@@ -24,7 +24,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
+use saga_core::{
+    ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Stats, StatsQuery, Transition,
+};
 
 pub use error::StoreError;
 pub use postgres::{PgStore, PgWakeups};
@@ -228,4 +230,9 @@ pub trait SagaStore: Send + Sync + 'static {
         &self,
         id: SagaId,
     ) -> impl Future<Output = Result<Option<Vec<RecordedEvent>>, StoreError>> + Send;
+
+    /// Statistics for `query`, all of one snapshot of the saga log: the sagas that finished or started
+    /// in its window, the active and the parked ones, failure reasons and stuck sagas. Reads only the
+    /// window's finished sagas, the active ones and the parked ones, never the history before the window.
+    fn stats(&self, query: &StatsQuery) -> impl Future<Output = Result<Stats, StoreError>> + Send;
 }

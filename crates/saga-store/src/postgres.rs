@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use saga_core::{ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Transition};
+use saga_core::{
+    ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Stats, StatsQuery, Transition,
+};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use tracing::instrument;
@@ -13,6 +15,7 @@ use crate::{
     Claimed, Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Undecodable, Wakeups,
 };
 
+mod stats;
 mod writes;
 
 /// Reads one saga and all its steps in a single statement.
@@ -142,6 +145,19 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await)?;
         Ok(lines.join("\n"))
+    }
+
+    /// Runs every `GetStats` statement for `query` under `EXPLAIN (ANALYZE, FORMAT JSON)`, in a read-only
+    /// snapshot: each statement's name and its plan with the rows each node actually read.
+    pub async fn explain_stats(
+        &self,
+        query: &StatsQuery,
+    ) -> Result<Vec<(&'static str, serde_json::Value)>, StoreError> {
+        let mut tx = self.db(self.pool.begin().await)?;
+        let until = self.db(stats::begin_snapshot(&mut tx).await)?;
+        let plans = self.db(stats::explain(&mut tx, query, until).await)?;
+        self.db(tx.rollback().await)?;
+        Ok(plans)
     }
 
     async fn load_by_idempotency_key(
@@ -529,6 +545,15 @@ impl SagaStore for PgStore {
         let mut query = list_query("", filter, before, limit);
         let rows: Vec<SummaryRow> = self.db(query.build_query_as().fetch_all(&self.pool).await)?;
         rows.into_iter().map(SummaryRow::into_summary).collect()
+    }
+
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError> {
+        let mut tx = self.db(self.pool.begin().await)?;
+        let until = self.db(stats::begin_snapshot(&mut tx).await)?;
+        let stats = stats::read(&mut tx, query, until).await?;
+        self.db(tx.commit().await)?;
+        Ok(stats)
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]

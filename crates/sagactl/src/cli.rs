@@ -100,6 +100,9 @@ pub enum SagadCommand {
     Retry(OperatorArgs),
     /// Record the step a parked saga stopped at as done by hand, and let the saga go on from there.
     Resolve(ResolveArgs),
+    /// Statistics of a time window: sagas by type and outcome, success and compensation rates,
+    /// durations, the top failure reasons, the parked count and the stuck sagas.
+    Stats(StatsArgs),
 }
 
 /// `sagactl start`.
@@ -143,6 +146,26 @@ pub struct ListArgs {
     /// Every matching saga, however many pages that takes (instead of --limit).
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,
+}
+
+/// `sagactl stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Sagas that finished (or started) within this long (e.g. 15m, 1h, 7days; at most 30 days).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub window: Duration,
+    /// Only sagas of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub saga_type: Option<String>,
+    /// An active saga started this long ago counts as stuck (sagad's default: 10m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub stuck_after: Option<Duration>,
+    /// An active saga nobody claimed for this long counts as stuck (sagad's default: 1m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub unclaimed_after: Option<Duration>,
+    /// At most this many failure reasons and stuck sagas (sagad's default: 10; at most 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
 }
 
 /// A saga status as typed on the command line.

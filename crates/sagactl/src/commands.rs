@@ -6,6 +6,7 @@ mod list;
 mod operator;
 mod show;
 mod start;
+mod stats;
 
 use crate::cli::{Cli, Command, SagadCommand};
 use crate::connect::connect;
@@ -29,5 +30,6 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
         SagadCommand::Abort(args) => operator::abort(&mut client, args, output).await,
         SagadCommand::Retry(args) => operator::retry(&mut client, args, output).await,
         SagadCommand::Resolve(args) => operator::resolve(&mut client, args, output).await,
+        SagadCommand::Stats(args) => stats::stats(&mut client, args, output).await,
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
 use prost_types::Timestamp;
-use saga_proto::v1::{EventKind, FailureReason, ResolveOutcome, Saga, SagaStatus, StepStatus};
+use saga_proto::v1::{
+    EventKind, FailureReason, ResolveOutcome, Saga, SagaStatus, StepStatus, StuckReason,
+};
 
 /// A table with a header row and no borders; print it with [`Table::trim_fmt`] (no trailing blanks).
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
@@ -21,6 +23,11 @@ pub fn table<const N: usize>(header: [&str; N]) -> Table {
         column.set_padding((0, 2));
     }
     table
+}
+
+/// `UNCLAIMED` for `STUCK_REASON_UNCLAIMED`.
+pub fn stuck_reason(reason: StuckReason) -> &'static str {
+    short(reason.as_str_name(), "STUCK_REASON_")
 }
 
 /// `COMPLETED` for `SAGA_STATUS_COMPLETED`.
@@ -80,7 +87,11 @@ pub fn duration(start: Option<&Timestamp>, end: Option<&Timestamp>) -> String {
     let (Some(start), Some(end)) = (time(start), time(end)) else {
         return String::new();
     };
-    let elapsed = (end - start).to_std().unwrap_or_default();
+    elapsed((end - start).to_std().unwrap_or_default())
+}
+
+/// `12ms`, `3.09s`, `2m5s`: one word.
+pub fn elapsed(elapsed: Duration) -> String {
     if elapsed < Duration::from_secs(1) {
         format!("{}ms", elapsed.as_millis())
     } else if elapsed < Duration::from_secs(60) {
@@ -130,6 +141,7 @@ mod tests {
         assert_eq!(reason(FailureReason::Unspecified), "");
         assert_eq!(event_kind(EventKind::SagaClaimed), "SAGA_CLAIMED");
         assert_eq!(resolved_as(ResolveOutcome::Succeeded), "SUCCEEDED");
+        assert_eq!(stuck_reason(StuckReason::Unclaimed), "UNCLAIMED");
     }
 
     #[test]

@@ -12,9 +12,9 @@ use saga_engine::{Engine, EngineError, Resolve, StartRequest};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinator;
 use saga_proto::v1::{
     self as pb, AbortSagaRequest, AbortSagaResponse, GetSagaHistoryRequest, GetSagaHistoryResponse,
-    GetStatusRequest, GetStatusResponse, ListSagasRequest, ListSagasResponse, ResolveSagaRequest,
-    ResolveSagaResponse, RetrySagaRequest, RetrySagaResponse, StartSagaRequest, StartSagaResponse,
-    WatchSagaRequest, WatchSagaResponse,
+    GetStatsRequest, GetStatsResponse, GetStatusRequest, GetStatusResponse, ListSagasRequest,
+    ListSagasResponse, ResolveSagaRequest, ResolveSagaResponse, RetrySagaRequest,
+    RetrySagaResponse, StartSagaRequest, StartSagaResponse, WatchSagaRequest, WatchSagaResponse,
 };
 use saga_proto::{history_event, struct_to_json, to_datetime};
 use saga_store::PgStore;
@@ -26,7 +26,7 @@ use crate::auth::Principal;
 use crate::status::{bad_request, draining, engine_status};
 use crate::text::{clip, refuse_nul, refuse_nul_in_payload};
 use crate::watch_quota::WatchQuota;
-use crate::{labels, page_token};
+use crate::{labels, page_token, stats};
 
 /// Longest accepted caller idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
@@ -69,7 +69,7 @@ fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
 }
 
 /// A saga type as a request names it: required, short, printable in an error message.
-fn validate_saga_type(saga_type: &str) -> Result<(), Status> {
+pub(crate) fn validate_saga_type(saga_type: &str) -> Result<(), Status> {
     if saga_type.is_empty() {
         return Err(bad_request("saga_type is required, e.g. \"purchase_plan\""));
     }
@@ -449,6 +449,16 @@ impl SagaCoordinator for CoordinatorApi {
         Ok(Response::new(ResolveSagaResponse {
             saga: Some(pb::Saga::from(&saga)),
         }))
+    }
+
+    #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(level = "debug", Display))]
+    async fn get_stats(
+        &self,
+        request: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsResponse>, Status> {
+        let query = stats::query(request.get_ref())?;
+        let stats = self.engine.stats(&query).await.map_err(engine_status)?;
+        Ok(Response::new(GetStatsResponse::from(&stats)))
     }
 }
 

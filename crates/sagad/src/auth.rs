@@ -528,6 +528,7 @@ mod tests {
             "ListSagas",
             "WatchSaga",
             "GetSagaHistory",
+            "GetStats",
         ] {
             assert_eq!(
                 code(&coordinator(verb), Some("client-secret")),

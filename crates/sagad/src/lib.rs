@@ -5,7 +5,8 @@
 //! - [`settings`]: defaults → TOML file → `SAGAD_*` environment.
 //! - [`definitions`]: loading and validating `definitions/*.yaml`.
 //! - `api`: the coordinator service; input validation at the edge (`text`: NUL and echo limits;
-//!   `labels`: a saga's business keys; `watch_quota`: open watches per principal).
+//!   `labels`: a saga's business keys; `stats`: `GetStats`' window and thresholds; `watch_quota`: open
+//!   watches per principal).
 //! - `auth`: principals from `auth.tokens_file`, the layer that authenticates calls and checks verbs.
 //! - `limits`: the layer that bounds message size and call duration.
 //! - `tls`: TLS on the API (re-read on change through `reload`) and to participants.
@@ -22,6 +23,7 @@ mod limits;
 mod page_token;
 mod reload;
 pub mod settings;
+mod stats;
 mod status;
 pub mod telemetry;
 mod text;

@@ -432,6 +432,7 @@ impl Session {
                 words::check_saga(&expected.prose.join(" "), saga)
             }
             "ListSagas" => answers::list_sagas(&request, answer.first()),
+            "GetStats" => self.stats_match_the_log(&request, answer.first()).await,
             "GetSagaHistory" => answers::history(answer.first()),
             "WatchSaga" => answers::watch(&answer.messages),
             "AbortSaga" => {
@@ -472,6 +473,71 @@ impl Session {
                 "no check for {other}: add one to tests/tests/e2e/readme.rs"
             )),
         }
+    }
+
+    /// GetStats: every type's counts are the saga log's, counted over the window the answer names
+    /// (the README's sagas have all finished or stopped moving by then), and the total is their sum.
+    async fn stats_match_the_log(&self, request: &Value, answer: &Value) -> Result<(), String> {
+        let since = answer["since"].as_str().ok_or("no since")?;
+        let saga_type = request["saga_type"].as_str().filter(|t| !t.is_empty());
+        let logged: Vec<(String, Vec<i64>)> = sqlx::query_as(
+            "SELECT saga_type, ARRAY[
+                 count(*) FILTER (WHERE created_at >= $1::timestamptz),
+                 count(*) FILTER (WHERE status = 'COMPLETED' AND finished_at >= $1::timestamptz),
+                 count(*) FILTER (WHERE status = 'COMPENSATED' AND finished_at >= $1::timestamptz),
+                 count(*) FILTER (WHERE status = 'FAILED' AND finished_at >= $1::timestamptz),
+                 count(*) FILTER (WHERE status = 'RUNNING'),
+                 count(*) FILTER (WHERE status = 'COMPENSATING'),
+                 count(*) FILTER (WHERE status = 'FAILED')]
+             FROM sagas WHERE $2::text IS NULL OR saga_type = $2
+             GROUP BY saga_type ORDER BY saga_type",
+        )
+        .bind(since)
+        .bind(saga_type)
+        .fetch_all(&self.stack.saga_db)
+        .await
+        .map_err(|e| format!("count the saga log: {e}"))?;
+        let fields = [
+            "started",
+            "completed",
+            "compensated",
+            "failed",
+            "running",
+            "compensating",
+            "parked",
+        ];
+        // grpcurl prints 64-bit counts as strings and leaves zeros out.
+        let counted = |stats: &Value| -> Vec<i64> {
+            fields
+                .iter()
+                .map(|f| stats[*f].as_str().and_then(|n| n.parse().ok()).unwrap_or(0))
+                .collect()
+        };
+        let answered: Vec<(String, Vec<i64>)> = answer["byType"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                (
+                    t["sagaType"].as_str().unwrap_or_default().to_owned(),
+                    counted(t),
+                )
+            })
+            .collect();
+        let logged: Vec<(String, Vec<i64>)> = logged
+            .into_iter()
+            .filter(|(_, counts)| counts.iter().any(|n| *n > 0))
+            .collect();
+        if answered != logged {
+            return Err(format!(
+                "{fields:?} by type: answered {answered:?}, the saga log has {logged:?}"
+            ));
+        }
+        let summed: Vec<i64> = (0..fields.len())
+            .map(|i| logged.iter().map(|(_, counts)| counts[i]).sum())
+            .collect();
+        expect_eq(&json!(counted(&answer["total"])), summed, "the total")
     }
 
     /// An operator action's history event (`kind`) carries the request's reason and the caller's

@@ -642,6 +642,100 @@ async fn labels_given_at_start_find_the_saga_in_list_and_show_with_it() {
 }
 
 #[tokio::test]
+async fn stats_print_counts_rates_and_durations_by_type_then_failure_reasons_and_stuck_sagas() {
+    let stack = Stack::start_fast(Duration::from_secs(10)).await;
+    let run = |payload: &'static str| {
+        [
+            "start",
+            "purchase_plan",
+            "--payload",
+            payload,
+            "--wait",
+            "30s",
+        ]
+    };
+    assert_eq!(sagactl(&stack, &run(PURCHASE)).await.code, 0);
+    let refused = r#"{"userId":"u2","planId":"pro","faults":{"ALLOCATE_DEVICE":"refuse"}}"#;
+    let compensated = sagactl(&stack, &run(refused)).await;
+    assert_eq!(compensated.code, 6, "{compensated:#?}");
+    let refused_id = compensated.rows()[0][2].to_owned();
+
+    let table = sagactl(&stack, &["stats", "--window", "15m"]).await;
+    assert_eq!(table.code, 0, "{table:#?}");
+    println!("sagactl stats --window 15m:\n{}", table.stdout);
+    assert!(table.stderr.is_empty(), "{table:#?}");
+    let rows = table.rows();
+    assert_eq!(rows[0][0], "sagas", "{table:#?}");
+    assert_eq!(
+        rows[1],
+        [
+            "TYPE",
+            "STARTED",
+            "COMPLETED",
+            "COMPENSATED",
+            "FAILED",
+            "RUNNING",
+            "COMPENSATING",
+            "PARKED",
+            "SUCCESS",
+            "COMPENSATION",
+            "P50",
+            "P95",
+            "P99"
+        ],
+        "{table:#?}"
+    );
+    let counts = ["2", "1", "1", "0", "0", "0", "0", "50.0%", "50.0%"];
+    assert_eq!(rows[2][0], "purchase_plan", "{table:#?}");
+    assert_eq!(rows[2][1..10], counts, "{table:#?}");
+    assert_eq!(rows[3][0], "(all)", "{table:#?}");
+    assert_eq!(rows[3][1..10], counts, "{table:#?}");
+    assert!(
+        rows[3][10..]
+            .iter()
+            .all(|p| p.ends_with("ms") || p.ends_with('s')),
+        "three durations: {table:#?}"
+    );
+    let reasons = rows
+        .iter()
+        .position(|r| r.first() == Some(&"failure") && r.get(1) == Some(&"reasons:"))
+        .unwrap_or_else(|| panic!("failure reasons: {table:#?}"));
+    assert_eq!(
+        rows[reasons + 1],
+        ["TYPE", "REASON", "STEP", "COUNT", "LATEST", "ERROR"]
+    );
+    assert_eq!(
+        rows[reasons + 2][..6],
+        [
+            "purchase_plan",
+            "STEP_FAILED",
+            "ALLOCATE_DEVICE",
+            "1",
+            refused_id.as_str(),
+            "ALLOCATE_DEVICE"
+        ],
+        "{table:#?}"
+    );
+    assert_eq!(
+        table.stdout.lines().last(),
+        Some("stuck sagas: none"),
+        "{table:#?}"
+    );
+
+    let json = sagactl(&stack, &["stats", "--type", "withdrawal", "-o", "json"]).await;
+    assert_eq!(json.code, 0, "{json:#?}");
+    let stats = json.json();
+    assert!(stats["byType"].is_null(), "no withdrawal ran: {json:#?}");
+    assert!(stats["since"].is_string() && stats["until"].is_string());
+    let all = sagactl(&stack, &["stats", "-o", "json", "--stuck-after", "1ms"]).await;
+    assert_eq!(all.json()["total"]["completed"], "1", "{all:#?}");
+    assert_eq!(all.json()["total"]["successRate"], 0.5, "{all:#?}");
+    let too_long = sagactl(&stack, &["stats", "--window", "40days"]).await;
+    assert_refused(&too_long, 3, "INVALID_ARGUMENT");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn resolve_records_a_parked_step_done_by_hand_and_the_saga_goes_on_to_complete() {
     let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
     let purchase = stack

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use saga_core::{
-    Definition, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, StepStatus, Transition,
+    Definition, ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Stats, StatsQuery,
+    StepStatus, Transition,
 };
 use saga_engine::{Clock, Engine, EngineSettings, Participants, StartRequest};
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
@@ -505,5 +506,9 @@ impl SagaStore for CountingStore {
 
     async fn history(&self, id: SagaId) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
         self.inner.history(id).await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError> {
+        self.inner.stats(query).await
     }
 }
