@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepError};
-use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
+use saga_proto::contract::{
+    GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, TRACEPARENT_HEADER, code_name,
+};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
@@ -20,6 +22,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tower::ServiceExt;
 use tower::limit::ConcurrencyLimit;
+use tracing::{Instrument, info_span};
 
 use crate::EngineError;
 
@@ -116,14 +119,31 @@ impl Participants {
             index,
             until_deadline.map(|d| d.saturating_sub(waited)),
         );
-        let request = step_request(saga, index, direction, attempt, timeout);
+        let mut request = step_request(saga, index, direction, attempt, timeout);
+        let span = info_span!(
+            "participant call",
+            otel.kind = "client",
+            participant = %step.participant,
+            action = request.get_ref().action.as_str(),
+        );
+        // The participant's work is a child of this call, or, while spans are not exported, of
+        // whatever trace the saga's starter sent.
+        let traceparent = saga_telemetry::propagation::traceparent(&span)
+            .or_else(|| saga.traceparent.clone())
+            .and_then(|value| MetadataValue::try_from(value).ok());
+        if let Some(traceparent) = traceparent {
+            request
+                .metadata_mut()
+                .insert(TRACEPARENT_HEADER, traceparent);
+        }
         let mut client = SagaParticipantClient::new(channel);
         let call = async {
             match direction {
                 Direction::Execute => client.execute(request).await,
                 Direction::Compensate => client.compensate(request).await,
             }
-        };
+        }
+        .instrument(span);
         let started = Instant::now();
         let deadline_exceeded = || {
             let code = code_name(Code::DeadlineExceeded);

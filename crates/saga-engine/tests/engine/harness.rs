@@ -244,6 +244,7 @@ impl Harness {
             .engine
             .start(StartRequest {
                 labels: Default::default(),
+                traceparent: None,
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: json!({"userId": "u1"})
@@ -329,6 +330,7 @@ impl Harness {
         engine
             .start(StartRequest {
                 labels: Default::default(),
+                traceparent: None,
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: serde_json::Map::new(),
