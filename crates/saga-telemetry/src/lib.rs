@@ -19,9 +19,11 @@ pub mod propagation;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
+use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -67,6 +69,7 @@ pub fn init(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let provider = export::from_env(service)?;
     let exporting = provider.is_some();
+    let dispatch = Arc::new(OnceLock::new());
     let log = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
@@ -77,6 +80,7 @@ pub fn init(
             .flatten_event(true)
             .event_format(logs::WithTraceId::new(
                 fmt::format().json().flatten_event(true),
+                Arc::clone(&dispatch),
             ))
             .boxed(),
         LogFormat::Json => log.json().flatten_event(true).boxed(),
@@ -90,10 +94,14 @@ pub fn init(
             .with_threads(false)
             .with_filter(Targets::new().with_default(LevelFilter::INFO))
     });
-    tracing_subscriber::registry()
-        .with(log.with_filter(filter))
-        .with(spans)
-        .init();
+    let subscriber = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log.with_filter(filter))
+            .with(spans),
+    );
+    // Only set when the JSON format is in use; unused otherwise.
+    let _ = dispatch.set(subscriber.downgrade());
+    subscriber.init();
     EXPORTING.store(exporting, Ordering::Relaxed);
     Ok(Telemetry { provider })
 }

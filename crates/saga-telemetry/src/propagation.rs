@@ -40,9 +40,7 @@ pub fn traceparent(span: &Span) -> Option<String> {
     if !context.span().span_context().is_valid() {
         return None;
     }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier.remove(TRACEPARENT)
+    inject(&context)
 }
 
 /// The `traceparent` to store with a new saga started inside `span`, the saga's trace from then on:
@@ -52,9 +50,23 @@ pub fn for_new_saga(span: &Span, from_caller: Option<&str>) -> Option<String> {
     if exporting() {
         return traceparent(span);
     }
-    from_caller
-        .filter(|value| parse(value).span().span_context().is_valid())
-        .map(str::to_owned)
+    well_formed(from_caller)
+}
+
+/// `traceparent` in its canonical form, if it names a valid remote span.
+fn well_formed(traceparent: Option<&str>) -> Option<String> {
+    let context = parse(traceparent?);
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    inject(&context)
+}
+
+/// The `traceparent` naming the span of `context`.
+fn inject(context: &opentelemetry::Context) -> Option<String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(context, &mut carrier);
+    carrier.remove(TRACEPARENT)
 }
 
 /// A `tonic` server's span for one request (`Server::trace_fn`): named after the gRPC method, a child of
@@ -77,7 +89,8 @@ pub fn grpc_server_span(request: &http::Request<()>) -> Span {
 
 /// The remote span a `traceparent` names; an invalid one gives a context without a valid span.
 fn parse(traceparent: &str) -> opentelemetry::Context {
-    TraceContextPropagator::new().extract(&OneHeader(traceparent))
+    TraceContextPropagator::new()
+        .extract_with_context(&opentelemetry::Context::new(), &OneHeader(traceparent))
 }
 
 /// A carrier holding one `traceparent` value.
@@ -90,5 +103,68 @@ impl Extractor for OneHeader<'_> {
 
     fn keys(&self) -> Vec<&str> {
         vec![TRACEPARENT]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing::info_span;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    const REMOTE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Runs `test` with spans going to an OpenTelemetry tracer (that exports nowhere).
+    fn exported(test: impl FnOnce()) {
+        crate::EXPORTING.store(true, Ordering::Relaxed);
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, test);
+    }
+
+    #[test]
+    fn a_span_continues_the_trace_a_traceparent_names_and_hands_its_own_span_on() {
+        exported(|| {
+            let drive = info_span!("saga");
+            continue_trace(&drive, Some(REMOTE));
+            let call = drive.in_scope(|| info_span!("participant call"));
+            let sent = traceparent(&call).expect("a traced span");
+            let parts: Vec<&str> = sent.split('-').collect();
+            assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "{sent}");
+            assert_ne!(
+                parts[2], "00f067aa0ba902b7",
+                "the call's own span id: {sent}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_trace_of_its_own() {
+        exported(|| {
+            let drive = info_span!("saga");
+            continue_trace(&drive, Some("00-not-a-trace-01"));
+            let sent = traceparent(&drive).expect("a traced span");
+            assert!(!sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{sent}");
+        });
+    }
+
+    #[test]
+    fn a_new_saga_keeps_the_callers_traceparent_only_when_it_is_well_formed() {
+        assert_eq!(well_formed(Some(REMOTE)).as_deref(), Some(REMOTE));
+        assert_eq!(well_formed(Some("not a traceparent")), None);
+        assert_eq!(
+            well_formed(Some(
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"
+            )),
+            None,
+            "W3C allows lower-case hex only"
+        );
+        assert_eq!(well_formed(None), None);
     }
 }
