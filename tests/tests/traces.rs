@@ -1,7 +1,7 @@
 //! Traces with a real OTLP receiver in the test process and sagad and the demo participants as real
 //! processes exporting to it: one saga is one trace, from the StartSaga caller's span through every step
 //! attempt, participant call and participant handler, and it stays one trace when a replica is killed
-//! and another takes the saga over.
+//! and another takes the saga over. A sagad that exports nothing still passes the caller's trace on.
 
 use std::time::Duration;
 
@@ -246,5 +246,64 @@ async fn a_saga_taken_over_after_its_replica_is_killed_stays_in_its_trace() {
     step_chain(&mut receiver, &drive, &saga_id, STEPS[4], 1).await;
 
     assert!(b.terminate().await.success());
+    assert!(demo.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_sagad_that_exports_nothing_passes_the_callers_traceparent_on_to_the_participants() {
+    let mut receiver = OtlpReceiver::start().await;
+    let saga_db = TestDatabase::create("sagad_traces_passthrough").await;
+    let demo_db = TestDatabase::create("sagad_traces_passthrough_demo").await;
+    let (demo, participants) =
+        start_participants_env(&demo_db.url(), "warn", &receiver.env()).await;
+    let definitions = repo_root().join("definitions");
+    let (sagad, addr) = start_sagad(&saga_db.url(), &definitions, &participants, &[]).await;
+    let mut client = client(&addr).await;
+
+    let mut request = tonic::Request::new(purchase(json!({})));
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    request.metadata_mut().insert(
+        TRACEPARENT_HEADER,
+        traceparent.parse().expect("ascii metadata"),
+    );
+    let saga_id = client
+        .start_saga(request)
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id;
+    assert_eq!(
+        wait_terminal(&mut client, &saga_id).await.status(),
+        SagaStatus::Completed
+    );
+
+    let saga_log = sqlx::PgPool::connect(&saga_db.url())
+        .await
+        .expect("saga log");
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT traceparent FROM sagas WHERE id = $1::uuid")
+            .bind(&saga_id)
+            .fetch_one(&saga_log)
+            .await
+            .expect("saga row");
+    assert_eq!(stored.as_deref(), Some(traceparent.as_str()));
+    // With no sagad spans in between, each handler is a direct child of the caller's span.
+    for (step, _) in STEPS {
+        let handler = receiver
+            .wait_for(&format!("handler of {step}"), handler_of(&saga_id, step, 1))
+            .await;
+        assert_eq!(handler.trace_id, CALLER_TRACE, "{handler}");
+        assert_eq!(handler.parent_span_id, CALLER_SPAN, "{handler}");
+    }
+    assert!(
+        receiver
+            .received()
+            .iter()
+            .all(|span| span.service != "sagad"),
+        "sagad exported nothing"
+    );
+
+    saga_log.close().await;
+    assert!(sagad.terminate().await.success());
     assert!(demo.terminate().await.success());
 }
