@@ -10,6 +10,7 @@
 //! - [`definitions`]: the shipped definitions, a fast copy for tests that wait on deadlines, and the
 //!   test-only ones in `tests/definitions`.
 //! - [`in_process`]: sagad inside the test process, for tests of its edge.
+//! - [`otlp`]: a real OTLP trace receiver that hands the spans it receives to the test.
 //! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 //! - [`checks`]: the rows each flow must leave, and the business invariants across them.
 
@@ -17,6 +18,7 @@ pub mod certs;
 pub mod checks;
 pub mod definitions;
 pub mod in_process;
+pub mod otlp;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -80,11 +82,11 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Keeps a child's configuration to what the test sets: no inherited `SAGAD_*` or `DEMO_*` variables,
-/// and quiet logs unless the person running the tests asked for them with `RUST_LOG`.
+/// Keeps a child's configuration to what the test sets: no inherited `SAGAD_*`, `DEMO_*` or `OTEL_*`
+/// variables, and quiet logs unless the person running the tests asked for them with `RUST_LOG`.
 pub fn isolate(command: &mut std::process::Command) {
     for (key, _) in std::env::vars() {
-        if key.starts_with("SAGAD_") || key.starts_with("DEMO_") {
+        if key.starts_with("SAGAD_") || key.starts_with("DEMO_") || key.starts_with("OTEL_") {
             command.env_remove(key);
         }
     }
@@ -407,6 +409,25 @@ pub async fn start_participants_with(
     addrs: &BTreeMap<String, String>,
     extra_args: &[String],
 ) -> (Process, BTreeMap<String, String>) {
+    spawn_participants(database_url, log_level, addrs, extra_args, &[]).await
+}
+
+/// Like [`start_participants`], with `env` added to the process's environment (e.g. `OTEL_*`).
+pub async fn start_participants_env(
+    database_url: &str,
+    log_level: &str,
+    env: &[(&str, String)],
+) -> (Process, BTreeMap<String, String>) {
+    spawn_participants(database_url, log_level, &BTreeMap::new(), &[], env).await
+}
+
+async fn spawn_participants(
+    database_url: &str,
+    log_level: &str,
+    addrs: &BTreeMap<String, String>,
+    extra_args: &[String],
+    extra_env: &[(&str, String)],
+) -> (Process, BTreeMap<String, String>) {
     let mut args = vec!["--service".to_owned(), "all".to_owned()];
     for service in PARTICIPANTS {
         args.push(format!("--{service}-addr"));
@@ -428,6 +449,7 @@ pub async fn start_participants_with(
     if std::env::var_os("RUST_LOG").is_none() {
         env.push(("RUST_LOG", log_level.to_owned()));
     }
+    env.extend_from_slice(extra_env);
     let mut demo = Process::spawn(&binary("demo-participants"), &args, &env);
     let mut participants = BTreeMap::new();
     for service in PARTICIPANTS {

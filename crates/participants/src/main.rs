@@ -4,18 +4,18 @@
 //! Logs go to stderr. Once every listener is bound, stdout gets exactly one line per service,
 //! `<service> listening on <addr>`, so a caller that passed port 0 learns the real ports.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, ValueEnum};
 use participants::{DEFAULT_DATABASE_URL, DemoServices, Service, Settings};
 use saga_participant::TlsFiles;
+use saga_telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// Serves the sagad demo participants (billing, device, payment, withdrawal, gateway, app, notification,
 /// customer, inventory, sales).
@@ -101,13 +101,12 @@ fn selection() -> impl TypedValueParser<Value = Selection> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 impl Cli {
+    /// The traces' `service.name`: the one service this process serves, or `demo-participants` for all.
+    fn service_name(&self) -> &'static str {
+        self.service.0.map_or("demo-participants", Service::as_str)
+    }
+
     fn settings(&self) -> Settings {
         let addr = |service| match service {
             Service::Billing => self.billing_addr,
@@ -149,8 +148,21 @@ impl Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    match run(cli).await {
+    // sqlx relays PostgreSQL notices ("relation already exists, skipping") at info: noise here.
+    let telemetry = match saga_telemetry::init(
+        cli.service_name(),
+        cli.log_format,
+        "info,sqlx::postgres::notice=warn",
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("demo-participants: {}", saga_shutdown::one_line(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(cli).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!(
@@ -180,18 +192,4 @@ fn announce(services: &DemoServices) -> std::io::Result<()> {
         writeln!(stdout, "{service} listening on {addr}")?;
     }
     stdout.flush()
-}
-
-fn init_tracing(format: LogFormat) {
-    // sqlx relays PostgreSQL notices ("relation already exists, skipping") at info: noise here.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -90,6 +90,9 @@ pub struct Saga {
     pub started_by: Option<String>,
     /// Business keys given at start, by which `ListSagas` finds the saga; never change afterwards.
     pub labels: Labels,
+    /// The saga's W3C trace context (`traceparent`), set at start: every participant call, on whichever
+    /// instance drives the saga, continues this trace. The core only carries it.
+    pub traceparent: Option<String>,
     /// The earliest time the next call may be made (set while waiting to retry).
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Whole-saga deadline.
@@ -210,6 +213,7 @@ impl Saga {
             idempotency_key,
             started_by: None,
             labels: Labels::new(),
+            traceparent: None,
             next_attempt_at: None,
             deadline_at,
             revision: 0,

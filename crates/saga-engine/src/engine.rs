@@ -75,6 +75,8 @@ pub struct StartRequest {
     pub started_by: Option<String>,
     /// Business keys to find the saga by.
     pub labels: Labels,
+    /// The trace the saga belongs to (W3C `traceparent`), if any.
+    pub traceparent: Option<String>,
 }
 
 /// An operator's `ResolveSaga`, already validated at the edge.
@@ -314,6 +316,7 @@ impl<S: SagaStore> Engine<S> {
         let saga = Saga {
             started_by: request.started_by,
             labels: request.labels,
+            traceparent: request.traceparent,
             ..Saga::new(
                 definition,
                 request.payload,
@@ -363,7 +366,10 @@ impl<S: SagaStore> Engine<S> {
         if let Some(replaced) = self.lock_drivers().insert(id, driver) {
             replaced.stop.cancel();
         }
-        let span = info_span!("saga", saga_id = %id, saga_type = saga.saga_type());
+        // A root, not a child of the request or scan that got here: the drive outlives them. Whichever
+        // instance drives the saga, and however often, its work joins the saga's one trace instead.
+        let span = info_span!(parent: None, "saga", saga_id = %id, saga_type = saga.saga_type());
+        saga_telemetry::propagation::continue_trace(&span, saga.traceparent.as_deref());
         let engine = Arc::clone(self);
         self.sagas.spawn(
             "saga executor",

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use saga_core::contract::GrpcCode;
 use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepFailure};
-use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, grpc_code};
+use saga_proto::contract::{
+    GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, TRACEPARENT_HEADER, grpc_code,
+};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
@@ -21,6 +23,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower::ServiceExt;
 use tower::limit::ConcurrencyLimit;
+use tracing::{Instrument, info_span};
 
 /// Shortest deadline given to a call, so one started right at the saga deadline can still answer.
 const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(10);
@@ -120,8 +123,28 @@ impl Participants {
         };
         let left = until_deadline.map(|d| d.saturating_sub(queued.elapsed()));
         let timeout = call_timeout(saga, index, left);
-        let request = step_request(saga, index, direction, attempt, timeout);
-        Some(send(step, channel, direction, request, timeout).await)
+        let mut request = step_request(saga, index, direction, attempt, timeout);
+        let span = info_span!(
+            "participant call",
+            otel.kind = "client",
+            participant = %step.participant,
+            action = request.get_ref().action.as_str(),
+        );
+        // The participant's work is a child of this call, or, while spans are not exported, of
+        // whatever trace the saga's starter sent.
+        let traceparent = saga_telemetry::propagation::traceparent(&span)
+            .or_else(|| saga.traceparent.clone())
+            .and_then(|value| MetadataValue::try_from(value).ok());
+        if let Some(traceparent) = traceparent {
+            request
+                .metadata_mut()
+                .insert(TRACEPARENT_HEADER, traceparent);
+        }
+        Some(
+            send(step, channel, direction, request, timeout)
+                .instrument(span)
+                .await,
+        )
     }
 }
 

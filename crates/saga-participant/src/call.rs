@@ -30,7 +30,9 @@ pub struct StepCall {
     pub generation: u32,
     /// The saga state so far: the start payload merged with every earlier step's output.
     pub payload: Map<String, Value>,
-    /// The W3C `traceparent` the coordinator sent as metadata, if any, to continue the saga's trace.
+    /// The W3C `traceparent` the coordinator sent as metadata, if any. The handler already runs in a
+    /// span that continues it when spans are exported (see `saga-telemetry`); this is the raw value, for
+    /// passing it on to further calls by hand.
     pub traceparent: Option<String>,
 }
 

@@ -189,9 +189,12 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
     }
 }
 
+/// The span a step's handler runs in: a child of the coordinator's call when it sent a `traceparent`, so
+/// the handler's work, and any span it opens, is part of the saga's trace.
 fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::Span {
-    info_span!(
+    let span = info_span!(
         "step",
+        otel.kind = "server",
         direction = direction.as_str(),
         service,
         saga_id = %call.saga_id,
@@ -200,7 +203,9 @@ fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::S
         action = %call.action,
         attempt = call.attempt,
         traceparent = call.traceparent.as_deref(),
-    )
+    );
+    saga_telemetry::propagation::continue_trace(&span, call.traceparent.as_deref());
+    span
 }
 
 /// Turns a step result into the gRPC answer, logging transient failures with their full cause.

@@ -24,7 +24,7 @@ const SELECT_SAGA: &str = "SELECT s.epoch, {SAGA_COLUMNS} FROM sagas s";
 /// The `sagas` columns a [`SagaRow`] reads besides `epoch`, with the steps and labels aggregated.
 const SAGA_COLUMNS: &str = "
     s.id, s.definition, s.status, s.failure_reason, s.failure_message, s.state,
-    s.idempotency_key, s.started_by, s.next_attempt_at, s.deadline_at, s.revision,
+    s.idempotency_key, s.started_by, s.traceparent, s.next_attempt_at, s.deadline_at, s.revision,
     s.created_at, s.updated_at, s.finished_at,
     COALESCE((SELECT jsonb_agg(to_jsonb(st) ORDER BY st.step_index)
               FROM saga_steps st WHERE st.saga_id = s.id), '[]'::jsonb) AS steps,

@@ -788,6 +788,39 @@ async fn the_principal_that_started_a_saga_is_stored_loaded_and_listed() {
     assert_eq!(listed[0].started_by.as_deref(), Some("billing-service"));
 }
 
+#[tokio::test]
+async fn a_sagas_trace_context_is_stored_and_handed_to_the_instance_that_takes_it_over() {
+    let (store, _db) = store().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let saga = Saga {
+        traceparent: Some(traceparent.to_owned()),
+        ..new_saga(None)
+    };
+    store.create(&saga, &instance("a")).await.expect("create");
+    let untraced = new_saga(None);
+    store
+        .create(&untraced, &instance("a"))
+        .await
+        .expect("create");
+    let loaded = store.load(saga.id).await.expect("load").expect("exists");
+    assert_eq!(loaded.traceparent.as_deref(), Some(traceparent));
+
+    expire_lease(&store, saga.id).await;
+    let claimed = store
+        .claim_due(&instance("b"), 10)
+        .await
+        .expect("claim")
+        .sagas;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].traceparent.as_deref(), Some(traceparent));
+    let loaded = store
+        .load(untraced.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(loaded.traceparent, None);
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()

@@ -9,6 +9,7 @@ use futures::Stream;
 use prost::Message;
 use saga_core::{ListFilter, ResolvedAs, SagaId, SagaStatus};
 use saga_engine::{Engine, EngineError, Resolve, StartRequest};
+use saga_proto::contract::TRACEPARENT_HEADER;
 use saga_proto::v1::saga_coordinator_server::SagaCoordinator;
 use saga_proto::v1::{
     self as pb, AbortSagaRequest, AbortSagaResponse, GetSagaHistoryRequest, GetSagaHistoryResponse,
@@ -68,6 +69,16 @@ fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
     request.extensions().get::<Arc<Principal>>().cloned()
 }
 
+/// The trace a saga started by `request` belongs to: this RPC's span, a child of the caller's
+/// `traceparent` if it sent one.
+fn saga_traceparent<T>(request: &Request<T>) -> Option<String> {
+    let from_caller = request
+        .metadata()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok());
+    saga_telemetry::propagation::for_new_saga(&tracing::Span::current(), from_caller)
+}
+
 /// A saga type as a request names it: required, short, printable in an error message.
 pub(crate) fn validate_saga_type(saga_type: &str) -> Result<(), Status> {
     if saga_type.is_empty() {
@@ -87,6 +98,7 @@ impl CoordinatorApi {
         &self,
         request: StartSagaRequest,
         principal: Option<&Principal>,
+        traceparent: Option<String>,
     ) -> Result<StartRequest, Status> {
         validate_saga_type(&request.saga_type)?;
         if let Some(principal) = principal {
@@ -119,6 +131,7 @@ impl CoordinatorApi {
             idempotency_key: Some(request.idempotency_key).filter(|k| !k.is_empty()),
             started_by: principal.map(|p| p.name.clone()),
             labels: labels::labels(request.labels)?,
+            traceparent,
         })
     }
 }
@@ -268,9 +281,10 @@ impl SagaCoordinator for CoordinatorApi {
         request: Request<StartSagaRequest>,
     ) -> Result<Response<StartSagaResponse>, Status> {
         let principal = principal(&request);
+        let traceparent = saga_traceparent(&request);
         let request = request.into_inner();
         let wait = start_wait(request.wait.as_ref())?;
-        let start = self.validate_start(request, principal.as_deref())?;
+        let start = self.validate_start(request, principal.as_deref(), traceparent)?;
         let (created, saga) = match wait {
             None => {
                 let created = self.engine.start(start).await.map_err(engine_status)?;

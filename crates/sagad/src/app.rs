@@ -230,6 +230,8 @@ impl Application {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+            // One span per RPC, continuing the caller's trace (`traceparent` metadata).
+            .trace_fn(saga_telemetry::propagation::grpc_server_span)
             .layer(LimitsLayer {
                 max_message_bytes,
                 rpc_timeout: limits.rpc_timeout,

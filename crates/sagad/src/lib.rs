@@ -12,7 +12,6 @@
 //! - `tls`: TLS on the API (re-read on change through `reload`) and to participants.
 //! - `status`: the one table that maps errors to gRPC statuses.
 //! - [`app`]: `Application::build(settings)` binds, `run_until_stopped(token)` serves (port 0 in tests).
-//! - [`telemetry`]: tracing subscriber set-up.
 
 mod api;
 pub mod app;
@@ -25,7 +24,6 @@ mod reload;
 pub mod settings;
 mod stats;
 mod status;
-pub mod telemetry;
 mod text;
 mod tls;
 mod watch_quota;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sagad::{Application, Settings, telemetry};
+use sagad::{Application, Settings};
 use tokio_util::sync::CancellationToken;
 
 /// A saga orchestrator: runs multi-step business transactions across services to completion or
@@ -31,7 +31,14 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
-    telemetry::init(settings.log_format);
+    let telemetry = saga_telemetry::init("sagad", settings.log_format, "info")?;
+    let result = serve(settings).await;
+    // Also after a failed start: the spans that explain it are exported.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     // Machine-readable readiness line: tests and scripts read the real port from it.
     println!("sagad listening on {}", app.local_addr());

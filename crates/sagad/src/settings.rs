@@ -11,15 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use saga_telemetry::LogFormat;
 
 /// Everything sagad can be configured with. `Debug` leaves the database password out.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

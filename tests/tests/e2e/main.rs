@@ -6,7 +6,7 @@
 //! # Layout
 //! - The flows, each end to end: `purchase_plan`, `payment_create`, `payment_refund`, `withdrawal`,
 //!   `device_creation`, `order_creation`, `app_upload`, `cross_language` (a TypeScript participant).
-//! - Observing it: `stats` (GetStats).
+//! - Observing it: `stats` (GetStats), `traces` (OTLP, one trace per saga).
 //! - Failure and recovery: `failure_semantics`, `preconditions`, `start_wait`, `edges`, `replicas`,
 //!   `chaos`, `invariants` (a few hundred random sagas, then the business invariants).
 //! - sagad's edge: `bad_input`, `edge_limits`, `fuzz_edge`, `security`, `grpcurl_tls`,
@@ -40,4 +40,5 @@ mod security;
 mod start_wait;
 mod startup;
 mod stats;
+mod traces;
 mod withdrawal;

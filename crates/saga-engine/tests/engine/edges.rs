@@ -307,6 +307,7 @@ async fn a_saga_an_operator_retries_on_a_full_instance_is_handed_to_an_instance_
         .engine
         .start(StartRequest {
             labels: Default::default(),
+            traceparent: None,
             started_by: None,
             saga_type: "shop".into(),
             payload: JsonMap::new(),
@@ -452,6 +453,7 @@ async fn a_full_instance_does_not_scan_for_work_it_has_no_slot_for() {
     let busy = b
         .start(StartRequest {
             labels: Default::default(),
+            traceparent: None,
             started_by: None,
             saga_type: "shop".into(),
             payload: JsonMap::new(),

@@ -324,6 +324,7 @@ async fn a_long_retry_wait_releases_the_lease_and_the_recovery_loop_resumes_the_
     let id = engine
         .start(StartRequest {
             labels: Default::default(),
+            traceparent: None,
             started_by: None,
             saga_type: "shop".into(),
             payload: serde_json::Map::new(),

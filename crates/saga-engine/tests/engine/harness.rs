@@ -251,6 +251,7 @@ impl Harness {
             .engine
             .start(StartRequest {
                 labels: Default::default(),
+                traceparent: None,
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: json!({"userId": "u1"})
@@ -336,6 +337,7 @@ impl Harness {
         engine
             .start(StartRequest {
                 labels: Default::default(),
+                traceparent: None,
                 started_by: None,
                 saga_type: "shop".into(),
                 payload: serde_json::Map::new(),

@@ -74,21 +74,24 @@ pub(super) async fn insert(
     let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
     let created: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.created_at).collect();
     let started_by: Vec<Option<&str>> = sagas.iter().map(|s| s.started_by.as_deref()).collect();
+    let traceparents: Vec<Option<&str>> = sagas.iter().map(|s| s.traceparent.as_deref()).collect();
     // ON CONFLICT turns a repeated idempotency key into "not returned".
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::jsonb[],
-                                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+                                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[],
+                                 $18::text[])
                 AS i(id, saga_type, definition_version, definition, state, idempotency_key,
-                     deadline_at, created_at, started_by)
+                     deadline_at, created_at, started_by, traceparent)
          ),
          saga AS (
             INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
                                current_step, idempotency_key, deadline_at, revision,
-                               created_at, updated_at, owner, lease_until, epoch, started_by)
+                               created_at, updated_at, owner, lease_until, epoch, started_by,
+                               traceparent)
             SELECT i.id, i.saga_type, i.definition_version, i.definition, $10, i.state, 0,
                    i.idempotency_key, i.deadline_at, 0, i.created_at, i.created_at,
-                   $11, now() + $12 * interval '1 millisecond', 1, i.started_by
+                   $11, now() + $12 * interval '1 millisecond', 1, i.started_by, i.traceparent
             FROM input i
             ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
@@ -129,6 +132,7 @@ pub(super) async fn insert(
     .bind(HistoryEvent::SagaStarted.kind())
     .bind(Json(to_json(&HistoryEvent::SagaStarted)))
     .bind(Json(&labels))
+    .bind(traceparents)
     .fetch_all(pool)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();

@@ -1,0 +1,130 @@
+//! Tracing set-up shared by sagad and the participant services: logs on stderr (text or JSON), and, when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, every span exported over OTLP/gRPC so that one saga is one trace
+//! across sagad replicas and participants.
+//!
+//! # Layout
+//! - [`init`] and [`Telemetry`]: installs the global subscriber once, from `main`; [`Telemetry::shutdown`]
+//!   flushes the spans still queued for export.
+//! - `export`: the OTLP pipeline, configured by the standard `OTEL_*` variables.
+//! - `logs`: JSON log lines that carry the `trace_id` of the span they were written in.
+//! - [`propagation`]: the W3C `traceparent` that carries a trace from the StartSaga caller to sagad's saga
+//!   log and on to every participant call.
+//!
+//! Without `OTEL_EXPORTER_OTLP_ENDPOINT` nothing but the log layer is installed: spans cost what the log
+//! filter makes them cost, and the propagation helpers return at once.
+
+mod export;
+mod logs;
+pub mod propagation;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::{Deserialize, Serialize};
+use tracing::Dispatch;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+pub use export::ExportError;
+
+/// Whether spans are exported, so the propagation helpers can skip their work when they are not.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line; with span export on, each line written inside a span has `trace_id`.
+    Json,
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] it before the process exits.
+#[derive(Debug)]
+#[must_use = "call shutdown before exiting, or queued spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// Installs the global subscriber: logs on stderr in `format`, filtered by `RUST_LOG` (else
+/// `default_filter`, e.g. `info`), and OTLP span export as `service` when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Call once, from `main`, inside the Tokio runtime
+/// (the exporter's gRPC channel lives there).
+///
+/// The export layer has its own filter (info and above), so a quiet `RUST_LOG` does not thin the traces.
+///
+/// # Errors
+/// When the OTLP exporter cannot be built from the `OTEL_*` variables (e.g. an invalid endpoint).
+pub fn init(
+    service: &str,
+    format: LogFormat,
+    default_filter: &str,
+) -> Result<Telemetry, ExportError> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let provider = export::from_env(service)?;
+    let exporting = provider.is_some();
+    let dispatch = Arc::new(OnceLock::new());
+    let log = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json if exporting => log
+            .json()
+            .flatten_event(true)
+            .event_format(logs::WithTraceId::new(
+                fmt::format().json().flatten_event(true),
+                Arc::clone(&dispatch),
+            ))
+            .boxed(),
+        LogFormat::Json => log.json().flatten_event(true).boxed(),
+    };
+    let spans = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(env!("CARGO_PKG_NAME")))
+            // Busy/idle times and thread names on every span cost more than they tell here.
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_filter(Targets::new().with_default(LevelFilter::INFO))
+    });
+    let subscriber = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log.with_filter(filter))
+            .with(spans),
+    );
+    // Only set when the JSON format is in use; unused otherwise.
+    let _ = dispatch.set(subscriber.downgrade());
+    subscriber.init();
+    EXPORTING.store(exporting, Ordering::Relaxed);
+    Ok(Telemetry { provider })
+}
+
+/// Whether spans are being exported.
+pub(crate) fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+impl Telemetry {
+    /// Exports the spans still queued and stops the exporter. Waits at most the exporter's timeout
+    /// (`OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default) when the collector does not answer.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The flush blocks its thread until the export answers, and the export's gRPC channel needs the
+        // runtime's threads meanwhile.
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cannot flush the spans queued for export: {e}"),
+            Err(e) => eprintln!("cannot flush the spans queued for export: {e}"),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! W3C trace context (`traceparent`) in and out of spans: how one saga stays one trace from the StartSaga
+//! caller through sagad's saga log, any replica that takes the saga over, and every participant.
+//!
+//! While spans are not exported these helpers do nothing and cost nothing: the `traceparent` a caller
+//! sent is then passed along as it came.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use saga_proto::contract::TRACEPARENT_HEADER as TRACEPARENT;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::exporting;
+
+/// Makes `span` (not yet entered) a child of the span `traceparent` names, so it joins that trace; an
+/// absent or malformed `traceparent` leaves it where it is (its parent span's trace, or a new one).
+pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
+    if !exporting() {
+        return;
+    }
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let parent = parse(traceparent);
+    if parent.span().span_context().is_valid() {
+        // Only fails when the span is disabled or already entered: it then keeps its own parent.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The `traceparent` that makes a remote span a child of `span`; `None` while spans are not exported.
+pub fn traceparent(span: &Span) -> Option<String> {
+    if !exporting() {
+        return None;
+    }
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    inject(&context)
+}
+
+/// The `traceparent` to store with a new saga started inside `span`, the saga's trace from then on:
+/// `span`'s own while spans are exported, else the caller's (`from_caller`) if it is well formed, so it
+/// still reaches the participants.
+pub fn for_new_saga(span: &Span, from_caller: Option<&str>) -> Option<String> {
+    if exporting() {
+        return traceparent(span);
+    }
+    well_formed(from_caller)
+}
+
+/// `traceparent` in its canonical form, if it names a valid remote span.
+fn well_formed(traceparent: Option<&str>) -> Option<String> {
+    let context = parse(traceparent?);
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    inject(&context)
+}
+
+/// The `traceparent` naming the span of `context`.
+fn inject(context: &opentelemetry::Context) -> Option<String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(context, &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// A `tonic` server's span for one request (`Server::trace_fn`): named after the gRPC method, a child of
+/// the caller's `traceparent` when it sent one.
+pub fn grpc_server_span(request: &http::Request<()>) -> Span {
+    let method = request.uri().path().trim_start_matches('/');
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.method = method,
+    );
+    let traceparent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok());
+    continue_trace(&span, traceparent);
+    span
+}
+
+/// The remote span a `traceparent` names; an invalid one gives a context without a valid span.
+fn parse(traceparent: &str) -> opentelemetry::Context {
+    TraceContextPropagator::new()
+        .extract_with_context(&opentelemetry::Context::new(), &OneHeader(traceparent))
+}
+
+/// A carrier holding one `traceparent` value.
+struct OneHeader<'a>(&'a str);
+
+impl Extractor for OneHeader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing::info_span;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    const REMOTE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Runs `test` with spans going to an OpenTelemetry tracer (that exports nowhere).
+    fn exported(test: impl FnOnce()) {
+        crate::EXPORTING.store(true, Ordering::Relaxed);
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, test);
+    }
+
+    #[test]
+    fn a_span_continues_the_trace_a_traceparent_names_and_hands_its_own_span_on() {
+        exported(|| {
+            let drive = info_span!("saga");
+            continue_trace(&drive, Some(REMOTE));
+            let call = drive.in_scope(|| info_span!("participant call"));
+            let sent = traceparent(&call).expect("a traced span");
+            let parts: Vec<&str> = sent.split('-').collect();
+            assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "{sent}");
+            assert_ne!(
+                parts[2], "00f067aa0ba902b7",
+                "the call's own span id: {sent}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_trace_of_its_own() {
+        exported(|| {
+            let drive = info_span!("saga");
+            continue_trace(&drive, Some("00-not-a-trace-01"));
+            let sent = traceparent(&drive).expect("a traced span");
+            assert!(!sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{sent}");
+        });
+    }
+
+    #[test]
+    fn a_new_saga_keeps_the_callers_traceparent_only_when_it_is_well_formed() {
+        assert_eq!(well_formed(Some(REMOTE)).as_deref(), Some(REMOTE));
+        assert_eq!(well_formed(Some("not a traceparent")), None);
+        assert_eq!(
+            well_formed(Some(
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"
+            )),
+            None,
+            "W3C allows lower-case hex only"
+        );
+        assert_eq!(well_formed(None), None);
+    }
+}

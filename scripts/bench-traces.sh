@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# What trace export costs: saga-bench runs `purchase_plan` against sagad and the demo participants with span
+# export off, then on (both processes exporting to the `otlp_sink` example, a stand-in collector),
+# alternating ROUNDS times, each run on fresh databases after a short warm-up. Prints, per run, saga-bench's
+# throughput and the CPU time of that one sagad process per saga (utime + stime from /proc/<pid>/stat over
+# the measured run, including saga-bench's wait for PostgreSQL statistics at its end), then the medians.
+#
+# Usage: scripts/bench-traces.sh [SAGAS (default 1000)] [ROUNDS (default 3)] [CONCURRENCY (default 32)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sagas=${1:-1000}
+rounds=${2:-3}
+concurrency=${3:-32}
+
+scripts/ensure-postgres.sh
+cargo build --release --locked --bin sagad --bin demo-participants --bin saga-bench
+cargo build --release --locked -p e2e-tests --example otlp_sink
+bin=${CARGO_TARGET_DIR:-target}/release
+admin="postgres://postgres@127.0.0.1:5432/postgres"
+saga_log="postgres://postgres@127.0.0.1:5432/sagad_bench_traces"
+demo_db="postgres://postgres@127.0.0.1:5432/sagad_bench_traces_demo"
+services=(billing device payment withdrawal gateway app notification customer inventory sales)
+
+work=$(mktemp -d)
+pids=()
+stop() {
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap stop EXIT
+
+# Waits up to 30 s for file $1 to hold a line matching $2.
+await() {
+  for _ in $(seq 1 300); do
+    if grep -q "$2" "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench-traces: no \"$2\" in $1" >&2
+  exit 1
+}
+# The CPU ticks (user + system) process $1 has used.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+"$bin/examples/otlp_sink" 127.0.0.1:0 >"$work/sink.out" &
+pids+=($!)
+await "$work/sink.out" "listening on"
+sink=$(sed -n 's/.*listening on //p' "$work/sink.out")
+
+# One run with export $1 (off or on); appends "mode sagas/s µs-per-saga" to $work/results.
+run() {
+  local mode=$1 otel=()
+  [ "$mode" = on ] && otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink")
+  for db in sagad_bench_traces sagad_bench_traces_demo; do
+    psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    psql "$admin" -qc "CREATE DATABASE $db"
+  done
+  local addrs=()
+  for service in "${services[@]}"; do addrs+=("--$service-addr" 127.0.0.1:0); done
+  env "${otel[@]}" RUST_LOG=error DEMO_DATABASE_URL="$demo_db" \
+    "$bin/demo-participants" --service all "${addrs[@]}" >"$work/demo.out" 2>"$work/demo.err" &
+  local demo=$!
+  local participants=()
+  for service in "${services[@]}"; do
+    await "$work/demo.out" "$service listening on"
+    participants+=("SAGAD_PARTICIPANTS__${service^^}=http://$(sed -n "s/^$service listening on //p" "$work/demo.out")")
+  done
+  env "${otel[@]}" "${participants[@]}" RUST_LOG=error SAGAD_DATABASE_URL="$saga_log" \
+    SAGAD_GRPC_ADDR=127.0.0.1:0 SAGAD_DEFINITIONS_DIR=definitions \
+    "$bin/sagad" >"$work/sagad.out" 2>"$work/sagad.err" &
+  local sagad=$!
+  await "$work/sagad.out" "listening on"
+  local addr="http://$(sed -n 's/.*listening on //p' "$work/sagad.out")"
+  "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas 200 --concurrency 8 >/dev/null 2>&1
+  local before after
+  before=$(ticks "$sagad")
+  "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas "$sagas" \
+    --concurrency "$concurrency" >"$work/bench.out" 2>/dev/null
+  after=$(ticks "$sagad")
+  local throughput
+  throughput=$(awk '/throughput/ {print $2}' "$work/bench.out")
+  local per_saga=$(((after - before) * 1000000 / $(getconf CLK_TCK) / sagas))
+  echo "$mode $throughput $per_saga" | tee -a "$work/results"
+  kill -TERM "$sagad" "$demo"
+  wait "$sagad" "$demo" || true
+}
+
+echo "mode sagas/s sagad-cpu-us-per-saga ($sagas sagas, $concurrency workers, purchase_plan)"
+for _ in $(seq 1 "$rounds"); do
+  run off
+  run on
+done
+tail -1 "$work/sink.out"
+median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+for mode in off on; do
+  echo "median $mode: $(median "$mode" 2) sagas/s, $(median "$mode" 3) µs sagad CPU per saga"
+done
