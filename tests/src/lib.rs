@@ -81,13 +81,16 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Keeps a child's configuration to what the test sets: no inherited `SAGAD_*` or `DEMO_*` variables,
-/// and quiet logs unless the person running the tests asked for them with `RUST_LOG`.
+/// sagad's metrics on a free port (the default 9464 would collide between the sagads tests run side by
+/// side; a test may set another after this), and quiet logs unless the person running the tests asked
+/// for them with `RUST_LOG`.
 pub fn isolate(command: &mut std::process::Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("SAGAD_") || key.starts_with("DEMO_") {
             command.env_remove(key);
         }
     }
+    command.env("SAGAD_METRICS_ADDR", "127.0.0.1:0");
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "warn");
     }
@@ -189,6 +192,8 @@ pub struct Stack {
     pub client: SagaCoordinatorClient<Channel>,
     /// sagad's gRPC address.
     pub sagad_addr: String,
+    /// sagad's metrics address (`host:port`; scrape `http://…/metrics`).
+    pub metrics_addr: String,
     /// Each participant service's gRPC endpoint (`http://…`), by name.
     pub participants: BTreeMap<String, String>,
     /// Pool on the participants' database, to check business invariants.
@@ -252,8 +257,9 @@ impl Stack {
             start_participants_storing(&demo_database.url(), storage.path(), log_level).await;
         let mut env = vec![("RUST_LOG", log_level.to_owned())];
         env.extend_from_slice(sagad_env);
-        let (sagad, sagad_addr) =
+        let (mut sagad, sagad_addr) =
             start_sagad(&saga_database.url(), &definitions_dir, &participants, &env).await;
+        let metrics_addr = sagad.wait_for_listening("metrics listening on").await;
         let endpoint = match tls {
             None => Endpoint::from_shared(format!("http://{sagad_addr}")),
             Some(tls) => {
@@ -272,6 +278,7 @@ impl Stack {
         Self {
             client,
             sagad_addr,
+            metrics_addr,
             participants,
             demo_db: sqlx::PgPool::connect(&demo_database.url())
                 .await

@@ -19,6 +19,7 @@ use crate::api::CoordinatorApi;
 use crate::auth::{AuthLayer, Principals, PrincipalsError};
 use crate::definitions::{self, LoadError};
 use crate::limits::LimitsLayer;
+use crate::metrics::MetricsServer;
 use crate::reload::Reloading;
 use crate::settings::{Settings, redact_url};
 use crate::tls::{self, TlsError};
@@ -49,6 +50,14 @@ pub enum StartupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The metrics address cannot be bound.
+    #[error("cannot listen for metrics on {addr}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The reflection service cannot be built.
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -69,6 +78,8 @@ pub struct Application {
     local_addr: SocketAddr,
     engine_shutdown: CancellationToken,
     engine: std::sync::Arc<Engine<PgStore>>,
+    /// The bound metrics endpoint; `None` when `metrics_addr` is empty.
+    metrics: Option<MetricsServer>,
     /// The API's TLS configuration, re-read when its files change; `None` serves plaintext.
     tls: Option<Reloading<ServerConfig, TlsError>>,
     /// The principals, re-read when the file changes; `None` runs open.
@@ -143,6 +154,14 @@ impl Application {
             &settings.engine(),
             engine_shutdown.clone(),
         );
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr, engine.metrics())
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
         // Times the engine writes are compared with the database clock: measure it before serving.
         engine.sync_clock().await.map_err(database)?;
         Ok(Self {
@@ -150,6 +169,7 @@ impl Application {
             local_addr,
             engine_shutdown,
             engine,
+            metrics,
             tls,
             principals,
             settings,
@@ -159,6 +179,11 @@ impl Application {
     /// The bound gRPC address (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Serves until `shutdown` is cancelled; then reports NOT_SERVING, stops accepting, lets in-flight
@@ -200,11 +225,17 @@ impl Application {
             addr = %self.local_addr,
             tls = tls.is_some(),
             mtls = self.settings.tls.client_ca_file.is_some(),
+            metrics = ?self.metrics.as_ref().map(MetricsServer::local_addr),
             definitions = self.engine.definitions().len(),
             instance = self.engine.instance(),
             "sagad serving"
         );
         self.engine.run_background();
+        // Metrics are served until the engine has drained, so a scrape during shutdown still answers.
+        let metrics_stop = CancellationToken::new();
+        let metrics = self
+            .metrics
+            .map(|server| tokio::spawn(server.run(metrics_stop.clone())));
         // Health follows the saga log: NOT_SERVING while writes fail, so load balancers route around
         // this instance until the database is back.
         let mut store_health = self.engine.store_health();
@@ -278,6 +309,10 @@ impl Application {
         self.engine_shutdown.cancel();
         let grace: Duration = self.settings.shutdown_grace;
         self.engine.drain(grace).await;
+        metrics_stop.cancel();
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         info!("sagad stopped");
         Ok(())
     }

@@ -36,6 +36,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     // Machine-readable readiness line: tests and scripts read the real port from it.
     println!("sagad listening on {}", app.local_addr());
+    // Second, so that scripts reading the first "listening on" line still find the API.
+    if let Some(addr) = app.metrics_addr() {
+        println!("metrics listening on {addr}");
+    }
 
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate())?;
