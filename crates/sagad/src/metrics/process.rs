@@ -4,7 +4,7 @@
 
 use procfs::process::{LimitValue, Process};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
@@ -31,13 +31,13 @@ impl Collector for ProcessCollector {
                 &mut encoder,
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes",
-                rss as f64,
+                rss,
             )?;
             gauge(
                 &mut encoder,
                 "process_virtual_memory_bytes",
                 "Virtual memory size in bytes",
-                stat.vsize as f64,
+                stat.vsize,
             )?;
             if let Ok(boot) = procfs::boot_time_secs() {
                 let started = boot as f64 + stat.starttime as f64 / ticks;
@@ -54,7 +54,7 @@ impl Collector for ProcessCollector {
                 &mut encoder,
                 "process_open_fds",
                 "Number of open file descriptors",
-                open as f64,
+                open as u64,
             )?;
         }
         if let Ok(limits) = me.limits()
@@ -64,18 +64,18 @@ impl Collector for ProcessCollector {
                 &mut encoder,
                 "process_max_fds",
                 "Maximum number of open file descriptors",
-                max as f64,
+                max,
             )?;
         }
         Ok(())
     }
 }
 
-fn gauge(
+fn gauge<N: EncodeGaugeValue + std::fmt::Debug + Send + Sync + 'static>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: f64,
+    value: N,
 ) -> Result<(), std::fmt::Error> {
     let gauge = ConstGauge::new(value);
     gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
