@@ -12,10 +12,12 @@
 //! - [`in_process`]: sagad inside the test process, for tests of its edge.
 //! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 //! - [`checks`]: the rows each flow must leave, and the business invariants across them.
+//! - [`http`]: plain HTTP GETs, for the metrics endpoint and Prometheus's query API.
 
 pub mod certs;
 pub mod checks;
 pub mod definitions;
+pub mod http;
 pub mod in_process;
 pub mod postgres;
 
@@ -63,13 +65,22 @@ pub fn binary(name: &str) -> PathBuf {
 /// # Panics
 /// When it is not there.
 pub fn grpcurl() -> PathBuf {
-    let grpcurl = repo_root().join("tools/bin/grpcurl");
+    tool("grpcurl")
+}
+
+/// A command-line tool `scripts/ensure-tools.sh` (run by the test command) links into `tools/bin`:
+/// `grpcurl`, `prometheus`, `promtool`, …
+///
+/// # Panics
+/// When it is not there.
+pub fn tool(name: &str) -> PathBuf {
+    let path = repo_root().join("tools/bin").join(name);
     assert!(
-        grpcurl.is_file(),
+        path.is_file(),
         "{} is missing: run scripts/ensure-tools.sh (the test command does)",
-        grpcurl.display()
+        path.display()
     );
-    grpcurl
+    path
 }
 
 /// Root of the repository (for `definitions/`).
