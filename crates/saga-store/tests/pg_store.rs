@@ -601,7 +601,7 @@ async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones()
         .expect("create")
         .saga;
     sqlx::query(
-        "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED', failure_message = 'stuck',
+        "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED',
                           failure_message = 'stuck', current_step = NULL, finished_at = now()
          WHERE id = $1",
     )
@@ -1151,8 +1151,9 @@ async fn parked_and_stuck_sagas_are_counted_by_type_from_the_saga_log() {
             .expect("create")
             .saga;
         sqlx::query(
-            "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED', failure_message = 'stuck',
-                              finished_at = now(), saga_type = $2, owner = NULL, lease_until = NULL
+            "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED',
+                              failure_message = 'parked', finished_at = now(), saga_type = $2,
+                              owner = NULL, lease_until = NULL
              WHERE id = $1",
         )
         .bind(parked.id.0)
