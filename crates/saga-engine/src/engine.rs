@@ -126,6 +126,7 @@ pub struct Engine<S> {
     pub(crate) watchers: Arc<Watchers>,
     /// Writes the saga log for every executor and every start, in batches.
     pub(crate) committer: Committer,
+    /// What the engine counts and times, served by sagad's `/metrics`.
     pub(crate) metrics: Metrics,
 }
 
