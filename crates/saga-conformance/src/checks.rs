@@ -19,7 +19,8 @@ use serde_json::{Map, Value};
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::probe::{Answer, Direction, Probe};
+use crate::Direction;
+use crate::probe::{Answer, Probe};
 
 /// A check's outcome and what it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,8 +27,9 @@ mod report;
 mod target;
 
 pub use checks::{Check, Verdict};
-pub use probe::{Answer, ConnectError, Direction, Probe};
+pub use probe::{Answer, ConnectError, Probe};
 pub use report::{CheckResult, Report};
+pub use saga_participant::Direction;
 pub use target::{Target, TargetArgs, TargetError};
 
 /// Connects to `target` and runs every check, one after the other.

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use saga_participant::Refusal;
-use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
+use saga_participant::Direction;
+use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name, grpc_code};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
@@ -41,7 +41,7 @@ impl Answer {
 
     /// Whether the contract (DESIGN.md §1) makes this answer a definite refusal.
     pub fn is_refusal(&self) -> bool {
-        code_name(self.code()).parse::<Refusal>().is_ok()
+        grpc_code(self.code()).refusal().is_some()
     }
 }
 
@@ -50,24 +50,6 @@ impl fmt::Display for Answer {
         match self {
             Answer::Ok(output) => write!(f, "OK {}", Value::Object(output.clone())),
             Answer::Status { code, message } => write!(f, "{} ({message})", code_name(*code)),
-        }
-    }
-}
-
-/// Which RPC a delivery uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// `Execute`.
-    Execute,
-    /// `Compensate`.
-    Compensate,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`definition`]: the YAML saga definition, its defaults and validation.
+//! - [`contract`]: the participant contract's gRPC codes and which of them are refusals.
 //! - [`status`]: saga and step statuses and failure reasons, as enums with stable text forms.
 //! - [`saga`]: a saga instance (`Saga`, `Step`, `SagaId`) as the saga log stores it.
 //! - [`machine`]: `next_command(saga, now)` says what to do next; `apply(saga, input)` folds an outcome
@@ -12,6 +13,7 @@
 //! - [`storable`]: what the saga log can store of a JSON value.
 
 pub mod backoff;
+pub mod contract;
 pub mod definition;
 pub mod machine;
 pub mod record;
@@ -21,7 +23,7 @@ pub mod storable;
 
 pub use definition::{Definition, DefinitionError, RetryPolicy, StepDefinition, UnprovidedNeed};
 pub use machine::{
-    Command, ErrorKind, HistoryEvent, Input, StepError, Transition, apply, next_command,
+    Command, ErrorKind, HistoryEvent, Input, StepFailure, Transition, apply, next_command,
 };
 pub use record::{Label, ListFilter, RecordedEvent, SagaSummary};
 pub use saga::{Direction, JsonMap, Labels, Resolution, ResolvedAs, Saga, SagaId, Step};

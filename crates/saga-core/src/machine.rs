@@ -76,9 +76,10 @@ pub enum ErrorKind {
     InvalidOutput,
 }
 
-/// A failed step call.
+/// A failed step call as the coordinator saw it: how the contract classifies it and what was said. (What a
+/// participant's handler returns is the SDK's `StepError`; this is its other end.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepError {
+pub struct StepFailure {
     /// Refusal or transient.
     pub kind: ErrorKind,
     /// What the participant (or the transport) said.
@@ -97,7 +98,7 @@ pub enum Input {
         /// When the call started.
         started_at: DateTime<Utc>,
         /// The output, or the error.
-        result: Result<JsonMap, StepError>,
+        result: Result<JsonMap, StepFailure>,
     },
     /// The compensating call of step `index` returned.
     Compensated {
@@ -106,7 +107,7 @@ pub enum Input {
         /// The attempt number the command carried.
         attempt: u32,
         /// OK, or the error (always retried).
-        result: Result<(), StepError>,
+        result: Result<(), StepFailure>,
     },
     /// The whole-saga deadline passed.
     DeadlinePassed,
@@ -161,7 +162,7 @@ pub enum HistoryEvent {
         /// Attempt number.
         attempt: u32,
         /// The error.
-        error: StepError,
+        error: StepFailure,
         /// When it will be retried; `None` when it will not.
         retry_at: Option<DateTime<Utc>>,
     },
@@ -184,7 +185,7 @@ pub enum HistoryEvent {
         /// Attempt number.
         attempt: u32,
         /// The error.
-        error: StepError,
+        error: StepFailure,
         /// When it will be retried; `None` when attempts ran out.
         retry_at: Option<DateTime<Utc>>,
     },
@@ -286,11 +287,99 @@ pub struct Transition {
     pub merged: Option<JsonMap>,
 }
 
-/// A command or input that does not fit the saga's current state. Its text is written for the person
-/// who sent the input (an operator's abort of a finished saga lands here).
+/// A command or input that does not fit the saga's current state. The variants say which rule refused it,
+/// for the API to map; the text is written for the person who sent the input (an operator's abort of a
+/// finished saga lands here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Mismatch(String);
+pub enum Mismatch {
+    /// A call's outcome that is not the answer the saga waits for (a stale or duplicate outcome).
+    #[error("{answered:?} does not answer {next:?}")]
+    NotAwaited {
+        /// The command the outcome answers.
+        answered: Command,
+        /// What the saga does next instead.
+        next: Command,
+    },
+    /// Abort at or past the pivot: the saga can only move forward.
+    #[error("{}", pivot_text(pivot, *passed))]
+    PivotReached {
+        /// The pivot step's name.
+        pivot: String,
+        /// Whether the pivot succeeded (else its outcome is unknown).
+        passed: bool,
+    },
+    /// Abort of a saga that is already compensating.
+    #[error("saga is already COMPENSATING")]
+    AlreadyCompensating,
+    /// Abort of a parked saga.
+    #[error("saga is FAILED (parked); fix the cause and use RetrySaga to resume it")]
+    AbortParked,
+    /// Abort of a finished saga.
+    #[error("saga is {0}; there is nothing left to abort")]
+    AlreadyFinished(SagaStatus),
+    /// Retry or resolve of a saga that is not parked.
+    #[error("saga is {status}; only a FAILED (parked) saga can be {verb}")]
+    NotParked {
+        /// Its status.
+        status: SagaStatus,
+        /// `retried` or `resolved`.
+        verb: &'static str,
+    },
+    /// A parked saga whose log row leaves nothing to resume (only a hand-edited row gets here).
+    #[error("parked saga has no step left to {0}")]
+    NothingToResume(&'static str),
+    /// Retry of a saga parked at a compensation that only a person can make.
+    #[error(
+        "the compensation of {0} is manual: RetrySaga cannot run it; do it by hand, then \
+         ResolveSaga with outcome COMPENSATED"
+    )]
+    ManualCompensation(String),
+    /// A parked saga whose failure reason the operator verb does not handle.
+    #[error("saga parked for {reason:?}, which {verb} does not know how to resume")]
+    UnresumableReason {
+        /// The failure reason on record.
+        reason: Option<FailureReason>,
+        /// `RetrySaga` or `ResolveSaga`.
+        verb: &'static str,
+    },
+    /// Resolve naming a step the saga does not have.
+    #[error("saga has no step of that name (its steps: {})", .steps.join(", "))]
+    NoSuchStep {
+        /// The saga's step names.
+        steps: Vec<String>,
+    },
+    /// Resolve naming another step than the one the saga is parked at.
+    #[error("saga is parked at step {parked}, not {named}: resolve {parked}")]
+    NotParkedAtStep {
+        /// Where it is parked.
+        parked: String,
+        /// The step named.
+        named: String,
+    },
+    /// Resolve with an outcome the parked step cannot have.
+    #[error("saga is parked at step {step} because {why}: it can only be resolved as {accepted}")]
+    WrongOutcome {
+        /// The parked step.
+        step: String,
+        /// Why it is parked.
+        why: &'static str,
+        /// The one outcome accepted.
+        accepted: StepStatus,
+    },
+}
+
+fn pivot_text(pivot: &str, passed: bool) -> String {
+    if passed {
+        format!(
+            "saga passed its pivot step {pivot} and can only move forward; it cannot be aborted"
+        )
+    } else {
+        format!(
+            "saga is at its pivot step {pivot}, whose outcome may already be in effect; it can only \
+             move forward and cannot be aborted"
+        )
+    }
+}
 
 /// What to do next with `saga` at time `now`.
 pub fn next_command(saga: &Saga, now: DateTime<Utc>) -> Command {
@@ -376,47 +465,18 @@ pub fn apply(
             result,
         } => {
             expect_command(saga, now, Command::Compensate { index, attempt })?;
-            let s = &mut next.steps[index];
-            s.compensation_attempts = attempt;
+            next.steps[index].compensation_attempts = attempt;
             match result {
-                Ok(()) => {
-                    s.status = StepStatus::Compensated;
-                    s.finished_at = Some(now);
-                    events.push(HistoryEvent::StepCompensated {
-                        step: index,
-                        attempt,
-                    });
-                    if next.next_to_compensate().is_none() {
-                        finish(&mut next, SagaStatus::Compensated, now, &mut events);
-                    }
-                }
-                Err(error) => {
-                    s.status = StepStatus::Compensating;
-                    s.last_error = Some(error.message.clone());
-                    let policy = &saga.definition.compensation;
-                    let retry_at = (attempt < policy.max_attempts)
-                        .then(|| now + to_chrono(backoff::delay(policy, attempt, jitter_sample)));
-                    next.next_attempt_at = retry_at;
-                    let message = format!(
-                        "compensation of {} failed after {attempt} attempts: {}",
-                        saga.definition.steps[index].name, error.message
-                    );
-                    events.push(HistoryEvent::CompensationFailed {
-                        step: index,
-                        attempt,
-                        error,
-                        retry_at,
-                    });
-                    if retry_at.is_none() {
-                        park(
-                            &mut next,
-                            FailureReason::CompensationFailed,
-                            message,
-                            now,
-                            &mut events,
-                        );
-                    }
-                }
+                Ok(()) => compensated(&mut next, index, attempt, now, &mut events),
+                Err(error) => compensation_failed(
+                    &mut next,
+                    index,
+                    attempt,
+                    error,
+                    now,
+                    jitter_sample,
+                    &mut events,
+                ),
             }
         }
         Input::DeadlinePassed => {
@@ -454,28 +514,14 @@ pub fn apply(
             by,
         } => {
             let index = check_resolvable(saga, &step, outcome)?;
-            resolve_parked(&mut next, index, outcome, now);
-            next.steps[index].resolution = Some(Resolution {
-                outcome,
-                note: note.clone(),
-                reason: reason.clone(),
-                by: by.clone(),
-                at: now,
-            });
-            events.push(HistoryEvent::StepResolved {
-                step: index,
+            let resolution = Resolution {
                 outcome,
                 note,
                 reason,
                 by,
-            });
-            if next.current_step().is_none() {
-                let done = match outcome {
-                    ResolvedAs::Compensated => SagaStatus::Compensated,
-                    ResolvedAs::Succeeded => SagaStatus::Completed,
-                };
-                finish(&mut next, done, now, &mut events);
-            }
+                at: now,
+            };
+            resolve_parked(&mut next, index, resolution, &mut events);
         }
     }
     park_at_manual_compensation(&mut next, now, &mut events);
@@ -506,10 +552,10 @@ fn expect_command(saga: &Saga, now: DateTime<Utc>, expected: Command) -> Result<
     if matches {
         Ok(())
     } else {
-        Err(Mismatch(format!(
-            "{expected:?} does not answer {:?}",
-            next_command(saga, now)
-        )))
+        Err(Mismatch::NotAwaited {
+            answered: expected,
+            next: next_command(saga, now),
+        })
     }
 }
 
@@ -535,31 +581,19 @@ fn settle_current_step(saga: &mut Saga, now: DateTime<Utc>) {
 
 /// Only a running saga that has not reached its pivot can be aborted.
 fn check_abortable(saga: &Saga) -> Result<(), Mismatch> {
-    let refuse = |why: String| Err(Mismatch(why));
     match saga.status {
-        SagaStatus::Running if saga.reached_pivot() => {
-            let pivot = saga
+        SagaStatus::Running if saga.reached_pivot() => Err(Mismatch::PivotReached {
+            pivot: saga
                 .definition
                 .pivot_index()
-                .map(|p| saga.definition.steps[p].name.as_str())
-                .unwrap_or_default();
-            if saga.past_pivot() {
-                refuse(format!(
-                    "saga passed its pivot step {pivot} and can only move forward; it cannot be aborted"
-                ))
-            } else {
-                refuse(format!(
-                    "saga is at its pivot step {pivot}, whose outcome may already be in effect; it can \
-                     only move forward and cannot be aborted"
-                ))
-            }
-        }
+                .map(|p| saga.definition.steps[p].name.clone())
+                .unwrap_or_default(),
+            passed: saga.past_pivot(),
+        }),
         SagaStatus::Running => Ok(()),
-        SagaStatus::Compensating => refuse("saga is already COMPENSATING".to_owned()),
-        SagaStatus::Failed => refuse(
-            "saga is FAILED (parked); fix the cause and use RetrySaga to resume it".to_owned(),
-        ),
-        done => refuse(format!("saga is {done}; there is nothing left to abort")),
+        SagaStatus::Compensating => Err(Mismatch::AlreadyCompensating),
+        SagaStatus::Failed => Err(Mismatch::AbortParked),
+        done => Err(Mismatch::AlreadyFinished(done)),
     }
 }
 
@@ -568,10 +602,10 @@ fn check_abortable(saga: &Saga) -> Result<(), Mismatch> {
 fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
     let reason = saga.failure.as_ref().map(|f| f.reason);
     if saga.status != SagaStatus::Failed {
-        return Err(Mismatch(format!(
-            "saga is {}; only a FAILED (parked) saga can be retried",
-            saga.status
-        )));
+        return Err(Mismatch::NotParked {
+            status: saga.status,
+            verb: "retried",
+        });
     }
     saga.finished_at = None;
     match reason {
@@ -580,14 +614,10 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             saga.status = SagaStatus::Compensating;
             let index = saga
                 .next_to_compensate()
-                .ok_or_else(|| Mismatch("parked saga has no step left to compensate".to_owned()))?;
+                .ok_or(Mismatch::NothingToResume("compensate"))?;
             let step = &saga.definition.steps[index];
             if step.manual {
-                return Err(Mismatch(format!(
-                    "the compensation of {} is manual: RetrySaga cannot run it; do it by hand, then \
-                     ResolveSaga with outcome COMPENSATED",
-                    step.name
-                )));
+                return Err(Mismatch::ManualCompensation(step.name.clone()));
             }
             let s = &mut saga.steps[index];
             s.compensation_attempts = 0;
@@ -602,7 +632,7 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             saga.deadline_at = None;
             let index = saga
                 .current_step()
-                .ok_or_else(|| Mismatch("parked saga has no step left to run".to_owned()))?;
+                .ok_or(Mismatch::NothingToResume("run"))?;
             // A fresh attempt budget in a new delivery generation; `maybe_applied` stays, since an
             // earlier generation's attempt may have taken effect.
             let s = &mut saga.steps[index];
@@ -612,9 +642,10 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
             s.finished_at = None;
             Ok(index)
         }
-        other => Err(Mismatch(format!(
-            "saga parked for {other:?}, which RetrySaga does not know how to resume"
-        ))),
+        reason => Err(Mismatch::UnresumableReason {
+            reason,
+            verb: "RetrySaga",
+        }),
     }
 }
 
@@ -622,18 +653,16 @@ fn resume_parked(saga: &mut Saga) -> Result<usize, Mismatch> {
 /// refusal says what would be accepted.
 fn check_resolvable(saga: &Saga, step: &str, outcome: ResolvedAs) -> Result<usize, Mismatch> {
     if saga.status != SagaStatus::Failed {
-        return Err(Mismatch(format!(
-            "saga is {}; only a FAILED (parked) saga can be resolved",
-            saga.status
-        )));
+        return Err(Mismatch::NotParked {
+            status: saga.status,
+            verb: "resolved",
+        });
     }
     let steps = &saga.definition.steps;
     let Some(named) = steps.iter().position(|s| s.name == step) else {
-        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-        return Err(Mismatch(format!(
-            "saga has no step of that name (its steps: {})",
-            names.join(", ")
-        )));
+        return Err(Mismatch::NoSuchStep {
+            steps: steps.iter().map(|s| s.name.clone()).collect(),
+        });
     };
     let reason = saga.failure.as_ref().map(|f| f.reason);
     let (parked, accepted, what) = match (reason, saga.parked_step()) {
@@ -647,33 +676,50 @@ fn check_resolvable(saga: &Saga, step: &str, outcome: ResolvedAs) -> Result<usiz
             ResolvedAs::Succeeded,
             "it failed for good where the saga can only move forward",
         ),
-        (other, _) => {
-            return Err(Mismatch(format!(
-                "saga parked for {other:?}, which ResolveSaga does not know how to resume"
-            )));
+        (reason, _) => {
+            return Err(Mismatch::UnresumableReason {
+                reason,
+                verb: "ResolveSaga",
+            });
         }
     };
     let parked_name = &steps[parked].name;
     if named != parked {
-        return Err(Mismatch(format!(
-            "saga is parked at step {parked_name}, not {step}: resolve {parked_name}"
-        )));
+        return Err(Mismatch::NotParkedAtStep {
+            parked: parked_name.clone(),
+            named: step.to_owned(),
+        });
     }
     if outcome != accepted {
-        return Err(Mismatch(format!(
-            "saga is parked at step {parked_name} because {what}: it can only be resolved as {}",
-            accepted.step_status()
-        )));
+        return Err(Mismatch::WrongOutcome {
+            step: parked_name.clone(),
+            why: what,
+            accepted: accepted.step_status(),
+        });
     }
     Ok(named)
 }
 
 /// Marks the parked step done by hand and puts the saga back in motion: compensating the steps before it,
 /// or running the steps after it.
-fn resolve_parked(saga: &mut Saga, index: usize, outcome: ResolvedAs, now: DateTime<Utc>) {
+fn resolve_parked(
+    saga: &mut Saga,
+    index: usize,
+    resolution: Resolution,
+    events: &mut Vec<HistoryEvent>,
+) {
+    let (outcome, now) = (resolution.outcome, resolution.at);
+    events.push(HistoryEvent::StepResolved {
+        step: index,
+        outcome,
+        note: resolution.note.clone(),
+        reason: resolution.reason.clone(),
+        by: resolution.by.clone(),
+    });
     let s = &mut saga.steps[index];
     s.status = outcome.step_status();
     s.finished_at = Some(now);
+    s.resolution = Some(resolution);
     saga.finished_at = None;
     match outcome {
         // The failure stays on record, as after a retried compensation.
@@ -685,9 +731,75 @@ fn resolve_parked(saga: &mut Saga, index: usize, outcome: ResolvedAs, now: DateT
             saga.deadline_at = None;
         }
     }
+    if saga.current_step().is_none() {
+        let done = match outcome {
+            ResolvedAs::Compensated => SagaStatus::Compensated,
+            ResolvedAs::Succeeded => SagaStatus::Completed,
+        };
+        finish(saga, done, now, events);
+    }
 }
 
 /// A compensation marked `manual` is never called: a saga that reaches one parks in `FAILED` until an
+/// Step `index`'s compensation answered OK; the saga is compensated once no step is left to undo.
+fn compensated(
+    saga: &mut Saga,
+    index: usize,
+    attempt: u32,
+    now: DateTime<Utc>,
+    events: &mut Vec<HistoryEvent>,
+) {
+    let s = &mut saga.steps[index];
+    s.status = StepStatus::Compensated;
+    s.finished_at = Some(now);
+    events.push(HistoryEvent::StepCompensated {
+        step: index,
+        attempt,
+    });
+    if saga.next_to_compensate().is_none() {
+        finish(saga, SagaStatus::Compensated, now, events);
+    }
+}
+
+/// Step `index`'s compensation failed. A compensation cannot refuse: every error is retried within the
+/// compensation policy, and the saga parks (`COMPENSATION_FAILED`) once it runs out.
+fn compensation_failed(
+    saga: &mut Saga,
+    index: usize,
+    attempt: u32,
+    error: StepFailure,
+    now: DateTime<Utc>,
+    jitter_sample: f64,
+    events: &mut Vec<HistoryEvent>,
+) {
+    let s = &mut saga.steps[index];
+    s.status = StepStatus::Compensating;
+    s.last_error = Some(error.message.clone());
+    let policy = &saga.definition.compensation;
+    let retry_at = (attempt < policy.max_attempts)
+        .then(|| now + to_chrono(backoff::delay(policy, attempt, jitter_sample)));
+    saga.next_attempt_at = retry_at;
+    let message = format!(
+        "compensation of {} failed after {attempt} attempts: {}",
+        saga.definition.steps[index].name, error.message
+    );
+    events.push(HistoryEvent::CompensationFailed {
+        step: index,
+        attempt,
+        error,
+        retry_at,
+    });
+    if retry_at.is_none() {
+        park(
+            saga,
+            FailureReason::CompensationFailed,
+            message,
+            now,
+            events,
+        );
+    }
+}
+
 /// operator has done it by hand and resolved it.
 fn park_at_manual_compensation(
     saga: &mut Saga,
@@ -746,7 +858,7 @@ fn fail(
     saga: &mut Saga,
     index: usize,
     attempt: u32,
-    error: StepError,
+    error: StepFailure,
     now: DateTime<Utc>,
     jitter_sample: f64,
     events: &mut Vec<HistoryEvent>,

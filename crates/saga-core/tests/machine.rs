@@ -4,9 +4,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use saga_core::machine::Mismatch;
 use saga_core::{
     Command, Definition, Direction, ErrorKind, FailureReason, HistoryEvent, Input, JsonMap,
-    ResolvedAs, Saga, SagaStatus, StepError, StepStatus, apply, next_command,
+    ResolvedAs, Saga, SagaStatus, StepFailure, StepStatus, apply, next_command,
 };
 use serde_json::json;
 
@@ -57,8 +58,8 @@ fn payload() -> JsonMap {
         .expect("object")
 }
 
-fn error(kind: ErrorKind) -> StepError {
-    StepError {
+fn error(kind: ErrorKind) -> StepFailure {
+    StepFailure {
         kind,
         message: format!("{kind:?}"),
     }
@@ -554,9 +555,9 @@ fn a_retry_wait_ends_early_when_the_deadline_comes_first() {
 }
 
 /// Applies an operator input to `run`'s saga one second after its last change.
-fn operator(run: &Run, input: Input) -> Result<saga_core::Transition, String> {
+fn operator(run: &Run, input: Input) -> Result<saga_core::Transition, Mismatch> {
     let now = run.saga.updated_at + Duration::seconds(1);
-    apply(&run.saga, input, now, 0.5).map_err(|e| e.to_string())
+    apply(&run.saga, input, now, 0.5)
 }
 
 fn abort() -> Input {
@@ -643,15 +644,23 @@ fn abort_is_refused_once_the_saga_cannot_be_compensated_any_more() {
         "NOTIFY_USER" => Answer::Unavailable,
         _ => Answer::Ok,
     });
+    let passed_pivot = Mismatch::PivotReached {
+        pivot: "ACTIVATE_ORDER".to_owned(),
+        passed: true,
+    };
     for (run, expected) in [
-        (&completed, "saga is COMPLETED"),
-        (&past_pivot, "pivot step ACTIVATE_ORDER"),
-        (&compensating, "already COMPENSATING"),
-        (&parked, "RetrySaga"),
+        (&completed, Mismatch::AlreadyFinished(SagaStatus::Completed)),
+        (&past_pivot, passed_pivot),
+        (&compensating, Mismatch::AlreadyCompensating),
+        (&parked, Mismatch::AbortParked),
     ] {
         let err = operator(run, abort()).expect_err("abort refused");
-        assert!(err.contains(expected), "{err}");
+        assert_eq!(err, expected);
     }
+    assert!(
+        Mismatch::AbortParked.to_string().contains("RetrySaga"),
+        "the refusal says what to do instead"
+    );
 }
 
 #[test]
@@ -700,13 +709,18 @@ fn retry_resumes_a_step_after_the_pivot_and_the_saga_completes() {
 fn retry_is_refused_unless_the_saga_is_parked() {
     let running = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(1));
     let completed = drive(|_, _, _| Answer::Ok);
-    for (run, expected) in [
-        (&running, "saga is RUNNING"),
-        (&completed, "saga is COMPLETED"),
+    for (run, status) in [
+        (&running, SagaStatus::Running),
+        (&completed, SagaStatus::Completed),
     ] {
         let err = operator(run, retry()).expect_err("retry refused");
-        assert!(err.contains(expected), "{err}");
-        assert!(err.contains("only a FAILED"), "{err}");
+        assert_eq!(
+            err,
+            Mismatch::NotParked {
+                status,
+                verb: "retried"
+            }
+        );
     }
 }
 
@@ -730,7 +744,7 @@ fn a_refusal_after_a_lost_answer_compensates_the_step_because_the_first_attempt_
 fn drive_with_deadline_check(
     mut saga: Saga,
     mut now: DateTime<Utc>,
-    answer: impl Fn(usize, u32) -> Result<JsonMap, StepError>,
+    answer: impl Fn(usize, u32) -> Result<JsonMap, StepFailure>,
 ) -> (Saga, bool) {
     let mut expired = false;
     for _ in 0..10_000 {
@@ -818,8 +832,14 @@ fn a_step_taken_over_past_the_deadline_is_compensated_though_no_attempt_was_reco
 fn abort_is_refused_while_the_pivot_may_be_in_flight() {
     let at_pivot = drive_until(|_, _, _| Answer::Ok, |saga| saga.current_step() == Some(4));
     let err = operator(&at_pivot, abort()).expect_err("abort refused at the pivot");
-    assert!(err.contains("at its pivot step ACTIVATE_ORDER"), "{err}");
-    assert!(err.contains("only move forward"), "{err}");
+    assert_eq!(
+        err,
+        Mismatch::PivotReached {
+            pivot: "ACTIVATE_ORDER".to_owned(),
+            passed: false
+        }
+    );
+    assert!(err.to_string().contains("only move forward"), "{err}");
 }
 
 #[test]
@@ -887,7 +907,7 @@ fn an_output_that_cannot_be_recorded_fails_the_step_at_once_and_compensates_it_t
     let saga = Saga::new(definition(), payload(), None, t0());
     let (saga, _) = drive_with_deadline_check(saga, t0(), |index, _| {
         if index == 2 {
-            Err(StepError {
+            Err(StepFailure {
                 kind: ErrorKind::InvalidOutput,
                 message: "answered OK with an output the saga log cannot store".to_owned(),
             })
@@ -1057,46 +1077,71 @@ fn resolve_is_refused_unless_the_saga_is_parked_at_that_step_with_the_outcome_it
         _ => Answer::Ok,
     });
     use ResolvedAs::{Compensated as C, Succeeded as S};
+    let not_parked = |status| Mismatch::NotParked {
+        status,
+        verb: "resolved",
+    };
+    let steps = |run: &Run| -> Vec<String> {
+        run.saga
+            .definition
+            .steps
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let wrong_outcome = |step: &str, why, accepted| Mismatch::WrongOutcome {
+        step: step.to_owned(),
+        why,
+        accepted,
+    };
     for (run, step, outcome, expected) in [
-        (
-            &running,
-            "CREATE_ORDER",
-            C,
-            "saga is RUNNING; only a FAILED",
-        ),
+        (&running, "CREATE_ORDER", C, not_parked(SagaStatus::Running)),
         (
             &completed,
             "NOTIFY_USER",
             S,
-            "saga is COMPLETED; only a FAILED",
+            not_parked(SagaStatus::Completed),
         ),
         (
             &stuck_compensation,
             "CREATE_ORDER",
             C,
-            "parked at step ALLOCATE_DEVICE, not CREATE_ORDER",
+            Mismatch::NotParkedAtStep {
+                parked: "ALLOCATE_DEVICE".to_owned(),
+                named: "CREATE_ORDER".to_owned(),
+            },
         ),
         (
             &stuck_compensation,
             "SHIP_IT",
             C,
-            "no step of that name (its steps: VALIDATE_PLAN, CREATE_ORDER,",
+            Mismatch::NoSuchStep {
+                steps: steps(&stuck_compensation),
+            },
         ),
         (
             &stuck_compensation,
             "ALLOCATE_DEVICE",
             S,
-            "compensation could not be made: it can only be resolved as COMPENSATED",
+            wrong_outcome(
+                "ALLOCATE_DEVICE",
+                "its compensation could not be made",
+                Compensated,
+            ),
         ),
         (
             &stuck_forward,
             "NOTIFY_USER",
             C,
-            "can only move forward: it can only be resolved as SUCCEEDED",
+            wrong_outcome(
+                "NOTIFY_USER",
+                "it failed for good where the saga can only move forward",
+                StepStatus::Succeeded,
+            ),
         ),
     ] {
         let err = operator(run, resolve(step, outcome)).expect_err("resolve refused");
-        assert!(err.contains(expected), "{err}");
+        assert_eq!(err, expected);
     }
 }
 
@@ -1134,7 +1179,10 @@ fn a_manual_compensation_parks_without_a_call_and_goes_on_once_resolved_by_hand(
         ]
     );
     let err = operator(&parked, retry()).expect_err("a retry cannot call a manual compensation");
-    assert!(err.contains("manual: RetrySaga cannot run it"), "{err}");
+    assert_eq!(
+        err,
+        Mismatch::ManualCompensation("ALLOCATE_DEVICE".to_owned())
+    );
 
     let t =
         operator(&parked, resolve("ALLOCATE_DEVICE", ResolvedAs::Compensated)).expect("resolved");

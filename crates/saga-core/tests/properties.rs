@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use saga_core::{
     Command, Definition, ErrorKind, FailureReason, Input, JsonMap, ResolvedAs, Saga, SagaStatus,
-    StepError, apply, next_command,
+    StepFailure, apply, next_command,
 };
 
 /// What a participant does with one call.
@@ -213,8 +213,8 @@ impl World {
     }
 }
 
-fn error(kind: ErrorKind) -> StepError {
-    StepError {
+fn error(kind: ErrorKind) -> StepFailure {
+    StepFailure {
         kind,
         message: format!("{kind:?}"),
     }

@@ -1,13 +1,8 @@
 //! The engine's error type.
 
 use saga_core::SagaId;
+use saga_core::machine::Mismatch;
 use saga_store::StoreError;
-
-impl From<saga_core::machine::Mismatch> for EngineError {
-    fn from(refused: saga_core::machine::Mismatch) -> Self {
-        Self::Refused(refused.to_string())
-    }
-}
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -37,23 +32,12 @@ pub enum EngineError {
     /// The instance is shutting down and accepts no new sagas.
     #[error("coordinator is shutting down")]
     ShuttingDown,
-    /// A participant endpoint in the configuration is not a valid URI.
-    #[error("participant {participant:?} has an invalid endpoint {endpoint:?}")]
-    InvalidEndpoint {
-        /// Participant name.
-        participant: String,
-        /// The configured endpoint.
-        endpoint: String,
-        /// Why it is invalid.
-        #[source]
-        source: tonic::transport::Error,
-    },
     /// No saga has this id.
     #[error("no saga with id {0}")]
     NotFound(SagaId),
-    /// The saga's status does not allow the operator action; the text says why.
-    #[error("{0}")]
-    Refused(String),
+    /// The saga's state does not allow the operator action; the variant says which rule refused it.
+    #[error(transparent)]
+    Refused(#[from] Mismatch),
     /// The saga kept changing under an operator action; it was not applied.
     #[error("saga {0} kept changing while the action was being recorded; try again")]
     Contended(SagaId),

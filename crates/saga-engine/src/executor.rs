@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use saga_core::{
-    Command, Direction, ErrorKind, Input, JsonMap, Saga, StepError, apply, next_command,
+    Command, Direction, ErrorKind, Input, JsonMap, Saga, StepFailure, apply, next_command,
 };
 use saga_store::{Committed, LeaseAfter, SagaStore, StoreError};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -92,11 +92,10 @@ async fn carry_out<S: SagaStore>(
         );
         return Next::Stop;
     }
-    let started_at = engine.clock.now();
-    let step = &saga.definition.steps[index].name;
     if direction == Direction::Execute
         && let Some(refusal) = unmet_needs(saga, index)
     {
+        let step = &saga.definition.steps[index].name;
         warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
         engine
             .metrics
@@ -104,10 +103,24 @@ async fn carry_out<S: SagaStore>(
         return Next::Record(Input::Executed {
             index,
             attempt,
-            started_at,
+            started_at: engine.clock.now(),
             result: Err(refusal),
         });
     }
+    call_step(engine, saga, index, direction, attempt, driver).await
+}
+
+/// Makes one call of step `index` and turns its answer into the input to record.
+async fn call_step<S: SagaStore>(
+    engine: &Engine<S>,
+    saga: &Saga,
+    index: usize,
+    direction: Direction,
+    attempt: u32,
+    driver: &DriverHandle,
+) -> Next {
+    let started_at = engine.clock.now();
+    let step = &saga.definition.steps[index].name;
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
     let calling = Instant::now();
     let call = engine
@@ -148,9 +161,9 @@ async fn carry_out<S: SagaStore>(
 }
 
 /// The refusal for step `index` when the saga state lacks keys the step needs.
-fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
+fn unmet_needs(saga: &Saga, index: usize) -> Option<StepFailure> {
     let missing = saga.definition.steps[index].missing_keys(&saga.state);
-    (!missing.is_empty()).then(|| StepError {
+    (!missing.is_empty()).then(|| StepFailure {
         kind: ErrorKind::Refusal,
         message: format!(
             "not called: the saga state lacks the keys the step needs: {}",
@@ -161,10 +174,10 @@ fn unmet_needs(saga: &Saga, index: usize) -> Option<StepError> {
 
 /// An OK answer whose output the saga log cannot store (PostgreSQL's `jsonb` refuses the NUL character)
 /// is a failure of a step that happened: asking again would only replay the same answer.
-fn recordable(output: JsonMap) -> Result<JsonMap, StepError> {
+fn recordable(output: JsonMap) -> Result<JsonMap, StepFailure> {
     match saga_core::storable::nul_path(&output, "output") {
         None => Ok(output),
-        Some(path) => Err(StepError {
+        Some(path) => Err(StepFailure {
             kind: ErrorKind::InvalidOutput,
             message: format!(
                 "answered OK with an output the saga log cannot store: {path} holds a NUL character"
@@ -208,25 +221,10 @@ async fn record<S: SagaStore>(
             Ok(committed) => committed,
             Err(refused) => {
                 // The saga log refused the data itself; writing it again would fail the same way.
-                match input {
-                    Input::Executed {
-                        index,
-                        attempt,
-                        started_at,
-                        result: Ok(_),
-                    } if !refused_once => {
+                match (refused_once, as_invalid_output(&input, &refused)) {
+                    (false, Some(failed)) => {
                         refused_once = true;
-                        input = Input::Executed {
-                            index,
-                            attempt,
-                            started_at,
-                            result: Err(StepError {
-                                kind: ErrorKind::InvalidOutput,
-                                message: format!(
-                                    "answered OK with an output the saga log refused: {refused}"
-                                ),
-                            }),
-                        };
+                        input = failed;
                         continue;
                     }
                     _ => {
@@ -251,6 +249,28 @@ async fn record<S: SagaStore>(
             return None;
         }
         return Some(saga);
+    }
+}
+
+/// The saga log refused to store a successful step's outcome: record instead that the step happened
+/// with an output that cannot be kept. `None` for any other input, whose refusal has no such way out.
+fn as_invalid_output(input: &Input, refused: &StoreError) -> Option<Input> {
+    match input {
+        Input::Executed {
+            index,
+            attempt,
+            started_at,
+            result: Ok(_),
+        } => Some(Input::Executed {
+            index: *index,
+            attempt: *attempt,
+            started_at: *started_at,
+            result: Err(StepFailure {
+                kind: ErrorKind::InvalidOutput,
+                message: format!("answered OK with an output the saga log refused: {refused}"),
+            }),
+        }),
+        _ => None,
     }
 }
 

@@ -31,5 +31,5 @@ pub use clock::Clock;
 pub use engine::{Engine, EngineSettings, Resolve, StartRequest};
 pub use error::EngineError;
 pub use metrics::Metrics;
-pub use participants::Participants;
+pub use participants::{InvalidEndpoint, Participants};
 pub use watch::SagaWatch;

@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use saga_core::{Direction, ErrorKind, Saga, SagaStatus, StepError};
+use saga_core::{Direction, ErrorKind, Saga, SagaStatus, StepFailure};
 
 /// Saga durations, in seconds: from tens of milliseconds (no-op steps) to an hour (long retries); the
 /// 180 s bucket is the slow-saga alert's threshold.
@@ -83,7 +83,7 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     /// The outcome of a call's result.
-    pub(crate) fn of<T>(result: &Result<T, StepError>) -> Self {
+    pub(crate) fn of<T>(result: &Result<T, StepFailure>) -> Self {
         match result {
             Ok(_) => Self::Ok,
             Err(e) => match e.kind {
@@ -404,11 +404,11 @@ mod tests {
     fn step_attempts_are_counted_by_outcome_and_only_calls_are_timed() {
         let metrics = Metrics::new([]);
         let saga = saga();
-        let refused: Result<(), StepError> = Err(StepError {
+        let refused: Result<(), StepFailure> = Err(StepFailure {
             kind: ErrorKind::Refusal,
             message: "no".to_owned(),
         });
-        let lost: Result<(), StepError> = Err(StepError {
+        let lost: Result<(), StepFailure> = Err(StepFailure {
             kind: ErrorKind::Transient,
             message: "gone".to_owned(),
         });
@@ -418,7 +418,7 @@ mod tests {
             &saga,
             0,
             Direction::Execute,
-            Outcome::of(&Ok::<_, StepError>(())),
+            Outcome::of(&Ok::<_, StepFailure>(())),
             took,
         );
         metrics.step_attempt(&saga, 0, Direction::Execute, Outcome::of(&refused), None);

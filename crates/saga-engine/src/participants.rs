@@ -10,18 +10,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepError};
-use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, code_name};
+use saga_core::contract::GrpcCode;
+use saga_core::{Direction, ErrorKind, JsonMap, Saga, StepDefinition, StepFailure};
+use saga_proto::contract::{GENERATION_HEADER, IDEMPOTENCY_KEY_HEADER, grpc_code};
 use saga_proto::v1::StepRequest;
 use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
+use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Status};
 use tower::ServiceExt;
 use tower::limit::ConcurrencyLimit;
-
-use crate::EngineError;
 
 /// Shortest deadline given to a call, so one started right at the saga deadline can still answer.
 const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(10);
@@ -31,6 +30,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A participant's channel behind its concurrency limit (clones share the limit).
 type LimitedChannel = ConcurrencyLimit<Channel>;
+
+/// A participant endpoint in the configuration that is not a valid URI (or cannot take the TLS
+/// settings): a start-up error.
+#[derive(Debug, thiserror::Error)]
+#[error("participant {participant:?} has an invalid endpoint {endpoint:?}")]
+pub struct InvalidEndpoint {
+    /// Participant name.
+    pub participant: String,
+    /// The configured endpoint.
+    pub endpoint: String,
+    /// Why it is invalid.
+    #[source]
+    pub source: tonic::transport::Error,
+}
 
 /// One lazily connected, concurrency-limited client per participant service.
 #[derive(Debug, Clone)]
@@ -48,11 +61,11 @@ impl Participants {
         endpoints: &HashMap<String, String>,
         concurrency: usize,
         tls: Option<&ClientTlsConfig>,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Self, InvalidEndpoint> {
         let clients = endpoints
             .iter()
             .map(|(name, uri)| {
-                let invalid = |source| EngineError::InvalidEndpoint {
+                let invalid = |source| InvalidEndpoint {
                     participant: name.clone(),
                     endpoint: uri.clone(),
                     source,
@@ -67,7 +80,7 @@ impl Participants {
                 let channel = ConcurrencyLimit::new(endpoint.connect_lazy(), concurrency.max(1));
                 Ok((name.clone(), channel))
             })
-            .collect::<Result<_, EngineError>>()?;
+            .collect::<Result<_, InvalidEndpoint>>()?;
         Ok(Self { clients })
     }
 
@@ -85,64 +98,83 @@ impl Participants {
         direction: Direction,
         attempt: u32,
         now: DateTime<Utc>,
-    ) -> Option<Result<JsonMap, StepError>> {
+    ) -> Option<Result<JsonMap, StepFailure>> {
         let step = &saga.definition.steps[index];
         let Some(channel) = self.clients.get(&step.participant) else {
             // Definitions are validated against the configured participants at load, but a saga keeps
             // its snapshot: a participant removed from the configuration since then lands here.
-            return Some(Err(StepError {
+            return Some(Err(StepFailure {
                 kind: ErrorKind::Transient,
                 message: format!("participant {:?} is not configured", step.participant),
             }));
         };
         // A call never outlives the saga's deadline: past it the saga is compensated anyway, and waiting
         // out a long step timeout (or a long queue) would only delay that.
-        let queued = Instant::now();
         let until_deadline = saga
             .active_deadline()
             .map(|d| (d - now).to_std().unwrap_or_default());
-        let mut channel = channel.clone();
-        let slot = channel.ready();
-        let ready = match until_deadline {
-            Some(left) => tokio::time::timeout(left, slot).await.ok()?,
-            None => slot.await,
+        let queued = Instant::now();
+        let channel = match take_slot(channel.clone(), until_deadline).await? {
+            Ok(channel) => channel,
+            Err(e) => return Some(Err(failure(step, GrpcCode::Unavailable, e))),
         };
-        if let Err(e) = ready {
-            return Some(Err(transport_error(step, &e)));
-        }
-        let waited = queued.elapsed();
-        let timeout = call_timeout(
-            saga,
-            index,
-            until_deadline.map(|d| d.saturating_sub(waited)),
-        );
+        let left = until_deadline.map(|d| d.saturating_sub(queued.elapsed()));
+        let timeout = call_timeout(saga, index, left);
         let request = step_request(saga, index, direction, attempt, timeout);
-        let mut client = SagaParticipantClient::new(channel);
-        let call = async {
-            match direction {
-                Direction::Execute => client.execute(request).await,
-                Direction::Compensate => client.compensate(request).await,
-            }
-        };
-        let started = Instant::now();
-        let deadline_exceeded = || {
-            let code = code_name(Code::DeadlineExceeded);
-            StepError {
-                kind: step.error_kind(code),
-                message: format!("{code}: no answer within {timeout:?}"),
-            }
-        };
-        Some(match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => Ok(response
-                .into_inner()
-                .output
-                .map(struct_to_json)
-                .unwrap_or_default()),
-            // tonic enforces the grpc-timeout itself and reports it as CANCELLED; say what happened.
-            Ok(Err(_)) if started.elapsed() >= timeout => Err(deadline_exceeded()),
-            Ok(Err(status)) => Err(classify(step, &status)),
-            Err(_) => Err(deadline_exceeded()),
-        })
+        Some(send(step, channel, direction, request, timeout).await)
+    }
+}
+
+/// Waits for one of the participant's concurrency slots, at most `until_deadline`; `None` when the saga's
+/// deadline came first. The slot travels with the returned channel until its call is made. A lazy
+/// channel's connection errors surface on the call itself, so the error arm is for completeness:
+/// transient, the outcome is unknown.
+async fn take_slot(
+    mut channel: LimitedChannel,
+    until_deadline: Option<Duration>,
+) -> Option<Result<LimitedChannel, tonic::transport::Error>> {
+    let slot = channel.ready();
+    let ready = match until_deadline {
+        Some(left) => tokio::time::timeout(left, slot).await.ok()?,
+        None => slot.await,
+    }
+    .map(|_| ());
+    Some(ready.map(|()| channel))
+}
+
+/// Makes the call on a channel holding a slot and maps the answer onto the state machine's terms.
+async fn send(
+    step: &StepDefinition,
+    channel: LimitedChannel,
+    direction: Direction,
+    request: tonic::Request<StepRequest>,
+    timeout: Duration,
+) -> Result<JsonMap, StepFailure> {
+    let mut client = SagaParticipantClient::new(channel);
+    let started = Instant::now();
+    let call = async {
+        match direction {
+            Direction::Execute => client.execute(request).await,
+            Direction::Compensate => client.compensate(request).await,
+        }
+    };
+    let deadline_exceeded = || {
+        failure(
+            step,
+            GrpcCode::DeadlineExceeded,
+            format_args!("no answer within {timeout:?}"),
+        )
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response
+            .into_inner()
+            .output
+            .map(struct_to_json)
+            .unwrap_or_default()),
+        // tonic enforces the grpc-timeout itself and reports it as CANCELLED; say what happened.
+        Ok(Err(_)) if started.elapsed() >= timeout => Err(deadline_exceeded()),
+        Ok(Err(status)) => Err(classify(step, &status)),
+        Err(_) => Err(deadline_exceeded()),
     }
 }
 
@@ -189,26 +221,18 @@ fn step_request(
     request
 }
 
-/// A channel that cannot take the call (it never does for a lazy channel, whose errors surface on the
-/// call itself): transient, the outcome is unknown.
-fn transport_error(step: &StepDefinition, error: &tonic::transport::Error) -> StepError {
-    let code = code_name(Code::Unavailable);
-    StepError {
-        kind: step.error_kind(code),
-        message: format!("{code}: {error}"),
-    }
+/// Maps a participant's gRPC status onto refusal or transient: the step's `errors` overrides, else the
+/// contract's table ([`GrpcCode::default_kind`]). Codes the table does not name are transient: when in
+/// doubt the step may have happened, and retrying is the safe choice.
+pub(crate) fn classify(step: &StepDefinition, status: &Status) -> StepFailure {
+    failure(step, grpc_code(status.code()), status.message())
 }
 
-/// Maps a participant's gRPC status onto refusal or transient: the step's `errors` overrides, else the
-/// DESIGN.md §1 table.
-///
-/// Codes the table does not name (CANCELLED, UNIMPLEMENTED, DATA_LOSS, UNAUTHENTICATED) are transient:
-/// when in doubt the step may have happened, and retrying is the safe choice.
-pub(crate) fn classify(step: &StepDefinition, status: &Status) -> StepError {
-    let code = code_name(status.code());
-    StepError {
+/// A failure with `code`, classified for `step`; the message keeps the code's name and the words.
+fn failure(step: &StepDefinition, code: GrpcCode, detail: impl std::fmt::Display) -> StepFailure {
+    StepFailure {
         kind: step.error_kind(code),
-        message: format!("{code}: {}", status.message()),
+        message: format!("{code}: {detail}"),
     }
 }
 
@@ -217,6 +241,9 @@ mod tests {
     use std::collections::HashSet;
 
     use saga_core::Definition;
+    use saga_core::contract::Refusal;
+    use saga_proto::contract::tonic_code;
+    use tonic::Code;
 
     use super::*;
 
@@ -231,15 +258,7 @@ mod tests {
     #[test]
     fn business_refusals_are_definite_and_everything_else_is_retried() {
         let step = &steps()[0];
-        let refusals = [
-            Code::Aborted,
-            Code::FailedPrecondition,
-            Code::InvalidArgument,
-            Code::NotFound,
-            Code::AlreadyExists,
-            Code::PermissionDenied,
-            Code::OutOfRange,
-        ];
+        let refusals = Refusal::ALL.map(|refusal| tonic_code(refusal.code()));
         let transient = [
             Code::Unavailable,
             Code::DeadlineExceeded,
@@ -280,17 +299,6 @@ mod tests {
             classify(step, &Status::aborted("no")).kind,
             ErrorKind::Refusal
         );
-    }
-
-    #[test]
-    fn every_code_name_is_one_a_definition_may_use() {
-        for n in 1..=16 {
-            let name = code_name(Code::from_i32(n));
-            assert!(
-                saga_core::definition::GRPC_ERROR_CODES.contains(&name),
-                "{name}"
-            );
-        }
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! What a step handler answers when it cannot succeed, and the one table that turns it into a gRPC status.
 //!
 //! The coordinator reads the status code, not the message: a refusal is definite (no retry, the saga
-//! compensates), anything else is transient (the same request comes back later).
+//! compensates), anything else is transient (the same request comes back later). Which codes are refusals
+//! is the contract's ([`saga_core::contract`]), shared with the coordinator.
 
 use std::error::Error as StdError;
-use std::fmt;
-use std::str::FromStr;
 
+pub use saga_core::contract::{Refusal, UnknownRefusal};
+use saga_proto::contract::tonic_code;
 use tonic::{Code, Status};
 
 /// A boxed error kept as the cause of a transient failure, for the logs.
@@ -107,7 +108,7 @@ impl StepError {
     /// The gRPC status code the coordinator sees.
     pub fn code(&self) -> Code {
         match self {
-            Self::Refused { refusal, .. } => refusal.code(),
+            Self::Refused { refusal, .. } => tonic_code(refusal.code()),
             Self::Unavailable { .. } => Code::Unavailable,
             Self::Internal { .. } => Code::Internal,
         }
@@ -137,96 +138,9 @@ impl From<StepError> for Status {
     }
 }
 
-/// The business refusals the coordinator treats as definite (no retry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// `ABORTED`
-    Aborted,
-    /// `FAILED_PRECONDITION`
-    FailedPrecondition,
-    /// `INVALID_ARGUMENT`
-    InvalidArgument,
-    /// `NOT_FOUND`
-    NotFound,
-    /// `ALREADY_EXISTS`
-    AlreadyExists,
-    /// `PERMISSION_DENIED`
-    PermissionDenied,
-    /// `OUT_OF_RANGE`
-    OutOfRange,
-}
-
-impl Refusal {
-    const ALL: [Refusal; 7] = [
-        Refusal::Aborted,
-        Refusal::FailedPrecondition,
-        Refusal::InvalidArgument,
-        Refusal::NotFound,
-        Refusal::AlreadyExists,
-        Refusal::PermissionDenied,
-        Refusal::OutOfRange,
-    ];
-
-    /// The gRPC status code.
-    pub fn code(self) -> Code {
-        match self {
-            Refusal::Aborted => Code::Aborted,
-            Refusal::FailedPrecondition => Code::FailedPrecondition,
-            Refusal::InvalidArgument => Code::InvalidArgument,
-            Refusal::NotFound => Code::NotFound,
-            Refusal::AlreadyExists => Code::AlreadyExists,
-            Refusal::PermissionDenied => Code::PermissionDenied,
-            Refusal::OutOfRange => Code::OutOfRange,
-        }
-    }
-
-    /// The canonical gRPC name, e.g. `FAILED_PRECONDITION`; also how the barrier stores it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Aborted => "ABORTED",
-            Refusal::FailedPrecondition => "FAILED_PRECONDITION",
-            Refusal::InvalidArgument => "INVALID_ARGUMENT",
-            Refusal::NotFound => "NOT_FOUND",
-            Refusal::AlreadyExists => "ALREADY_EXISTS",
-            Refusal::PermissionDenied => "PERMISSION_DENIED",
-            Refusal::OutOfRange => "OUT_OF_RANGE",
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not one of the refusal codes.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a refusal code")]
-pub struct UnknownRefusal(String);
-
-impl FromStr for Refusal {
-    type Err = UnknownRefusal;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Refusal::ALL
-            .into_iter()
-            .find(|refusal| refusal.as_str() == s)
-            .ok_or_else(|| UnknownRefusal(s.to_owned()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusal_names_round_trip() {
-        for refusal in Refusal::ALL {
-            assert_eq!(refusal.as_str().parse::<Refusal>().ok(), Some(refusal));
-        }
-        assert!("UNAVAILABLE".parse::<Refusal>().is_err());
-    }
 
     #[test]
     fn statuses_carry_the_code_and_the_short_message_only() {

@@ -5,29 +5,10 @@ use std::future::Future;
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use crate::{StepCall, StepError};
+use crate::{Direction, StepCall, StepError};
 
 /// What a step hands back to the saga: merged into the saga state (top-level keys, later wins).
 pub type StepOutput = Map<String, Value>;
-
-/// Which way a step is being driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The step's forward action (`Execute`).
-    Execute,
-    /// The step's compensating action (`Compensate`).
-    Compensate,
-}
-
-impl Direction {
-    /// `execute` or `compensate`: how the barrier stores it and how logs name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
-        }
-    }
-}
 
 /// The business side of a participant service. [`crate::Router`] implements it from a table of
 /// `async fn`s, one per action; implement it by hand only to dispatch in some other way.

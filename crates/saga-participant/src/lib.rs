@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - [`Router`] (`router`): one `async fn` per action and direction; what a participant author writes.
-//! - [`StepHandler`], [`StepOutput`], [`Direction`] (`handler`): the trait a router implements, for
+//! - [`StepHandler`], [`StepOutput`] (`handler`): the trait a router implements, for
 //!   handlers that dispatch some other way.
 //! - [`StepCall`] (`call`): one decoded step request, with typed payload accessors that refuse bad input.
 //! - [`StepError`] and [`Refusal`] (`error`): refusal or transient, and the gRPC status each becomes.
@@ -57,7 +57,8 @@ mod service;
 pub use barrier::migrate;
 pub use call::{IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER};
 pub use error::{BoxError, Refusal, StepError, UnknownRefusal};
-pub use handler::{Direction, StepHandler, StepOutput, output};
+pub use handler::{StepHandler, StepOutput, output};
 pub use router::{Action, ActionFn, ActionFuture, Router};
+pub use saga_core::Direction;
 pub use server::{ServeError, TlsFileError, TlsFiles, serve, serve_with_tls};
 pub use service::ParticipantService;

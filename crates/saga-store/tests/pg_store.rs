@@ -60,7 +60,11 @@ async fn event_kinds(store: &PgStore, id: SagaId) -> Vec<String> {
 }
 
 /// Executes the next step of `saga` with `result` and commits the transition.
-async fn step(store: &PgStore, saga: &Saga, result: Result<JsonMap, saga_core::StepError>) -> Saga {
+async fn step(
+    store: &PgStore,
+    saga: &Saga,
+    result: Result<JsonMap, saga_core::StepFailure>,
+) -> Saga {
     let now = Utc::now()
         .duration_trunc(TimeDelta::microseconds(1))
         .expect("truncate");
@@ -138,7 +142,7 @@ async fn a_commit_writes_step_rows_progress_and_events_and_bumps_the_revision() 
     assert_eq!(loaded.steps[0].attempts, 1);
     assert_eq!(loaded.current_step(), Some(1));
 
-    let refusal = saga_core::StepError {
+    let refusal = saga_core::StepFailure {
         kind: saga_core::ErrorKind::Refusal,
         message: "FAILED_PRECONDITION: no devices left".into(),
     };
@@ -276,7 +280,7 @@ async fn listing_filters_by_status_type_and_creation_time() {
     let running = store.create(&running, &owner()).await.expect("create").saga;
     let refused = new_saga(None);
     let refused = store.create(&refused, &owner()).await.expect("create").saga;
-    let refusal = saga_core::StepError {
+    let refusal = saga_core::StepFailure {
         kind: saga_core::ErrorKind::Refusal,
         message: "no".to_owned(),
     };
@@ -576,7 +580,7 @@ async fn releasing_all_leases_frees_them_at_once_and_wakes_listeners() {
 #[tokio::test]
 async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones() {
     let (store, _db) = store().await;
-    let refusal = || saga_core::StepError {
+    let refusal = || saga_core::StepFailure {
         kind: saga_core::ErrorKind::Refusal,
         message: "no".to_owned(),
     };
@@ -973,7 +977,7 @@ async fn a_step_resolved_by_hand_is_stored_with_its_resolution_and_history_event
     saga.definition = Arc::new(manual);
     let saga = store.create(&saga, &owner()).await.expect("create").saga;
     let saga = step(&store, &saga, Ok(JsonMap::new())).await;
-    let refusal = saga_core::StepError {
+    let refusal = saga_core::StepFailure {
         kind: saga_core::ErrorKind::Refusal,
         message: "no device".to_owned(),
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::Stream;
 use prost::Message;
 use saga_core::{ListFilter, ResolvedAs, SagaId, SagaStatus};
-use saga_engine::{Engine, Resolve, StartRequest};
+use saga_engine::{Engine, EngineError, Resolve, StartRequest};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinator;
 use saga_proto::v1::{
     self as pb, AbortSagaRequest, AbortSagaResponse, GetSagaHistoryRequest, GetSagaHistoryResponse,
@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
 
 use crate::auth::Principal;
-use crate::status::engine_status;
+use crate::status::{bad_request, draining, engine_status};
 use crate::text::{clip, refuse_nul, refuse_nul_in_payload};
 use crate::watch_quota::WatchQuota;
 use crate::{labels, page_token};
@@ -71,12 +71,10 @@ fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
 /// A saga type as a request names it: required, short, printable in an error message.
 fn validate_saga_type(saga_type: &str) -> Result<(), Status> {
     if saga_type.is_empty() {
-        return Err(Status::invalid_argument(
-            "saga_type is required, e.g. \"purchase_plan\"",
-        ));
+        return Err(bad_request("saga_type is required, e.g. \"purchase_plan\""));
     }
     if saga_type.len() > MAX_SAGA_TYPE_LEN {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "saga_type is {} bytes; the limit is {MAX_SAGA_TYPE_LEN}",
             saga_type.len()
         )));
@@ -95,13 +93,13 @@ impl CoordinatorApi {
             principal.may_start(&request.saga_type)?;
         }
         let Some(payload) = request.payload else {
-            return Err(Status::invalid_argument(
+            return Err(bad_request(
                 "payload is required and must be a JSON object, e.g. {\"userId\": \"u1\"}",
             ));
         };
         let size = payload.encoded_len();
         if size > self.max_payload_bytes {
-            return Err(Status::invalid_argument(format!(
+            return Err(bad_request(format!(
                 "payload is {size} bytes; the limit is {} bytes",
                 self.max_payload_bytes
             )));
@@ -109,7 +107,7 @@ impl CoordinatorApi {
         let payload = struct_to_json(payload);
         refuse_nul_in_payload(&payload)?;
         if request.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-            return Err(Status::invalid_argument(format!(
+            return Err(bad_request(format!(
                 "idempotency_key is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_LEN}",
                 request.idempotency_key.len()
             )));
@@ -131,13 +129,13 @@ fn start_wait(wait: Option<&prost_types::Duration>) -> Result<Option<Duration>, 
         return Ok(None);
     };
     let wait = Duration::try_from(*wait).map_err(|_| {
-        Status::invalid_argument(format!(
+        bad_request(format!(
             "wait {}s {}ns is not a positive duration",
             wait.seconds, wait.nanos
         ))
     })?;
     if wait > MAX_START_WAIT {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "wait {wait:?} is over the limit of {MAX_START_WAIT:?}"
         )));
     }
@@ -154,7 +152,7 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
                 .ok()
                 .and_then(|s| SagaStatus::try_from(s).ok())
                 .ok_or_else(|| {
-                    Status::invalid_argument(format!(
+                    bad_request(format!(
                         "statuses: {raw} is not a saga status (use RUNNING, COMPENSATING, COMPLETED, \
                          COMPENSATED or FAILED)"
                     ))
@@ -164,9 +162,8 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
     let time = |field: &str, t: &Option<prost_types::Timestamp>| {
         t.as_ref()
             .map(|t| {
-                to_datetime(t).ok_or_else(|| {
-                    Status::invalid_argument(format!("{field} is not a valid timestamp"))
-                })
+                to_datetime(t)
+                    .ok_or_else(|| bad_request(format!("{field} is not a valid timestamp")))
             })
             .transpose()
     };
@@ -183,7 +180,7 @@ fn list_filter(request: &ListSagasRequest) -> Result<ListFilter, Status> {
     if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
         && after >= before
     {
-        return Err(Status::invalid_argument(
+        return Err(bad_request(
             "created_after must be earlier than created_before",
         ));
     }
@@ -200,12 +197,12 @@ fn operator_reason(reason: String) -> Result<String, Status> {
 fn operator_text(field: &str, text: String, ask: &str, limit: usize) -> Result<String, Status> {
     let text = text.trim().to_owned();
     if text.is_empty() {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{field} is required: {ask}, it is kept in the saga's history"
         )));
     }
     if text.len() > limit {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{field} is {} bytes; the limit is {limit}",
             text.len()
         )));
@@ -217,12 +214,12 @@ fn operator_text(field: &str, text: String, ask: &str, limit: usize) -> Result<S
 /// `ResolveSaga`'s request, checked, with `by` as the resolving principal.
 fn resolution(request: ResolveSagaRequest, by: Option<String>) -> Result<Resolve, Status> {
     if request.step.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(bad_request(
             "step is required: the name of the step the saga is parked at",
         ));
     }
     if request.step.len() > MAX_STEP_NAME_LEN {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "step is {} bytes; step names are at most {MAX_STEP_NAME_LEN}",
             request.step.len()
         )));
@@ -232,7 +229,7 @@ fn resolution(request: ResolveSagaRequest, by: Option<String>) -> Result<Resolve
         .ok()
         .and_then(|o| ResolvedAs::try_from(o).ok())
         .ok_or_else(|| {
-            Status::invalid_argument(
+            bad_request(
                 "outcome must be RESOLVE_OUTCOME_COMPENSATED (a parked compensation was done by \
                  hand) or RESOLVE_OUTCOME_SUCCEEDED (a parked forward step was)",
             )
@@ -253,7 +250,7 @@ fn resolution(request: ResolveSagaRequest, by: Option<String>) -> Result<Resolve
 
 fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
     text.parse().map_err(|_| {
-        Status::invalid_argument(format!(
+        bad_request(format!(
             "saga_id {:?} is not a UUID (expected e.g. 0193a5f2-7c1e-7d30-9b1a-2f4c6e8a0b1c)",
             clip(text)
         ))
@@ -320,7 +317,7 @@ impl SagaCoordinator for CoordinatorApi {
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n > MAX_PAGE_SIZE => {
-                return Err(Status::invalid_argument(format!(
+                return Err(bad_request(format!(
                     "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
                 )));
             }
@@ -369,7 +366,7 @@ impl SagaCoordinator for CoordinatorApi {
                 let (mut watch, ticket) = watch?;
                 let next = tokio::select! {
                     next = watch.next() => Ok(next),
-                    () = shutdown.cancelled() => Err(Status::unavailable(
+                    () = shutdown.cancelled() => Err(draining(
                         "sagad is shutting down; watch again to continue on another instance",
                     )),
                 };
@@ -470,7 +467,8 @@ impl CoordinatorApi {
             .status(id)
             .await
             .map_err(engine_status)?
-            .ok_or_else(|| Status::not_found(format!("no saga with id {id}")))
+            .ok_or(EngineError::NotFound(id))
+            .map_err(engine_status)
     }
 
     /// Validates an operator action's input, carries it out and returns the saga right after it.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use saga_engine::{Engine, EngineError, Participants};
+use saga_engine::{Engine, InvalidEndpoint, Participants};
 use saga_proto::v1::saga_coordinator_server::SagaCoordinatorServer;
 use saga_store::{PgStore, StoreError};
 use tokio::net::TcpListener;
@@ -30,7 +30,7 @@ use crate::watch_quota::WatchQuota;
 pub enum StartupError {
     /// A participant endpoint is invalid.
     #[error(transparent)]
-    Participants(#[from] EngineError),
+    Participants(#[from] InvalidEndpoint),
     /// The definitions directory cannot be loaded.
     #[error("cannot load saga definitions")]
     Definitions(#[from] LoadError),

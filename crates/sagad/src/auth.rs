@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::status::{forbidden, unauthenticated};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -63,7 +64,7 @@ impl Principal {
             Some(allowed) if !allowed.contains(saga_type) => {
                 let mut allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
                 allowed.sort_unstable();
-                Err(Status::permission_denied(format!(
+                Err(forbidden(format!(
                     "principal {} may not start sagas of this type; it may start: {}",
                     self.name,
                     allowed.join(", ")
@@ -368,7 +369,7 @@ impl AuthLayer {
                 || (needed == Role::Client && principal.roles.contains(&Role::Operator));
             if !allowed {
                 let method = path.rsplit('/').next().unwrap_or(path);
-                return Err(Status::permission_denied(format!(
+                return Err(forbidden(format!(
                     "principal {} (roles: {}) may not call {method}: it needs role {}",
                     principal.name,
                     principal.roles_text(),
@@ -391,11 +392,9 @@ fn authenticate(
             .and_then(|h| h.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                Status::unauthenticated("authorization metadata must be \"Bearer <token>\"")
-            })?;
+            .ok_or_else(|| unauthenticated("authorization metadata must be \"Bearer <token>\""))?;
         return principals.by_token(token).ok_or_else(|| {
-            Status::unauthenticated("the bearer token matches no principal in auth.tokens_file")
+            unauthenticated("the bearer token matches no principal in auth.tokens_file")
         });
     }
     let certificate = request
@@ -404,13 +403,13 @@ fn authenticate(
         .and_then(TlsConnectInfo::peer_certs);
     if let Some(first) = certificate.as_ref().and_then(|chain| chain.first()) {
         return principals.by_certificate(first).ok_or_else(|| {
-            Status::unauthenticated(
+            unauthenticated(
                 "no bearer token, and the client certificate's subject matches no cert_subject \
                  in auth.tokens_file",
             )
         });
     }
-    Err(Status::unauthenticated(
+    Err(unauthenticated(
         "credentials required: send metadata \"authorization: Bearer <token>\"",
     ))
 }

@@ -7,6 +7,7 @@ use saga_core::{Label, Labels};
 use saga_proto::v1 as pb;
 use tonic::Status;
 
+use crate::status::bad_request;
 use crate::text::{clip, refuse_nul};
 
 /// Most labels one saga carries.
@@ -21,7 +22,7 @@ const MAX_VALUE_LEN: usize = 256;
 /// `StartSaga`'s labels, or `INVALID_ARGUMENT` naming the first that breaks a rule.
 pub(crate) fn labels(given: HashMap<String, String>) -> Result<Labels, Status> {
     if given.len() > MAX_LABELS {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{} labels; the limit is {MAX_LABELS}",
             given.len()
         )));
@@ -53,19 +54,17 @@ fn check(field: &str, key: &str, value: &str) -> Result<(), Status> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
     if !key_ok {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{field}: key {:?} must be 1-{MAX_KEY_LEN} characters of letters, digits, '_', '-', '.' \
              or '/'",
             clip(key)
         )));
     }
     if value.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "{field}: {key} needs a value"
-        )));
+        return Err(bad_request(format!("{field}: {key} needs a value")));
     }
     if value.len() > MAX_VALUE_LEN {
-        return Err(Status::invalid_argument(format!(
+        return Err(bad_request(format!(
             "{field}: the value of {key} is {} bytes; the limit is {MAX_VALUE_LEN}",
             value.len()
         )));

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use crate::status::{bad_request, over_limit, timed_out};
 use futures::future::BoxFuture;
 use http_body::{Frame, SizeHint};
 use tonic::body::Body;
@@ -95,7 +96,7 @@ where
         Box::pin(async move {
             match tokio::time::timeout(rpc_timeout, inner.call(request)).await {
                 Ok(response) => response.map(decode_errors_are_the_callers),
-                Err(_) => Ok(Status::deadline_exceeded(format!(
+                Err(_) => Ok(timed_out(format!(
                     "{method} did not finish within {rpc_timeout:?} on the server (limits.rpc_timeout)"
                 ))
                 .into_http()),
@@ -127,7 +128,7 @@ fn decode_errors_are_the_callers(response: http::Response<Body>) -> http::Respon
             status.message()
         )
     };
-    Status::invalid_argument(message).into_http()
+    bad_request(message).into_http()
 }
 
 /// A request body that fails with `RESOURCE_EXHAUSTED` once a message's length prefix says it is over
@@ -150,7 +151,7 @@ impl http_body::Body for SizeLimited {
         if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
             let limit = self.limit;
             if let Some(Err(len)) = data.map(|bytes| self.prefix.feed(bytes, limit)) {
-                return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
+                return Poll::Ready(Some(Err(over_limit(format!(
                     "request message is {len} bytes; the limit is {limit} bytes \
                      (max_payload_bytes plus room for the other fields)"
                 )))));

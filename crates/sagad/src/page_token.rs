@@ -6,6 +6,7 @@
 //! of everything before it. The checksum is integrity, not secrecy: a token only moves a cursor through
 //! sagas the caller may list anyway.
 
+use crate::status::bad_request;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use saga_core::{ListFilter, SagaId};
@@ -30,7 +31,7 @@ pub(crate) fn encode(last: SagaId, filter: &ListFilter) -> String {
 /// The saga id a token continues after, if it is intact and was issued for `filter`.
 pub(crate) fn decode(token: &str, filter: &ListFilter) -> Result<SagaId, Status> {
     let not_ours = || {
-        Status::invalid_argument(
+        bad_request(
             "page_token is not a token this server issued (was it edited or truncated?); \
              pass next_page_token unchanged, or omit it to start from the first page",
         )
@@ -44,7 +45,7 @@ pub(crate) fn decode(token: &str, filter: &ListFilter) -> Result<SagaId, Status>
         return Err(not_ours());
     }
     if body[17..] != filter_digest(filter) {
-        return Err(Status::invalid_argument(
+        return Err(bad_request(
             "page_token was issued for different filters; repeat the first page's statuses, \
              saga_type, time range and label, or omit page_token to start over",
         ));

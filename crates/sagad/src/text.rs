@@ -2,6 +2,7 @@
 //! `text` or `jsonb`), so one is refused at the edge with `INVALID_ARGUMENT` rather than failing the
 //! write; and an error message echoes at most [`MAX_ECHO`] characters of what the caller sent.
 
+use crate::status::bad_request;
 use saga_core::JsonMap;
 use tonic::Status;
 
@@ -33,7 +34,7 @@ pub(crate) fn refuse_nul_in_payload(payload: &JsonMap) -> Result<(), Status> {
 }
 
 fn nul_refusal(field: &str) -> Status {
-    Status::invalid_argument(format!(
+    bad_request(format!(
         "{} contains a NUL character (\\u0000), which the saga log cannot store",
         clip(field)
     ))

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::status::over_limit;
 use tonic::Status;
 
 /// Counts open watches per principal.
@@ -34,7 +35,7 @@ impl WatchQuota {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(holder.clone()).or_default();
         if *count >= self.limit {
-            return Err(Status::resource_exhausted(format!(
+            return Err(over_limit(format!(
                 "{holder} already has {} open WatchSaga streams (limits.max_watches_per_principal); \
                  close one first",
                 self.limit
