@@ -8,6 +8,7 @@
 # memory, and what one more start answers.
 #
 # Usage: scripts/bench.sh [SAGAS_PER_RUN (default 3000)] [CONCURRENCY ...]
+#        SAGAD_METRICS_ADDR= scripts/bench.sh ...   (the same with sagad's metrics off)
 # Run it on an otherwise idle machine: CPU time is read per process name (see crates/saga-bench/src/cpu.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,10 @@ start demo env DEMO_DATABASE_URL="postgres://postgres@127.0.0.1:5432/sagad_bench
 for service in billing device payment withdrawal; do
   while ! grep -q "$service listening on" "$work/demo.out"; do sleep 0.1; done
 done
+# Metrics on a free port (the default 9464 may be taken); SAGAD_METRICS_ADDR= in the caller's environment
+# turns them off, to measure what they cost.
 start sagad env RUST_LOG=error SAGAD_DATABASE_URL="$saga_log" SAGAD_GRPC_ADDR=127.0.0.1:0 \
+  SAGAD_METRICS_ADDR="${SAGAD_METRICS_ADDR-127.0.0.1:0}" \
   SAGAD_DEFINITIONS_DIR="$work/definitions" \
   SAGAD_PARTICIPANTS__NOOP="http://$(address noop noop)" \
   SAGAD_PARTICIPANTS__BILLING="http://$(address billing demo)" \

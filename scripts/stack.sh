@@ -2,8 +2,8 @@
 # Runs the whole stack locally: PostgreSQL (started or installed if needed), the demo participants
 # (billing, device, payment, withdrawal, gateway, app, notification, customer, inventory, sales on ports
 # 50061-50070; the app service's package files under the system's temporary directory) and sagad on port
-# 50051, from a release build (the first build takes a few minutes). Ctrl-C stops both. Extra arguments go
-# to sagad.
+# 50051 (Prometheus metrics on 9464), from a release build (the first build takes a few minutes). Ctrl-C
+# stops both. Extra arguments go to sagad.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,7 @@ impl InProcess {
         let db = TestDatabase::create("sagad_edge").await;
         let mut settings = Settings {
             grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+            metrics_addr: Some("127.0.0.1:0".parse().expect("addr")),
             database_url: db.url(),
             definitions_dir: repo_root().join("definitions"),
             participants: PARTICIPANTS

@@ -13,10 +13,12 @@
 //! - [`otlp`]: a real OTLP trace receiver that hands the spans it receives to the test.
 //! - [`certs`]: a test CA and the certificates it issues, as PEM files.
 //! - [`checks`]: the rows each flow must leave, and the business invariants across them.
+//! - [`http`]: plain HTTP GETs, for the metrics endpoint and Prometheus's query API.
 
 pub mod certs;
 pub mod checks;
 pub mod definitions;
+pub mod http;
 pub mod in_process;
 pub mod otlp;
 pub mod postgres;
@@ -65,13 +67,22 @@ pub fn binary(name: &str) -> PathBuf {
 /// # Panics
 /// When it is not there.
 pub fn grpcurl() -> PathBuf {
-    let grpcurl = repo_root().join("tools/bin/grpcurl");
+    tool("grpcurl")
+}
+
+/// A command-line tool `scripts/ensure-tools.sh` (run by the test command) links into `tools/bin`:
+/// `grpcurl`, `prometheus`, `promtool`, …
+///
+/// # Panics
+/// When it is not there.
+pub fn tool(name: &str) -> PathBuf {
+    let path = repo_root().join("tools/bin").join(name);
     assert!(
-        grpcurl.is_file(),
+        path.is_file(),
         "{} is missing: run scripts/ensure-tools.sh (the test command does)",
-        grpcurl.display()
+        path.display()
     );
-    grpcurl
+    path
 }
 
 /// Root of the repository (for `definitions/`).
@@ -83,13 +94,16 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Keeps a child's configuration to what the test sets: no inherited `SAGAD_*`, `DEMO_*` or `OTEL_*`
-/// variables, and quiet logs unless the person running the tests asked for them with `RUST_LOG`.
+/// variables, sagad's metrics on a free port (the default 9464 would collide between the sagads tests run
+/// side by side; a test may set another after this), and quiet logs unless the person running the tests
+/// asked for them with `RUST_LOG`.
 pub fn isolate(command: &mut std::process::Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("SAGAD_") || key.starts_with("DEMO_") || key.starts_with("OTEL_") {
             command.env_remove(key);
         }
     }
+    command.env("SAGAD_METRICS_ADDR", "127.0.0.1:0");
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "warn");
     }
@@ -227,6 +241,8 @@ pub struct Stack {
     pub client: SagaCoordinatorClient<Channel>,
     /// sagad's gRPC address.
     pub sagad_addr: String,
+    /// sagad's metrics address (`host:port`; scrape `http://…/metrics`).
+    pub metrics_addr: String,
     /// Each participant service's gRPC endpoint (`http://…`), by name.
     pub participants: BTreeMap<String, String>,
     /// Pool on the participants' database, to check business invariants.
@@ -290,8 +306,9 @@ impl Stack {
             start_participants_storing(&demo_database.url(), storage.path(), log_level).await;
         let mut env = vec![("RUST_LOG", log_level.to_owned())];
         env.extend_from_slice(sagad_env);
-        let (sagad, sagad_addr) =
+        let (mut sagad, sagad_addr) =
             start_sagad(&saga_database.url(), &definitions_dir, &participants, &env).await;
+        let metrics_addr = sagad.wait_for_listening("metrics listening on").await;
         let endpoint = match tls {
             None => Endpoint::from_shared(format!("http://{sagad_addr}")),
             Some(tls) => {
@@ -310,6 +327,7 @@ impl Stack {
         Self {
             client,
             sagad_addr,
+            metrics_addr,
             participants,
             demo_db: sqlx::PgPool::connect(&demo_database.url())
                 .await

@@ -12,6 +12,7 @@
 //! in different orders and deadlock each other.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use saga_core::{Saga, SagaId, Transition};
 use saga_store::{Committed, Created, LeaseAfter, SagaStore, StoreError};
@@ -153,7 +154,9 @@ impl<S: SagaStore> Engine<S> {
             return;
         }
         let sagas: Vec<&Saga> = starts.iter().map(|start| &start.saga).collect();
+        let writing = Instant::now();
         let created = self.store.create_many(&sagas, &self.owner).await;
+        self.metrics.commit_took(writing.elapsed());
         self.observe(&created);
         match created {
             Ok(created) => {
@@ -177,7 +180,9 @@ impl<S: SagaStore> Engine<S> {
         }
         let batch: Vec<(&Transition, LeaseAfter)> =
             writes.iter().map(|w| (&*w.transition, w.lease)).collect();
+        let writing = Instant::now();
         let committed = self.store.commit_many(&batch, &self.owner).await;
+        self.metrics.commit_took(writing.elapsed());
         drop(batch);
         self.observe(&committed);
         match committed {

@@ -18,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::clock::Clock;
 use crate::committer::Committer;
 use crate::lease::LocalLease;
+use crate::metrics::Metrics;
 use crate::watch::{SagaWatch, Watchers};
 use crate::{EngineError, Participants, executor};
 
@@ -129,6 +130,8 @@ pub struct Engine<S> {
     pub(crate) watchers: Arc<Watchers>,
     /// Writes the saga log for every executor and every start, in batches.
     pub(crate) committer: Committer,
+    /// What the engine counts and times, served by sagad's `/metrics`.
+    pub(crate) metrics: Metrics,
 }
 
 /// One executor task: `stop` ends it at its next await point; `lease` is how long it may act.
@@ -175,6 +178,7 @@ impl<S: SagaStore> Engine<S> {
         clock: Clock,
     ) -> Arc<Self> {
         let (committer, pending) = Committer::new();
+        let metrics = Metrics::new(definitions.keys().map(String::as_str));
         let engine = Arc::new(Self {
             store,
             participants,
@@ -198,6 +202,7 @@ impl<S: SagaStore> Engine<S> {
             next_driver: AtomicU64::new(0),
             watchers: Arc::new(Watchers::new(settings.max_watches)),
             committer,
+            metrics,
         });
         let committing = Arc::clone(&engine).commit_loop(pending);
         engine.spawn_background("committer", committing, info_span!("committer"));
@@ -207,6 +212,11 @@ impl<S: SagaStore> Engine<S> {
     /// The loaded definitions by name.
     pub fn definitions(&self) -> &HashMap<String, Arc<Definition>> {
         &self.definitions
+    }
+
+    /// The metrics this engine records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// This instance's owner name in the saga log's leases.
@@ -334,6 +344,7 @@ impl<S: SagaStore> Engine<S> {
             .await
             .ok_or(EngineError::ShuttingDown)??;
         if created.created {
+            self.metrics.started(created.saga.saga_type());
             info!(saga_id = %created.saga.id, saga_type = created.saga.saga_type(), "saga started");
             self.spawn_driver(created.saga.clone(), permit, sent);
         }
@@ -374,6 +385,7 @@ impl<S: SagaStore> Engine<S> {
         self.sagas.spawn(
             "saga executor",
             async move {
+                let _in_flight = engine.metrics.in_flight();
                 executor::drive(&engine, saga, &handle).await;
                 {
                     let mut drivers = engine.lock_drivers();
@@ -508,6 +520,7 @@ impl<S: SagaStore> Engine<S> {
                 .load(id)
                 .await?
                 .ok_or(EngineError::NotFound(id))?;
+            let before = saga.status;
             let transition = apply(&saga, input(), self.clock.now(), fastrand::f64())?;
             // Taking the lease over fences out whichever executor (here or on another instance) was
             // driving the saga: its next write fails on the epoch.
@@ -522,6 +535,7 @@ impl<S: SagaStore> Engine<S> {
                     let mut saga = transition.saga;
                     saga.revision = committed.revision;
                     saga.epoch = committed.epoch;
+                    self.metrics.committed(before, &saga);
                     info!(saga_id = %id, status = %saga.status, events = ?transition.events, "operator action recorded");
                     self.watchers.publish(&saga);
                     self.continue_after_operator(saga.clone(), sent).await;

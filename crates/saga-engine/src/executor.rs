@@ -14,7 +14,7 @@
 //! deadline passed without a renewal) makes no further call: another instance may be driving the saga.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use saga_core::{
     Command, Direction, ErrorKind, Input, JsonMap, Saga, StepFailure, apply, next_command,
@@ -24,6 +24,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Engine;
 use crate::engine::DriverHandle;
+use crate::metrics::Outcome;
 
 /// Pause between attempts to commit a transition while the database is failing.
 const COMMIT_RETRY: Duration = Duration::from_millis(500);
@@ -96,6 +97,9 @@ async fn carry_out<S: SagaStore>(
     {
         let step = &saga.definition.steps[index].name;
         warn!(step = %step, attempt, error = %refusal.message, "step not called: its needs are unmet");
+        engine
+            .metrics
+            .step_attempt(saga, index, direction, Outcome::Refusal, None);
         return Next::Record(Input::Executed {
             index,
             attempt,
@@ -118,6 +122,7 @@ async fn call_step<S: SagaStore>(
     let started_at = engine.clock.now();
     let step = &saga.definition.steps[index].name;
     let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
+    let calling = Instant::now();
     let call = engine
         .participants
         .call(saga, index, direction, attempt, started_at)
@@ -133,6 +138,10 @@ async fn call_step<S: SagaStore>(
     let Some(result) = result else {
         return Next::Again;
     };
+    let (outcome, took) = (Outcome::of(&result), Some(calling.elapsed()));
+    engine
+        .metrics
+        .step_attempt(saga, index, direction, outcome, took);
     if let Err(e) = &result {
         warn!(step = %step, attempt, direction = direction.as_str(), kind = ?e.kind, error = %e.message, "step attempt failed");
     }
@@ -226,9 +235,11 @@ async fn record<S: SagaStore>(
             }
         };
         let transition = Arc::try_unwrap(transition).unwrap_or_else(|shared| (*shared).clone());
+        let before = saga.status;
         let mut saga = transition.saga;
         saga.revision = committed.revision;
         saga.epoch = committed.epoch;
+        engine.metrics.committed(before, &saga);
         engine.watchers.publish(&saga);
         if lease == LeaseAfter::Release {
             debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");

@@ -14,6 +14,7 @@
 //!   refresher, retention.
 //! - [`SagaWatch`] (`watch`): hands every committed saga to the `WatchSaga` streams watching it.
 //! - [`Clock`]: now on the database clock; `lease`: an executor's local lease deadline.
+//! - [`Metrics`]: the Prometheus metrics the engine records, for sagad to serve.
 
 mod clock;
 mod committer;
@@ -21,6 +22,7 @@ mod engine;
 mod error;
 mod executor;
 mod lease;
+mod metrics;
 mod participants;
 mod recovery;
 mod watch;
@@ -28,5 +30,6 @@ mod watch;
 pub use clock::Clock;
 pub use engine::{Engine, EngineSettings, Resolve, StartRequest};
 pub use error::EngineError;
+pub use metrics::Metrics;
 pub use participants::{InvalidEndpoint, Participants};
 pub use watch::SagaWatch;

@@ -6,8 +6,10 @@
 //!   drain has ended, so executors finishing their last call keep their leases), stops the executors of
 //!   any it lost, and keeps the clock in step with the database's;
 //! - the watch refresher re-reads the watched sagas another replica changed, in one statement;
-//! - retention deletes old finished sagas in small batches.
+//! - retention deletes old finished sagas in small batches;
+//! - the log gauges count parked and stuck sagas in the saga log for the metrics, in one statement.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use tracing::{debug, error, info, info_span, warn};
 
 use crate::Engine;
 use crate::executor::QUARANTINE;
+use crate::metrics::LogGauges;
 
 /// Sagas deleted per retention statement: small, so no statement holds many row locks for long.
 const RETENTION_BATCH: u32 = 500;
@@ -27,6 +30,15 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// How often watched sagas are re-read for changes made by another replica (this instance's own
 /// commits reach their watchers at once).
 const WATCH_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the parked and stuck gauges are counted again: often enough for an alert, rarely enough
+/// that scrapes (of every replica) never cost the saga log a query.
+const LOG_GAUGES_INTERVAL: Duration = Duration::from_secs(15);
+
+/// An active saga claimable for longer than this, yet unclaimed, is stuck: every recovery loop scans
+/// at least every `recovery_interval` (a second by default), so only instances that are all full or
+/// all gone leave one that long.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 impl<S: SagaStore> Engine<S> {
     /// Starts the recovery loop, the lease heartbeat, the watch refresher and retention; they stop when
@@ -49,6 +61,12 @@ impl<S: SagaStore> Engine<S> {
             "watch_refresh",
             async move { engine.refresh_watches().await },
             info_span!("watch_refresh"),
+        );
+        let engine = Arc::clone(self);
+        self.spawn_background(
+            "log_gauges",
+            async move { engine.refresh_log_gauges().await },
+            info_span!("log_gauges"),
         );
         if let Some(age) = self.settings.retention {
             let engine = Arc::clone(self);
@@ -127,6 +145,7 @@ impl<S: SagaStore> Engine<S> {
             }
         };
         let count = claimed.sagas.len() + claimed.undecodable.len();
+        self.metrics.claimed(count, claimed.taken_over);
         // Out of slots with work possibly left: ask the next finishing executor to wake the loop.
         self.recovery_starved.store(
             limit < self.settings.claim_batch as usize && count == limit,
@@ -234,6 +253,36 @@ impl<S: SagaStore> Engine<S> {
                     }
                 }
                 Err(e) => debug!(error = %e, "cannot refresh watched sagas; retrying"),
+            }
+        }
+    }
+
+    async fn refresh_log_gauges(self: Arc<Self>) {
+        // Every type reported once stays reported (at zero once its sagas are gone), so a series never
+        // stops at its last non-zero value; the loaded definitions' types are there from the start.
+        let mut counts: HashMap<String, LogGauges> = self
+            .definitions()
+            .keys()
+            .map(|saga_type| (saga_type.clone(), LogGauges::default()))
+            .collect();
+        loop {
+            match self.store.parked_and_stuck(STUCK_AFTER).await {
+                Ok(rows) => {
+                    counts.values_mut().for_each(|c| *c = LogGauges::default());
+                    for row in rows {
+                        let gauges = LogGauges {
+                            parked: row.parked,
+                            stuck: row.stuck,
+                        };
+                        counts.insert(row.saga_type, gauges);
+                    }
+                    self.metrics.set_log_gauges(&counts);
+                }
+                Err(e) => debug!(error = %e, "cannot count parked and stuck sagas; retrying"),
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(LOG_GAUGES_INTERVAL) => {}
             }
         }
     }

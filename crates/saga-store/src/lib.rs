@@ -85,6 +85,20 @@ pub struct Claimed {
     pub sagas: Vec<Saga>,
     /// Claimed rows that could not be decoded; the claimer should [`SagaStore::quarantine`] them.
     pub undecodable: Vec<Undecodable>,
+    /// How many of the claimed sagas were still leased to another instance whose lease had expired
+    /// (it crashed or stalled) rather than released.
+    pub taken_over: usize,
+}
+
+/// Sagas of one type that need someone's attention, counted in the saga log (all instances' alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedAndStuck {
+    /// The saga type.
+    pub saga_type: String,
+    /// `FAILED` sagas, parked for an operator.
+    pub parked: i64,
+    /// Active sagas claimable for longer than asked that no instance has claimed.
+    pub stuck: i64,
 }
 
 /// A claimed saga row that could not be turned into a [`Saga`].
@@ -169,6 +183,14 @@ pub trait SagaStore: Send + Sync + 'static {
         owner: &Owner,
         limit: u32,
     ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
+
+    /// Per saga type with any: the parked (`FAILED`) sagas, and the stuck ones — active sagas that have
+    /// been claimable (retry time reached, lease free or expired) for longer than `stuck_after`, which
+    /// no instance claimed. One statement over the status and due indexes, never the finished history.
+    fn parked_and_stuck(
+        &self,
+        stuck_after: Duration,
+    ) -> impl Future<Output = Result<Vec<ParkedAndStuck>, StoreError>> + Send;
 
     /// Sets aside an active saga `owner` holds but cannot decode: releases its lease, makes it due again
     /// only after `retry_after` (by then an instance that can decode it may claim it) and records a

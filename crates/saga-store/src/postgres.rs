@@ -12,7 +12,8 @@ use tracing::instrument;
 
 use crate::rows::{RecordedEventRow, SagaRow, SummaryRow};
 use crate::{
-    Claimed, Committed, Created, LeaseAfter, Owner, SagaStore, StoreError, Undecodable, Wakeups,
+    Claimed, Committed, Created, LeaseAfter, Owner, ParkedAndStuck, SagaStore, StoreError,
+    Undecodable, Wakeups,
 };
 
 mod stats;
@@ -133,6 +134,18 @@ impl PgStore {
         Ok(lines.join("\n"))
     }
 
+    /// The query plan of [`SagaStore::parked_and_stuck`], as `EXPLAIN` prints it.
+    pub async fn explain_parked_and_stuck(&self) -> Result<String, StoreError> {
+        let lines: Vec<String> = self.db(sqlx::query_scalar(&format!(
+            "EXPLAIN {}",
+            parked_and_stuck_sql()
+        ))
+        .bind(60_000_i64)
+        .fetch_all(&self.pool)
+        .await)?;
+        Ok(lines.join("\n"))
+    }
+
     /// The query plan of a listing, as `EXPLAIN` prints it (nothing is listed).
     pub async fn explain_list(
         &self,
@@ -193,7 +206,7 @@ fn classify(pool: &PgPool, e: sqlx::Error) -> StoreError {
 fn claim_due_sql() -> String {
     format!(
         "WITH due AS (
-            SELECT s.id FROM sagas s
+            SELECT s.id, s.owner IS NOT NULL AND s.owner <> $1 AS expired FROM sagas s
             WHERE {ACTIVE} AND {DUE} <= now()
             ORDER BY {DUE}
             LIMIT $3
@@ -211,7 +224,20 @@ fn claim_due_sql() -> String {
                    jsonb_build_object('kind', 'SAGA_CLAIMED', 'owner', $1::text, 'epoch', c.epoch)
             FROM claimed c
          )
-         SELECT id FROM claimed"
+         SELECT c.id, d.expired FROM claimed c JOIN due d ON d.id = c.id"
+    )
+}
+
+/// [`SagaStore::parked_and_stuck`]: each half reads its own index (`sagas_by_status`, `sagas_due`).
+fn parked_and_stuck_sql() -> String {
+    format!(
+        "SELECT saga_type, count(*) FILTER (WHERE status = 'FAILED') AS parked,
+                count(*) FILTER (WHERE status <> 'FAILED') AS stuck
+         FROM (SELECT s.saga_type, s.status FROM sagas s WHERE s.status = 'FAILED'
+               UNION ALL
+               SELECT s.saga_type, s.status FROM sagas s
+               WHERE {ACTIVE} AND {DUE} <= now() - $1 * interval '1 millisecond') waiting
+         GROUP BY saga_type"
     )
 }
 
@@ -369,17 +395,19 @@ impl SagaStore for PgStore {
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
         // SKIP LOCKED: replicas claiming at the same moment take disjoint sets instead of queueing.
-        let ids: Vec<uuid::Uuid> = self.control(
-            sqlx::query_scalar(&claim_due_sql())
+        let due: Vec<(uuid::Uuid, bool)> = self.control(
+            sqlx::query_as(&claim_due_sql())
                 .bind(&owner.name)
                 .bind(millis(owner.lease))
                 .bind(i64::from(limit))
                 .fetch_all(&self.control)
                 .await,
         )?;
-        if ids.is_empty() {
+        if due.is_empty() {
             return Ok(Claimed::default());
         }
+        let taken_over = due.iter().filter(|(_, expired)| *expired).count();
+        let ids: Vec<uuid::Uuid> = due.into_iter().map(|(id, _)| id).collect();
         // Re-read what was claimed: within the claim statement, a row another writer committed after
         // the statement's snapshot was taken is locked at its newest version but read at its older
         // one. Only rows still leased to this owner count (an operator may have taken one over since).
@@ -394,7 +422,10 @@ impl SagaStore for PgStore {
             .await,
         )?;
         // Row by row: one that cannot be decoded must not keep the others from being driven.
-        let mut claimed = Claimed::default();
+        let mut claimed = Claimed {
+            taken_over,
+            ..Claimed::default()
+        };
         for row in rows {
             let id = SagaId(row.id);
             match row.into_saga() {
@@ -403,6 +434,25 @@ impl SagaStore for PgStore {
             }
         }
         Ok(claimed)
+    }
+
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn parked_and_stuck(
+        &self,
+        stuck_after: Duration,
+    ) -> Result<Vec<ParkedAndStuck>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = self.db(sqlx::query_as(&parked_and_stuck_sql())
+            .bind(millis(stuck_after))
+            .fetch_all(&self.pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(saga_type, parked, stuck)| ParkedAndStuck {
+                saga_type,
+                parked,
+                stuck,
+            })
+            .collect())
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]

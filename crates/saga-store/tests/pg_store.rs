@@ -1148,3 +1148,118 @@ async fn a_batch_of_starts_inserts_each_saga_once_and_answers_repeated_keys_with
         .expect("count");
     assert_eq!(rows, 2);
 }
+
+#[tokio::test]
+async fn a_claim_counts_as_taken_over_only_the_sagas_whose_owner_let_its_lease_expire() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let crashed = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    expire_lease(&store, crashed.id).await;
+    let handed_over = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    store
+        .release(&a, Some(&[handed_over.id]))
+        .await
+        .expect("release");
+    let claimed = store.claim_due(&instance("b"), 10).await.expect("claim");
+    assert_eq!(claimed.sagas.len(), 2);
+    assert_eq!(
+        claimed.taken_over, 1,
+        "only the expired lease was a takeover"
+    );
+}
+
+#[tokio::test]
+async fn parked_and_stuck_sagas_are_counted_by_type_from_the_saga_log() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    // Parked: two purchase plans and one refund (typed by hand: the definition is the test's own).
+    for saga_type in ["purchase_plan", "purchase_plan", "payment_refund"] {
+        let parked = store
+            .create(&new_saga(None), &a)
+            .await
+            .expect("create")
+            .saga;
+        sqlx::query(
+            "UPDATE sagas SET status = 'FAILED', failure_reason = 'COMPENSATION_FAILED',
+                              failure_message = 'parked', finished_at = now(), saga_type = $2,
+                              owner = NULL, lease_until = NULL
+             WHERE id = $1",
+        )
+        .bind(parked.id.0)
+        .bind(saga_type)
+        .execute(store.pool())
+        .await
+        .expect("park");
+    }
+    // Stuck: claimable for ten minutes. Not stuck: one held by a live lease, one just due.
+    let stuck = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    sqlx::query(
+        "UPDATE sagas SET owner = NULL, lease_until = NULL,
+                          next_attempt_at = now() - interval '10 minutes' WHERE id = $1",
+    )
+    .bind(stuck.id.0)
+    .execute(store.pool())
+    .await
+    .expect("stick");
+    store.create(&new_saga(None), &a).await.expect("create");
+    let just_due = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    expire_lease(&store, just_due.id).await;
+    sqlx::query("UPDATE sagas SET lease_until = now() - interval '1 second' WHERE id = $1")
+        .bind(just_due.id.0)
+        .execute(store.pool())
+        .await
+        .expect("just due");
+
+    let mut counts = store
+        .parked_and_stuck(std::time::Duration::from_secs(60))
+        .await
+        .expect("count");
+    counts.sort_by(|x, y| x.saga_type.cmp(&y.saga_type));
+    let counts: Vec<_> = counts
+        .into_iter()
+        .map(|c| (c.saga_type, c.parked, c.stuck))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("payment_refund".to_owned(), 1, 0),
+            ("purchase_plan".to_owned(), 2, 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_many_finished_sagas_parked_and_stuck_read_only_the_status_and_due_indexes() {
+    let (store, _db) = store().await;
+    sqlx::raw_sql(
+        "INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                            created_at, updated_at, finished_at)
+         SELECT gen_random_uuid(), 'purchase_plan', 1, '{}', 'COMPLETED', '{}', now(), now(), now()
+         FROM generate_series(1, 200000);
+         ANALYZE sagas;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("finished sagas");
+    let plan = store.explain_parked_and_stuck().await.expect("explain");
+    println!("parked and stuck with 200,000 finished sagas:\n{plan}");
+    assert!(plan.contains("sagas_due"), "{plan}");
+    assert!(plan.contains("sagas_by_status"), "{plan}");
+    assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
+}

@@ -23,6 +23,7 @@ use crate::api::CoordinatorApi;
 use crate::auth::{AuthLayer, Principals, PrincipalsError};
 use crate::definitions::{self, LoadError};
 use crate::limits::LimitsLayer;
+use crate::metrics::MetricsServer;
 use crate::reload::Reloading;
 use crate::settings::{Settings, redact_url};
 use crate::tls::{self, TlsError};
@@ -53,6 +54,14 @@ pub enum StartupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The metrics address cannot be bound.
+    #[error("cannot listen for metrics on {addr}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The reflection service cannot be built.
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -73,6 +82,8 @@ pub struct Application {
     local_addr: SocketAddr,
     engine_shutdown: CancellationToken,
     engine: std::sync::Arc<Engine<PgStore>>,
+    /// The bound metrics endpoint; `None` when `metrics_addr` is empty.
+    metrics: Option<MetricsServer>,
     /// The API's TLS configuration, re-read when its files change; `None` serves plaintext.
     tls: Option<Reloading<ServerConfig, TlsError>>,
     /// The principals, re-read when the file changes; `None` runs open.
@@ -147,6 +158,14 @@ impl Application {
             &settings.engine(),
             engine_shutdown.clone(),
         );
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr, engine.metrics())
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
         // Times the engine writes are compared with the database clock: measure it before serving.
         engine.sync_clock().await.map_err(database)?;
         Ok(Self {
@@ -154,6 +173,7 @@ impl Application {
             local_addr,
             engine_shutdown,
             engine,
+            metrics,
             tls,
             principals,
             settings,
@@ -163,6 +183,11 @@ impl Application {
     /// The bound gRPC address (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Serves until `shutdown` is cancelled or a background task fails; then reports NOT_SERVING, stops
@@ -205,11 +230,19 @@ impl Application {
             addr = %self.local_addr,
             tls = tls.is_some(),
             mtls = self.settings.tls.client_ca_file.is_some(),
+            metrics = ?self.metrics.as_ref().map(MetricsServer::local_addr),
             definitions = self.engine.definitions().len(),
             instance = self.engine.instance(),
             "sagad serving"
         );
         self.engine.run_background();
+        // Metrics are served until the engine has drained, so a scrape during shutdown still answers:
+        // their task stops after the others, on a token of its own.
+        let metrics_stop = CancellationToken::new();
+        let metrics_task = Tasks::new();
+        if let Some(server) = self.metrics {
+            metrics_task.spawn("metrics server", server.run(metrics_stop.clone()));
+        }
         tasks.spawn(
             "health mirror",
             mirror_store_health(self.engine.store_health(), health.clone(), shutdown.clone()),
@@ -276,7 +309,13 @@ impl Application {
         self.engine
             .drain(deadline.saturating_duration_since(Instant::now()))
             .await;
-        if let Some(failure) = tasks.failure().or_else(|| self.engine.failure()) {
+        metrics_stop.cancel();
+        metrics_task
+            .drain(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        if let Some(failure) =
+            (tasks.failure().or_else(|| metrics_task.failure())).or_else(|| self.engine.failure())
+        {
             return Err(failure.into());
         }
         info!("sagad stopped");

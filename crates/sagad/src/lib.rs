@@ -12,6 +12,7 @@
 //! - `tls`: TLS on the API (re-read on change through `reload`) and to participants.
 //! - `status`: the one table that maps errors to gRPC statuses.
 //! - [`app`]: `Application::build(settings)` binds, `run_until_stopped(token)` serves (port 0 in tests).
+//! - `metrics`: the Prometheus endpoint (`GET /metrics` on `metrics_addr`).
 
 mod api;
 pub mod app;
@@ -19,6 +20,7 @@ mod auth;
 pub mod definitions;
 mod labels;
 mod limits;
+mod metrics;
 mod page_token;
 mod reload;
 pub mod settings;

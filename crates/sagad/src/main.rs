@@ -42,6 +42,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     // Machine-readable readiness line: tests and scripts read the real port from it.
     println!("sagad listening on {}", app.local_addr());
+    // Second, so that scripts reading the first "listening on" line still find the API.
+    if let Some(addr) = app.metrics_addr() {
+        println!("metrics listening on {addr}");
+    }
 
     // The first SIGINT/SIGTERM drains, a second exits at once.
     let shutdown = CancellationToken::new();

@@ -19,6 +19,10 @@ pub use saga_telemetry::LogFormat;
 pub struct Settings {
     /// Address of the gRPC API (coordinator, health, reflection). Port 0 picks a free port.
     pub grpc_addr: SocketAddr,
+    /// Address of the Prometheus endpoint (`GET /metrics`, plain HTTP); empty (`None`) serves no
+    /// metrics. Port 0 picks a free port.
+    #[serde(with = "empty_is_none")]
+    pub metrics_addr: Option<SocketAddr>,
     /// PostgreSQL URL of the saga log.
     pub database_url: String,
     /// Connections in the saga log's pool.
@@ -152,6 +156,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("grpc_addr", &self.grpc_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("definitions_dir", &self.definitions_dir)
@@ -169,6 +174,34 @@ impl std::fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("limits", &self.limits)
             .finish()
+    }
+}
+
+/// An optional address written as text, the empty text meaning none: `SAGAD_METRICS_ADDR=` turns the
+/// endpoint off the same way in the environment as in a file.
+mod empty_is_none {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address (host:port), nor empty to turn metrics off"
+            ))
+        })
     }
 }
 
@@ -194,6 +227,7 @@ impl Default for Settings {
         let engine = saga_engine::EngineSettings::default();
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
             database_url: "postgres://postgres@127.0.0.1:5432/sagad".to_owned(),
             database_max_connections: 16,
             definitions_dir: PathBuf::from("definitions"),
@@ -548,6 +582,32 @@ mod tests {
         let err = Settings::load_with_env(None, [("SAGAD_METRICS_ADRR", "0.0.0.0:1")]).unwrap_err();
         let cause = std::error::Error::source(&err).unwrap().to_string();
         assert!(cause.contains("metrics_adrr"), "{cause}");
+    }
+
+    #[test]
+    fn metrics_listen_on_9464_by_default_and_an_empty_address_turns_them_off() {
+        let defaults = Settings::load_with_env(None, []).unwrap();
+        assert_eq!(
+            defaults.metrics_addr,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        );
+        let off = Settings::load_with_env(None, [("SAGAD_METRICS_ADDR", "")]).unwrap();
+        assert_eq!(off.metrics_addr, None);
+        let moved = Settings::load_with_env(None, [("SAGAD_METRICS_ADDR", "127.0.0.1:0")]).unwrap();
+        assert_eq!(
+            moved.metrics_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "metrics_addr = \"\"").unwrap();
+        let s = Settings::load_from(Some(file.path()), no_env()).unwrap();
+        assert_eq!(s.metrics_addr, None);
+
+        let err =
+            Settings::load_with_env(None, [("SAGAD_METRICS_ADDR", "everywhere")]).unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("everywhere"), "{cause}");
     }
 
     #[test]

@@ -15,9 +15,6 @@ use sagad::Settings;
 use serde::Deserialize;
 use serde_norway::Value;
 
-/// The metrics port DESIGN.md gives `metrics_addr` by default.
-const METRICS_PORT: u64 = 9464;
-
 fn path(relative: &str) -> PathBuf {
     repo_root().join(relative)
 }
@@ -96,14 +93,10 @@ fn settings(config: Option<&Path>, env: &[(String, String)]) -> Settings {
     })
 }
 
-/// The metrics port the settings listen on: `metrics_addr`'s once sagad has that setting, the
-/// documented default until then.
+/// The metrics port the settings listen on; metrics must be on.
 fn metrics_port(settings: &Settings) -> u64 {
-    let serialized = serde_json::to_value(settings).expect("settings serialize");
-    serialized["metrics_addr"]
-        .as_str()
-        .and_then(|addr| addr.rsplit_once(':'))
-        .map_or(METRICS_PORT, |(_, port)| port.parse().expect("a port"))
+    let addr = settings.metrics_addr.expect("metrics are served");
+    u64::from(addr.port())
 }
 
 /// The definitions in `dir` load with the participants `settings` configure, as sagad loads them.

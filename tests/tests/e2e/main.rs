@@ -6,7 +6,8 @@
 //! # Layout
 //! - The flows, each end to end: `purchase_plan`, `payment_create`, `payment_refund`, `withdrawal`,
 //!   `device_creation`, `order_creation`, `app_upload`, `cross_language` (a TypeScript participant).
-//! - Observing it: `stats` (GetStats), `traces` (OTLP, one trace per saga).
+//! - Observing it: `metrics` (Prometheus, promtool, alert rules), `stats` (GetStats), `traces` (OTLP,
+//!   one trace per saga).
 //! - Failure and recovery: `failure_semantics`, `preconditions`, `start_wait`, `edges`, `replicas`,
 //!   `chaos`, `invariants` (a few hundred random sagas, then the business invariants).
 //! - sagad's edge: `bad_input`, `edge_limits`, `fuzz_edge`, `security`, `grpcurl_tls`,
@@ -27,6 +28,7 @@ mod failure_semantics;
 mod fuzz_edge;
 mod grpcurl_tls;
 mod invariants;
+mod metrics;
 mod order_creation;
 mod participant_tls;
 mod payment_create;

@@ -14,7 +14,9 @@ use saga_core::{
 use saga_engine::{Clock, Engine, EngineSettings, Participants, StartRequest};
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
 use saga_proto::v1::{StepRequest, StepResponse};
-use saga_store::{Claimed, Committed, Created, LeaseAfter, Owner, PgStore, SagaStore, StoreError};
+use saga_store::{
+    Claimed, Committed, Created, LeaseAfter, Owner, ParkedAndStuck, PgStore, SagaStore, StoreError,
+};
 use saga_testkit::TestDatabase;
 use serde_json::json;
 use tokio::sync::watch;
@@ -460,6 +462,13 @@ impl SagaStore for CountingStore {
     async fn claim_due(&self, owner: &Owner, limit: u32) -> Result<Claimed, StoreError> {
         self.scans.fetch_add(1, Ordering::SeqCst);
         self.inner.claim_due(owner, limit).await
+    }
+
+    async fn parked_and_stuck(
+        &self,
+        stuck_after: Duration,
+    ) -> Result<Vec<ParkedAndStuck>, StoreError> {
+        self.inner.parked_and_stuck(stuck_after).await
     }
 
     async fn quarantine(
