@@ -175,16 +175,17 @@ async fn begin_drain(process: &Process, watch: &mut Streaming<HealthCheckRespons
     signalled
 }
 
-#[tokio::test]
-async fn a_second_sigterm_ends_a_sagad_drain_held_by_an_open_stream_at_once() {
-    let database = TestDatabase::create("sagad_second_signal").await;
-    let (sagad, addr) = start_sagad_with_grace(&database, "60s").await;
-    let mut watch = watch_health(&addr, "saga.v1.SagaCoordinator").await;
-    begin_drain(&sagad, &mut watch).await;
-
+/// With a drain held open by `watch`, a second SIGTERM ends `process` at once (128 + 15), and `program`
+/// says so on stderr.
+async fn second_sigterm_exits_at_once(
+    process: Process,
+    mut watch: Streaming<HealthCheckResponse>,
+    program: &str,
+) {
+    begin_drain(&process, &mut watch).await;
     let second = Instant::now();
-    sagad.signal("TERM");
-    let (status, stderr) = sagad.exit_output().await;
+    process.signal("TERM");
+    let (status, stderr) = process.exit_output().await;
     let took = second.elapsed();
     assert_eq!(status.code(), Some(128 + 15), "{status}; stderr: {stderr}");
     assert!(
@@ -192,19 +193,21 @@ async fn a_second_sigterm_ends_a_sagad_drain_held_by_an_open_stream_at_once() {
         "exited {took:?} after the second signal"
     );
     assert!(
-        stderr.contains("sagad: received SIGTERM again: exiting at once without draining"),
+        stderr.contains(&format!(
+            "{program}: received SIGTERM again: exiting at once without draining"
+        )),
         "{stderr}"
     );
 }
 
-#[tokio::test]
-async fn the_grace_period_bounds_a_sagad_drain_held_by_an_open_stream() {
-    let database = TestDatabase::create("sagad_grace").await;
-    let (sagad, addr) = start_sagad_with_grace(&database, "1s").await;
-    let mut watch = watch_health(&addr, "saga.v1.SagaCoordinator").await;
-    let signalled = begin_drain(&sagad, &mut watch).await;
-
-    let (status, stderr) = sagad.exit_output().await;
+/// With a drain held open by `watch` and a 1 s grace period, `process` exits cleanly once the grace
+/// period ends, not before and not much later; returns its stderr.
+async fn grace_ends_the_drain(
+    process: Process,
+    mut watch: Streaming<HealthCheckResponse>,
+) -> String {
+    let signalled = begin_drain(&process, &mut watch).await;
+    let (status, stderr) = process.exit_output().await;
     let took = signalled.elapsed();
     assert!(status.success(), "{status}; stderr: {stderr}");
     assert!(
@@ -212,6 +215,23 @@ async fn the_grace_period_bounds_a_sagad_drain_held_by_an_open_stream() {
         "the open watch held the drain for the grace period, not {took:?}"
     );
     assert!(took < Duration::from_secs(10), "the drain took {took:?}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_second_sigterm_ends_a_sagad_drain_held_by_an_open_stream_at_once() {
+    let database = TestDatabase::create("sagad_second_signal").await;
+    let (sagad, addr) = start_sagad_with_grace(&database, "60s").await;
+    let watch = watch_health(&addr, "saga.v1.SagaCoordinator").await;
+    second_sigterm_exits_at_once(sagad, watch, "sagad").await;
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_a_sagad_drain_held_by_an_open_stream() {
+    let database = TestDatabase::create("sagad_grace").await;
+    let (sagad, addr) = start_sagad_with_grace(&database, "1s").await;
+    let watch = watch_health(&addr, "saga.v1.SagaCoordinator").await;
+    let stderr = grace_ends_the_drain(sagad, watch).await;
     assert!(
         stderr.contains("still running after the shutdown grace period"),
         "{stderr}"
@@ -222,39 +242,14 @@ async fn the_grace_period_bounds_a_sagad_drain_held_by_an_open_stream() {
 async fn a_second_sigterm_ends_a_demo_participants_drain_at_once() {
     let database = TestDatabase::create("sagad_demo_second_signal").await;
     let (billing, addr) = start_billing_with_grace(&database, "60s").await;
-    let mut watch = watch_health(&addr, "saga.v1.SagaParticipant").await;
-    begin_drain(&billing, &mut watch).await;
-
-    let second = Instant::now();
-    billing.signal("TERM");
-    let (status, stderr) = billing.exit_output().await;
-    let took = second.elapsed();
-    assert_eq!(status.code(), Some(128 + 15), "{status}; stderr: {stderr}");
-    assert!(
-        took < Duration::from_secs(10),
-        "exited {took:?} after the second signal"
-    );
-    assert!(
-        stderr.contains(
-            "demo-participants: received SIGTERM again: exiting at once without draining"
-        ),
-        "{stderr}"
-    );
+    let watch = watch_health(&addr, "saga.v1.SagaParticipant").await;
+    second_sigterm_exits_at_once(billing, watch, "demo-participants").await;
 }
 
 #[tokio::test]
 async fn the_grace_period_bounds_a_demo_participants_drain() {
     let database = TestDatabase::create("sagad_demo_grace").await;
     let (billing, addr) = start_billing_with_grace(&database, "1s").await;
-    let mut watch = watch_health(&addr, "saga.v1.SagaParticipant").await;
-    let signalled = begin_drain(&billing, &mut watch).await;
-
-    let (status, stderr) = billing.exit_output().await;
-    let took = signalled.elapsed();
-    assert!(status.success(), "{status}; stderr: {stderr}");
-    assert!(
-        took >= Duration::from_secs(1),
-        "the open watch held the drain for the grace period, not {took:?}"
-    );
-    assert!(took < Duration::from_secs(10), "the drain took {took:?}");
+    let watch = watch_health(&addr, "saga.v1.SagaParticipant").await;
+    grace_ends_the_drain(billing, watch).await;
 }
