@@ -61,17 +61,19 @@ run() {
   env "${otel[@]}" RUST_LOG=error DEMO_DATABASE_URL="$demo_db" \
     "$bin/demo-participants" --service all "${addrs[@]}" >"$work/demo.out" 2>"$work/demo.err" &
   local demo=$!
+  pids+=("$demo")
   local participants=()
   for service in "${services[@]}"; do
     await "$work/demo.out" "$service listening on"
     participants+=("SAGAD_PARTICIPANTS__${service^^}=http://$(sed -n "s/^$service listening on //p" "$work/demo.out")")
   done
   env "${otel[@]}" "${participants[@]}" RUST_LOG=error SAGAD_DATABASE_URL="$saga_log" \
-    SAGAD_GRPC_ADDR=127.0.0.1:0 SAGAD_DEFINITIONS_DIR=definitions \
+    SAGAD_GRPC_ADDR=127.0.0.1:0 SAGAD_METRICS_ADDR=127.0.0.1:0 SAGAD_DEFINITIONS_DIR=definitions \
     "$bin/sagad" >"$work/sagad.out" 2>"$work/sagad.err" &
   local sagad=$!
+  pids+=("$sagad")
   await "$work/sagad.out" "listening on"
-  local addr="http://$(sed -n 's/.*listening on //p' "$work/sagad.out")"
+  local addr="http://$(sed -n 's/^sagad listening on //p' "$work/sagad.out")"
   "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas 200 --concurrency 8 >/dev/null 2>&1
   local before after
   before=$(ticks "$sagad")
