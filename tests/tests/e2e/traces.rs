@@ -30,6 +30,26 @@ const STEPS: [(&str, &str); 5] = [
     ("ACTIVATE_ORDER", "billing"),
 ];
 
+/// The `traceparent` the caller sends: its trace and span.
+fn caller_traceparent() -> String {
+    format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+}
+
+/// Starts a purchase as a caller whose span is `caller_traceparent()`; returns the saga's id.
+async fn start_traced_purchase(client: &mut SagaCoordinatorClient<Channel>) -> String {
+    let mut request = tonic::Request::new(purchase(json!({})));
+    request.metadata_mut().insert(
+        TRACEPARENT_HEADER,
+        caller_traceparent().parse().expect("ascii metadata"),
+    );
+    client
+        .start_saga(request)
+        .await
+        .expect("start")
+        .into_inner()
+        .saga_id
+}
+
 async fn client(addr: &str) -> SagaCoordinatorClient<Channel> {
     SagaCoordinatorClient::connect(format!("http://{addr}"))
         .await
@@ -128,18 +148,7 @@ async fn a_purchase_is_one_trace_from_the_callers_span_through_every_step_and_pa
         start_sagad(&saga_db.url(), &definitions, &participants, &receiver.env()).await;
     let mut client = client(&addr).await;
 
-    let mut request = tonic::Request::new(purchase(json!({})));
-    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    request.metadata_mut().insert(
-        TRACEPARENT_HEADER,
-        traceparent.parse().expect("ascii metadata"),
-    );
-    let saga_id = client
-        .start_saga(request)
-        .await
-        .expect("start")
-        .into_inner()
-        .saga_id;
+    let saga_id = start_traced_purchase(&mut client).await;
     let saga = wait_terminal(&mut client, &saga_id).await;
     assert_eq!(saga.status(), SagaStatus::Completed);
 
@@ -260,18 +269,7 @@ async fn a_sagad_that_exports_nothing_passes_the_callers_traceparent_on_to_the_p
     let (sagad, addr) = start_sagad(&saga_db.url(), &definitions, &participants, &[]).await;
     let mut client = client(&addr).await;
 
-    let mut request = tonic::Request::new(purchase(json!({})));
-    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    request.metadata_mut().insert(
-        TRACEPARENT_HEADER,
-        traceparent.parse().expect("ascii metadata"),
-    );
-    let saga_id = client
-        .start_saga(request)
-        .await
-        .expect("start")
-        .into_inner()
-        .saga_id;
+    let saga_id = start_traced_purchase(&mut client).await;
     assert_eq!(
         wait_terminal(&mut client, &saga_id).await.status(),
         SagaStatus::Completed
@@ -286,7 +284,7 @@ async fn a_sagad_that_exports_nothing_passes_the_callers_traceparent_on_to_the_p
             .fetch_one(&saga_log)
             .await
             .expect("saga row");
-    assert_eq!(stored.as_deref(), Some(traceparent.as_str()));
+    assert_eq!(stored.as_deref(), Some(caller_traceparent().as_str()));
     // With no sagad spans in between, each handler is a direct child of the caller's span.
     for (step, _) in STEPS {
         let handler = receiver
