@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use saga_core::{
     Definition, Input, JsonMap, Labels, ListFilter, RecordedEvent, ResolvedAs, Saga, SagaId,
-    SagaSummary, Stats, StatsQuery, apply,
+    SagaStatus, SagaSummary, Stats, StatsQuery, apply,
 };
 use saga_shutdown::{TaskFailure, Tasks};
 use saga_store::{Created, LeaseAfter, Owner, SagaStore, StoreError};
@@ -122,6 +122,8 @@ pub struct Engine<S> {
     pub(crate) recovery_wake: Notify,
     /// Set when the recovery loop ran out of in-flight slots with work possibly left.
     pub(crate) recovery_starved: AtomicBool,
+    /// Wakes the parked/stuck gauge refresh early: a saga this instance wrote entered or left `FAILED`.
+    pub(crate) log_gauges_wake: Notify,
     /// Whether the saga log answered the last time it was used; sagad mirrors it into health.
     pub(crate) store_healthy: watch::Sender<bool>,
     /// The executor driving each saga on this instance, so an operator action can replace it.
@@ -197,6 +199,7 @@ impl<S: SagaStore> Engine<S> {
             shutdown,
             recovery_wake: Notify::new(),
             recovery_starved: AtomicBool::new(false),
+            log_gauges_wake: Notify::new(),
             store_healthy: watch::Sender::new(true),
             drivers: Mutex::default(),
             next_driver: AtomicU64::new(0),
@@ -535,9 +538,8 @@ impl<S: SagaStore> Engine<S> {
                     let mut saga = transition.saga;
                     saga.revision = committed.revision;
                     saga.epoch = committed.epoch;
-                    self.metrics.committed(before, &saga);
                     info!(saga_id = %id, status = %saga.status, events = ?transition.events, "operator action recorded");
-                    self.watchers.publish(&saga);
+                    self.committed(before, &saga);
                     self.continue_after_operator(saga.clone(), sent).await;
                     return Ok(saga);
                 }
@@ -546,6 +548,17 @@ impl<S: SagaStore> Engine<S> {
             }
         }
         Err(EngineError::Contended(id))
+    }
+
+    /// Tells whoever follows `saga` that a transition from `before` was committed: its watchers, the
+    /// metrics, and the parked gauge when the saga entered or left `FAILED` (operators should see a
+    /// parked saga on the next scrape, not up to a refresh interval later).
+    pub(crate) fn committed(&self, before: SagaStatus, saga: &Saga) {
+        self.metrics.committed(before, saga);
+        self.watchers.publish(saga);
+        if (before == SagaStatus::Failed) != (saga.status == SagaStatus::Failed) {
+            self.log_gauges_wake.notify_one();
+        }
     }
 
     /// Drives a saga an operator action just took over, if it has anything left to do. A full instance

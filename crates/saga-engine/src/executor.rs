@@ -239,8 +239,7 @@ async fn record<S: SagaStore>(
         let mut saga = transition.saga;
         saga.revision = committed.revision;
         saga.epoch = committed.epoch;
-        engine.metrics.committed(before, &saga);
-        engine.watchers.publish(&saga);
+        engine.committed(before, &saga);
         if lease == LeaseAfter::Release {
             debug!(next_attempt_at = ?saga.next_attempt_at, "long wait: lease released for any instance to continue");
             // The recovery loop may be asleep for its whole scan interval: let it plan for this

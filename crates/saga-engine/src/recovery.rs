@@ -35,6 +35,9 @@ const WATCH_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// that scrapes (of every replica) never cost the saga log a query.
 const LOG_GAUGES_INTERVAL: Duration = Duration::from_secs(15);
 
+/// How long after this instance parks (or an operator un-parks) a saga the gauges are counted again.
+const LOG_GAUGES_SETTLE: Duration = Duration::from_secs(1);
+
 /// An active saga claimable for longer than this, yet unclaimed, is stuck: every recovery loop scans
 /// at least every `recovery_interval` (a second by default), so only instances that are all full or
 /// all gone leave one that long.
@@ -283,6 +286,11 @@ impl<S: SagaStore> Engine<S> {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(LOG_GAUGES_INTERVAL) => {}
+                // A burst of sagas parking at once costs one count, a moment later.
+                () = self.log_gauges_wake.notified() => tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(LOG_GAUGES_SETTLE) => {}
+                },
             }
         }
     }
