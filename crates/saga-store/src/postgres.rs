@@ -51,6 +51,17 @@ const WAKEUP_CHANNEL: &str = "sagad_due";
 /// stalled saga.
 const CONTROL_CONNECTIONS: u32 = 2;
 
+/// Session settings for every connection, sent when it opens.
+///
+/// Each statement is prepared once per connection, and after a few runs PostgreSQL keeps one generic
+/// plan for it until the tables' statistics change. With the default `random_page_cost` (4, priced for
+/// spinning disks) a plan made while `sagas` is still small — a fresh database, and no `ANALYZE` yet —
+/// joins a batch to `sagas` by hashing the whole table, and keeps doing so as the table grows: every
+/// commit then reads every saga. The saga log's statements are index probes into a working set that is
+/// cached, so random reads are priced as such (the usual value for SSDs), and even a plan made on an
+/// empty table looks sagas up by primary key.
+const PLANNER_SETTINGS: [(&str, &str); 1] = [("random_page_cost", "1.1")];
+
 /// The saga log in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -63,7 +74,10 @@ pub struct PgStore {
 impl PgStore {
     /// Connects a pool of at most `max_connections` to `url`, failing fast if the database is unreachable.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name("sagad");
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .application_name("sagad")
+            .options(PLANNER_SETTINGS);
         // One direct connection first: a pool would retry until its timeout and then report only
         // "pool timed out", hiding the real cause (refused, unknown database, bad password).
         PgConnection::connect_with(&options).await?.close().await?;
