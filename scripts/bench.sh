@@ -76,6 +76,7 @@ start sagad env RUST_LOG=error SAGAD_DATABASE_URL="$saga_log" SAGAD_GRPC_ADDR=12
   SAGAD_PARTICIPANTS__PAYMENT="http://$(address payment demo)" \
   SAGAD_PARTICIPANTS__WITHDRAWAL="http://$(address withdrawal demo)" \
   "$bin/sagad"
+sagad_pid=${pids[-1]}
 addr="http://$(address sagad sagad)"
 
 run() {
@@ -94,4 +95,4 @@ for c in "${levels[@]}"; do run purchase_plan '{"userId":"bench","planId":"pro"}
 
 echo
 echo "=== memory: 10000 noop sagas held in flight"
-"$bin/saga-bench" hold --addr "$addr" --sagas 10000 --hold 10m
+"$bin/saga-bench" hold --addr "$addr" --sagas 10000 --hold 10m --sagad-pid "$sagad_pid"

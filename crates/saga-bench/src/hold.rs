@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use procfs::process::all_processes;
+use procfs::process::{Process, all_processes};
 use saga_proto::v1::StartSagaRequest;
 use saga_proto::v1::saga_coordinator_client::SagaCoordinatorClient;
 use serde_json::json;
@@ -23,12 +23,14 @@ pub struct Hold {
     pub observe: Duration,
     /// Concurrent `StartSaga` calls while filling up.
     pub starters: usize,
+    /// sagad's process id; `None` reads the one process named `sagad`.
+    pub sagad_pid: Option<i32>,
 }
 
 /// Starts `hold.sagas` held sagas, then reports sagad's peak resident memory and what one more start
 /// answered.
 pub async fn run(client: SagaCoordinatorClient<Channel>, hold: Hold) -> Result<()> {
-    let baseline = sagad_rss()?;
+    let baseline = sagad_rss(hold.sagad_pid)?;
     let (saga_type, held) = (hold.saga_type.clone(), hold.hold.as_millis());
     let request = move |i: usize| StartSagaRequest {
         saga_type: saga_type.clone(),
@@ -68,7 +70,7 @@ pub async fn run(client: SagaCoordinatorClient<Channel>, hold: Hold) -> Result<(
     let mut peak = 0;
     let watching = Instant::now();
     while watching.elapsed() < hold.observe {
-        peak = peak.max(sagad_rss()?);
+        peak = peak.max(sagad_rss(hold.sagad_pid)?);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mb = |bytes: u64| bytes / (1024 * 1024);
@@ -90,9 +92,16 @@ pub async fn run(client: SagaCoordinatorClient<Channel>, hold: Hold) -> Result<(
     Ok(())
 }
 
-/// Resident memory of the (one) sagad process.
-fn sagad_rss() -> Result<u64> {
+/// Resident memory of sagad: process `pid`, else the (one) process named `sagad`, which on a machine
+/// running other sagad processes may be any of them.
+fn sagad_rss(pid: Option<i32>) -> Result<u64> {
     let page = procfs::page_size();
+    if let Some(pid) = pid {
+        let stat = Process::new(pid)
+            .and_then(|p| p.stat())
+            .with_context(|| format!("no sagad process {pid}"))?;
+        return Ok(stat.rss * page);
+    }
     all_processes()
         .context("listing /proc")?
         .flatten()

@@ -71,6 +71,9 @@ enum Command {
         /// How long to watch sagad's memory once they are all in flight.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         observe: Duration,
+        /// sagad's process id, whose memory to read; by default the one process named `sagad`.
+        #[arg(long)]
+        sagad_pid: Option<i32>,
     },
     /// Serves the noop participant (every step answers at once, no state) until stopped.
     NoopParticipant {
@@ -132,6 +135,7 @@ async fn bench() -> Result<()> {
             sagas,
             hold,
             observe,
+            sagad_pid,
         }) => {
             let channel = Endpoint::from_shared(addr.clone())
                 .with_context(|| format!("--addr {addr} is not a valid URI"))?
@@ -144,6 +148,7 @@ async fn bench() -> Result<()> {
                 hold,
                 observe,
                 starters: 64,
+                sagad_pid,
             };
             return hold::run(SagaCoordinatorClient::new(channel), hold).await;
         }

@@ -140,8 +140,10 @@ impl Participants {
                 .metadata_mut()
                 .insert(TRACEPARENT_HEADER, traceparent);
         }
+        // Boxed: the gRPC call's future is several kilobytes, and inline it would size every saga's
+        // task, most of which only wait for a slot (or for a retry) and never get this far at once.
         Some(
-            send(step, channel, direction, request, timeout)
+            Box::pin(send(step, channel, direction, request, timeout))
                 .instrument(span)
                 .await,
         )

@@ -72,6 +72,9 @@ impl Tasks {
         let abandon = self.abandon.clone();
         let failed = self.failed.clone();
         let failure = self.failure.clone();
+        // Boxed: this wrapper holds the future twice (captured, then inside the `select!`), which for a
+        // saga executor doubled the memory every saga in flight costs.
+        let future = Box::pin(future);
         self.tracker.spawn(async move {
             let outcome = tokio::select! {
                 outcome = AssertUnwindSafe(future).catch_unwind() => outcome,
