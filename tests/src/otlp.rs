@@ -21,6 +21,8 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
 /// How long a test waits for a span before giving up.
 const SPAN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,6 +35,8 @@ pub struct ReceivedSpan {
     pub pid: i64,
     /// The span name.
     pub name: String,
+    /// Server, client, internal...
+    pub kind: SpanKind,
     /// Trace id, hex.
     pub trace_id: String,
     /// Span id, hex.
@@ -54,10 +58,11 @@ impl fmt::Display for ReceivedSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}[{}] {} trace={} span={} parent={} {:?}",
+            "{}[{}] {} ({}) trace={} span={} parent={} {:?}",
             self.service,
             self.pid,
             self.name,
+            self.kind.as_str_name(),
             self.trace_id,
             self.span_id,
             self.parent_span_id,
@@ -213,6 +218,7 @@ impl TraceService for Collector {
                     service: service.clone(),
                     pid,
                     name: span.name,
+                    kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
                     trace_id: hex::encode(span.trace_id),
                     span_id: hex::encode(span.span_id),
                     parent_span_id: hex::encode(span.parent_span_id),

@@ -20,7 +20,7 @@ use saga_core::{
     Command, Direction, ErrorKind, Input, JsonMap, Saga, StepFailure, apply, next_command,
 };
 use saga_store::{Committed, LeaseAfter, SagaStore, StoreError};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Engine;
 use crate::engine::DriverHandle;
@@ -124,12 +124,10 @@ async fn call_step<S: SagaStore>(
 ) -> Next {
     let started_at = engine.clock.now();
     let step = &saga.definition.steps[index].name;
-    let span = info_span!("step", step = %step, attempt, direction = direction.as_str());
     let calling = Instant::now();
     let call = engine
         .participants
-        .call(saga, index, direction, attempt, started_at)
-        .instrument(span);
+        .call(saga, index, direction, attempt, started_at);
     let result = tokio::select! {
         result = call => result,
         () = driver.stop.cancelled() => {

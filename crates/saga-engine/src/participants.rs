@@ -94,6 +94,9 @@ impl Participants {
 
     /// Calls one direction of step `index` of `saga` at time `now`, with the step's deadline. `None` when
     /// the saga's deadline passed while the call waited for a slot: nothing was sent.
+    ///
+    /// The attempt is one client span, `step`, from asking for a slot to the answer; the participant's
+    /// handler continues it (its `traceparent` is sent with the call).
     pub async fn call(
         &self,
         saga: &Saga,
@@ -103,6 +106,15 @@ impl Participants {
         now: DateTime<Utc>,
     ) -> Option<Result<JsonMap, StepFailure>> {
         let step = &saga.definition.steps[index];
+        let span = info_span!(
+            "step",
+            otel.kind = "client",
+            step = step.name.as_str(),
+            attempt,
+            direction = direction.as_str(),
+            participant = step.participant.as_str(),
+            action = action(step, direction),
+        );
         let Some(channel) = self.clients.get(&step.participant) else {
             // Definitions are validated against the configured participants at load, but a saga keeps
             // its snapshot: a participant removed from the configuration since then lands here.
@@ -117,20 +129,17 @@ impl Participants {
             .active_deadline()
             .map(|d| (d - now).to_std().unwrap_or_default());
         let queued = Instant::now();
-        let channel = match take_slot(channel.clone(), until_deadline).await? {
+        let channel = match take_slot(channel.clone(), until_deadline)
+            .instrument(span.clone())
+            .await?
+        {
             Ok(channel) => channel,
             Err(e) => return Some(Err(failure(step, GrpcCode::Unavailable, e))),
         };
         let left = until_deadline.map(|d| d.saturating_sub(queued.elapsed()));
         let timeout = call_timeout(saga, index, left);
         let mut request = step_request(saga, index, direction, attempt, timeout);
-        let span = info_span!(
-            "participant call",
-            otel.kind = "client",
-            participant = %step.participant,
-            action = request.get_ref().action.as_str(),
-        );
-        // The participant's work is a child of this call, or, while spans are not exported, of
+        // The participant's work is a child of this attempt, or, while spans are not exported, of
         // whatever trace the saga's starter sent.
         let traceparent = saga_telemetry::propagation::traceparent(&span)
             .or_else(|| saga.traceparent.clone())
@@ -220,17 +229,13 @@ fn step_request(
     timeout: Duration,
 ) -> tonic::Request<StepRequest> {
     let step = &saga.definition.steps[index];
-    let action = match direction {
-        Direction::Execute => step.action.as_str(),
-        Direction::Compensate => step.compensate.as_deref().unwrap_or_default(),
-    };
     let key = saga.idempotency_key_for(index, direction);
     let generation = saga.steps[index].generation;
     let mut request = tonic::Request::new(StepRequest {
         saga_id: saga.id.to_string(),
         saga_type: saga.saga_type().to_owned(),
         step: step.name.clone(),
-        action: action.to_owned(),
+        action: action(step, direction).to_owned(),
         attempt,
         idempotency_key: key.clone(),
         payload: Some(json_to_struct(saga.state.clone())),
@@ -244,6 +249,14 @@ fn step_request(
         .metadata_mut()
         .insert(GENERATION_HEADER, MetadataValue::from(generation));
     request
+}
+
+/// The participant action a call of `step` in `direction` asks for.
+fn action(step: &StepDefinition, direction: Direction) -> &str {
+    match direction {
+        Direction::Execute => &step.action,
+        Direction::Compensate => step.compensate.as_deref().unwrap_or_default(),
+    }
 }
 
 /// Maps a participant's gRPC status onto refusal or transient: the step's `errors` overrides, else the

@@ -198,9 +198,9 @@ fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::S
         direction = direction.as_str(),
         service,
         saga_id = %call.saga_id,
-        saga_type = %call.saga_type,
-        step = %call.step,
-        action = %call.action,
+        saga_type = call.saga_type.as_str(),
+        step = call.step.as_str(),
+        action = call.action.as_str(),
         attempt = call.attempt,
         traceparent = call.traceparent.as_deref(),
     );

@@ -92,6 +92,14 @@ pub fn init(
             // Busy/idle times and thread names on every span cost more than they tell here.
             .with_tracked_inactivity(false)
             .with_threads(false)
+            // Source file, module and line on every span and event: four attributes to build, encode
+            // and send each time, where the span's name and fields already say where it comes from.
+            .with_location(false)
+            .with_target(false)
+            // Nothing here reads OpenTelemetry's "current context": parents come from the tracing span
+            // tree, and `propagation` asks a span for its context directly. Activating the context on
+            // every enter would be work on every poll of every instrumented future, for no reader.
+            .with_context_activation(false)
             .with_filter(Targets::new().with_default(LevelFilter::INFO))
     });
     let subscriber = Dispatch::new(

@@ -69,8 +69,9 @@ fn inject(context: &opentelemetry::Context) -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
-/// A `tonic` server's span for one request (`Server::trace_fn`): named after the gRPC method, a child of
-/// the caller's `traceparent` when it sent one.
+/// A `tonic` server's span for one request (`Server::trace_fn`), the only span of the RPC: named after
+/// the gRPC method, a child of the caller's `traceparent` when it sent one. The handler records the
+/// `saga_id` or `saga_type` the call is about on it.
 pub fn grpc_server_span(request: &http::Request<()>) -> Span {
     let method = request.uri().path().trim_start_matches('/');
     let span = tracing::info_span!(
@@ -78,6 +79,8 @@ pub fn grpc_server_span(request: &http::Request<()>) -> Span {
         otel.name = method,
         otel.kind = "server",
         rpc.method = method,
+        saga_id = tracing::field::Empty,
+        saga_type = tracing::field::Empty,
     );
     let traceparent = request
         .headers()
@@ -133,7 +136,7 @@ mod tests {
         exported(|| {
             let drive = info_span!("saga");
             continue_trace(&drive, Some(REMOTE));
-            let call = drive.in_scope(|| info_span!("participant call"));
+            let call = drive.in_scope(|| info_span!("step"));
             let sent = traceparent(&call).expect("a traced span");
             let parts: Vec<&str> = sent.split('-').collect();
             assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "{sent}");

@@ -21,7 +21,7 @@ use saga_proto::{history_event, struct_to_json, to_datetime};
 use saga_store::PgStore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::{info, instrument};
+use tracing::info;
 
 use crate::auth::Principal;
 use crate::status::{bad_request, draining, engine_status};
@@ -67,6 +67,12 @@ pub(crate) struct CoordinatorApi {
 /// The principal the auth layer authenticated; `None` when sagad runs without `auth.tokens_file`.
 fn principal<T>(request: &Request<T>) -> Option<Arc<Principal>> {
     request.extensions().get::<Arc<Principal>>().cloned()
+}
+
+/// Puts `field` (`saga_id` or `saga_type`, declared by `propagation::grpc_server_span`) on the RPC's
+/// span: one span per RPC, naming the saga or saga type the call is about.
+fn about(field: &str, value: impl tracing::Value) {
+    tracing::Span::current().record(field, value);
 }
 
 /// The trace a saga started by `request` belongs to: this RPC's span, a child of the caller's
@@ -274,12 +280,11 @@ fn parse_saga_id(text: &str) -> Result<SagaId, Status> {
 impl SagaCoordinator for CoordinatorApi {
     type WatchSagaStream = WatchStream;
 
-    // Refused requests are the caller's business, not an incident: logged at debug, answered with a status.
-    #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(level = "debug", Display))]
     async fn start_saga(
         &self,
         request: Request<StartSagaRequest>,
     ) -> Result<Response<StartSagaResponse>, Status> {
+        about("saga_type", request.get_ref().saga_type.as_str());
         let principal = principal(&request);
         let traceparent = saga_traceparent(&request);
         let request = request.into_inner();
@@ -297,6 +302,7 @@ impl SagaCoordinator for CoordinatorApi {
                 .await
                 .map_err(engine_status)?,
         };
+        about("saga_id", tracing::field::display(saga.id));
         let failure = saga.failure.filter(|_| saga.status.is_terminal());
         Ok(Response::new(StartSagaResponse {
             saga_id: saga.id.to_string(),
@@ -310,18 +316,17 @@ impl SagaCoordinator for CoordinatorApi {
         }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn get_status(
         &self,
         request: Request<GetStatusRequest>,
     ) -> Result<Response<GetStatusResponse>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let saga = self.load(&request.get_ref().saga_id).await?;
         Ok(Response::new(GetStatusResponse {
             saga: Some(pb::Saga::from(&saga)),
         }))
     }
 
-    #[instrument(skip_all, err(level = "debug", Display))]
     async fn list_sagas(
         &self,
         request: Request<ListSagasRequest>,
@@ -359,11 +364,11 @@ impl SagaCoordinator for CoordinatorApi {
         }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn watch_saga(
         &self,
         request: Request<WatchSagaRequest>,
     ) -> Result<Response<Self::WatchSagaStream>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let id = parse_saga_id(&request.get_ref().saga_id)?;
         let holder = match (principal(&request), request.remote_addr()) {
             (Some(principal), _) => format!("principal {}", principal.name),
@@ -400,11 +405,11 @@ impl SagaCoordinator for CoordinatorApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn get_saga_history(
         &self,
         request: Request<GetSagaHistoryRequest>,
     ) -> Result<Response<GetSagaHistoryResponse>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let saga = self.load(&request.get_ref().saga_id).await?;
         let events = self.engine.history(saga.id).await.map_err(engine_status)?;
         Ok(Response::new(GetSagaHistoryResponse {
@@ -415,33 +420,33 @@ impl SagaCoordinator for CoordinatorApi {
         }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn abort_saga(
         &self,
         request: Request<AbortSagaRequest>,
     ) -> Result<Response<AbortSagaResponse>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let by = principal(&request).map(|p| p.name.clone());
         let AbortSagaRequest { saga_id, reason } = request.into_inner();
         let saga = self.operate(Operation::Abort, &saga_id, reason, by).await?;
         Ok(Response::new(AbortSagaResponse { saga: Some(saga) }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn retry_saga(
         &self,
         request: Request<RetrySagaRequest>,
     ) -> Result<Response<RetrySagaResponse>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let by = principal(&request).map(|p| p.name.clone());
         let RetrySagaRequest { saga_id, reason } = request.into_inner();
         let saga = self.operate(Operation::Retry, &saga_id, reason, by).await?;
         Ok(Response::new(RetrySagaResponse { saga: Some(saga) }))
     }
 
-    #[instrument(skip_all, fields(saga_id = %request.get_ref().saga_id), err(level = "debug", Display))]
     async fn resolve_saga(
         &self,
         request: Request<ResolveSagaRequest>,
     ) -> Result<Response<ResolveSagaResponse>, Status> {
+        about("saga_id", request.get_ref().saga_id.as_str());
         let by = principal(&request).map(|p| p.name.clone());
         let request = request.into_inner();
         let id = parse_saga_id(&request.saga_id)?;
@@ -465,11 +470,11 @@ impl SagaCoordinator for CoordinatorApi {
         }))
     }
 
-    #[instrument(skip_all, fields(saga_type = %request.get_ref().saga_type), err(level = "debug", Display))]
     async fn get_stats(
         &self,
         request: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
+        about("saga_type", request.get_ref().saga_type.as_str());
         let query = stats::query(request.get_ref())?;
         let stats = self.engine.stats(&query).await.map_err(engine_status)?;
         Ok(Response::new(GetStatsResponse::from(&stats)))

@@ -9,6 +9,9 @@
 //!   that is what was hit (a payload nested too deep).
 //! - **Server-side deadline.** A call whose answer (its response headers: a unary call's whole answer,
 //!   a stream's start) is not ready within `limits.rpc_timeout` is cancelled with `DEADLINE_EXCEEDED`.
+//!
+//! A call answered with an error status is logged here, at debug and in the call's span: a refused
+//! request is the caller's business (it has the status), not an incident.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -20,6 +23,7 @@ use http_body::{Frame, SizeHint};
 use tonic::body::Body;
 use tonic::codegen::Bytes;
 use tonic::{Code, Status};
+use tracing::debug;
 
 /// Length of a gRPC message prefix: a compression flag and a big-endian u32 length.
 const PREFIX_LEN: usize = 5;
@@ -94,14 +98,27 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            match tokio::time::timeout(rpc_timeout, inner.call(request)).await {
+            let response = match tokio::time::timeout(rpc_timeout, inner.call(request)).await {
                 Ok(response) => response.map(decode_errors_are_the_callers),
                 Err(_) => Ok(timed_out(format!(
                     "{method} did not finish within {rpc_timeout:?} on the server (limits.rpc_timeout)"
                 ))
                 .into_http()),
+            };
+            if let Ok(response) = &response {
+                log_refusal(response);
             }
+            response
         })
+    }
+}
+
+/// Logs an answer that is an error status (a trailers-only response carries it in its headers).
+fn log_refusal(response: &http::Response<Body>) {
+    if let Some(status) = Status::from_header_map(response.headers())
+        && status.code() != Code::Ok
+    {
+        debug!(code = ?status.code(), error = status.message(), "call refused");
     }
 }
 

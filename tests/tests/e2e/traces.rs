@@ -1,12 +1,13 @@
 //! Traces with a real OTLP receiver in the test process and sagad and the demo participants as real
 //! processes exporting to it: one saga is one trace, from the StartSaga caller's span through every step
-//! attempt, participant call and participant handler, and it stays one trace when a replica is killed
-//! and another takes the saga over. A sagad that exports nothing still passes the caller's trace on.
+//! attempt (sagad's client span of the participant call) and participant handler, and it stays one trace
+//! when a replica is killed and another takes the saga over. A sagad that exports nothing still passes
+//! the caller's trace on.
 
 use std::time::Duration;
 
 use e2e_tests::definitions::{policy, purchase_plan_as, write_dir};
-use e2e_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use e2e_tests::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use e2e_tests::{
     object, repo_root, start_participants_env, start_sagad, wait_terminal, watch_until,
 };
@@ -21,13 +22,13 @@ use tonic::transport::Channel;
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// `purchase_plan`'s steps and the participant each one calls.
-const STEPS: [(&str, &str); 5] = [
-    ("VALIDATE_PLAN", "billing"),
-    ("CREATE_ORDER", "billing"),
-    ("ALLOCATE_DEVICE", "device"),
-    ("PROCESS_PAYMENT", "payment"),
-    ("ACTIVATE_ORDER", "billing"),
+/// `purchase_plan`'s steps, the participant each one calls and the action it asks for.
+const STEPS: [(&str, &str, &str); 5] = [
+    ("VALIDATE_PLAN", "billing", "ValidatePlan"),
+    ("CREATE_ORDER", "billing", "CreateOrder"),
+    ("ALLOCATE_DEVICE", "device", "AllocateDevice"),
+    ("PROCESS_PAYMENT", "payment", "Charge"),
+    ("ACTIVATE_ORDER", "billing", "ActivateOrder"),
 ];
 
 /// The `traceparent` the caller sends: its trace and span.
@@ -92,13 +93,14 @@ fn handler_of(saga_id: &str, step: &str, attempt: u32) -> impl Fn(&ReceivedSpan)
 }
 
 /// Waits for the chain of one step attempt under `drive` (sagad's span driving the saga): sagad's
-/// attempt span, its participant call, and the participant's handler span; checks the parent links and
-/// that all three are in `drive`'s trace. Returns the handler's span.
+/// attempt span, which is the client span of the participant call, and the participant's handler span;
+/// checks their fields, the parent links and that both are in `drive`'s trace. Returns the handler's
+/// span.
 async fn step_chain(
     receiver: &mut OtlpReceiver,
     drive: &ReceivedSpan,
     saga_id: &str,
-    (step, participant): (&str, &str),
+    (step, participant, action): (&str, &str, &str),
     attempt: u32,
 ) -> ReceivedSpan {
     let on_this_replica = attempt_of(step, attempt);
@@ -112,15 +114,18 @@ async fn step_chain(
         sagad_attempt.parent_span_id, drive.span_id,
         "{sagad_attempt}"
     );
+    assert_eq!(sagad_attempt.kind, SpanKind::Client, "{sagad_attempt}");
     assert_eq!(sagad_attempt.attr("direction"), Some("execute"));
-
-    let call = receiver
-        .wait_for(&format!("participant call of {step}"), |span| {
-            span.name == "participant call" && span.parent_span_id == sagad_attempt.span_id
-        })
-        .await;
-    assert_eq!(call.trace_id, drive.trace_id, "{call}");
-    assert_eq!(call.attr("participant"), Some(participant), "{call}");
+    assert_eq!(
+        sagad_attempt.attr("participant"),
+        Some(participant),
+        "{sagad_attempt}"
+    );
+    assert_eq!(
+        sagad_attempt.attr("action"),
+        Some(action),
+        "{sagad_attempt}"
+    );
 
     let handler = receiver
         .wait_for(
@@ -129,7 +134,12 @@ async fn step_chain(
         )
         .await;
     assert_eq!(handler.trace_id, drive.trace_id, "{handler}");
-    assert_eq!(handler.parent_span_id, call.span_id, "{handler}");
+    assert_eq!(handler.kind, SpanKind::Server, "{handler}");
+    assert_eq!(
+        handler.parent_span_id, sagad_attempt.span_id,
+        "the handler continues sagad's attempt: {handler}"
+    );
+    assert_eq!(handler.attr("action"), Some(action), "{handler}");
     assert_eq!(handler.attr("saga_type"), Some("purchase_plan"));
     assert_eq!(handler.attr("service"), Some(participant));
     handler
@@ -152,7 +162,7 @@ async fn a_purchase_is_one_trace_from_the_callers_span_through_every_step_and_pa
     let saga = wait_terminal(&mut client, &saga_id).await;
     assert_eq!(saga.status(), SagaStatus::Completed);
 
-    // The RPC continues the caller's span; the saga's work hangs off the StartSaga handler.
+    // The RPC, one span, continues the caller's span and names the saga; the saga's work hangs off it.
     let rpc = receiver
         .wait_for("sagad's StartSaga RPC", |span| {
             span.service == "sagad" && span.name == "saga.v1.SagaCoordinator/StartSaga"
@@ -160,24 +170,34 @@ async fn a_purchase_is_one_trace_from_the_callers_span_through_every_step_and_pa
         .await;
     assert_eq!(rpc.trace_id, CALLER_TRACE, "{rpc}");
     assert_eq!(rpc.parent_span_id, CALLER_SPAN, "{rpc}");
-    let start = receiver
-        .wait_for("the start_saga handler", |span| {
-            span.name == "start_saga" && span.parent_span_id == rpc.span_id
-        })
-        .await;
-    assert_eq!(start.attr("saga_type"), Some("purchase_plan"));
+    assert_eq!(rpc.kind, SpanKind::Server, "{rpc}");
+    assert_eq!(rpc.attr("saga_type"), Some("purchase_plan"), "{rpc}");
+    assert_eq!(rpc.attr("saga_id"), Some(saga_id.as_str()), "{rpc}");
     let drive = receiver
         .wait_for("the saga's drive", |span| {
             span.name == "saga" && span.attr("saga_id") == Some(saga_id.as_str())
         })
         .await;
     assert_eq!(drive.trace_id, CALLER_TRACE, "{drive}");
-    assert_eq!(drive.parent_span_id, start.span_id, "{drive}");
+    assert_eq!(drive.parent_span_id, rpc.span_id, "{drive}");
     assert_eq!(drive.attr("saga_type"), Some("purchase_plan"));
 
     for step in STEPS {
         step_chain(&mut receiver, &drive, &saga_id, step, 1).await;
     }
+    // sagad's part of the trace is one span for the RPC, one for the drive and one per step attempt.
+    let sagad_spans: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter(|span| span.service == "sagad" && span.trace_id == CALLER_TRACE)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        sagad_spans.len(),
+        2 + STEPS.len(),
+        "{}",
+        sagad_spans.join("\n")
+    );
     // No drive or handler span of this saga went to another trace (the test's own WatchSaga calls do:
     // they are other requests).
     for span in receiver.received() {
@@ -222,12 +242,13 @@ async fn a_saga_taken_over_after_its_replica_is_killed_stays_in_its_trace() {
         .expect("start")
         .into_inner()
         .saga_id;
-    // No traceparent from the caller: A's StartSaga handler is where the trace starts.
+    // No traceparent from the caller: A's StartSaga RPC is where the trace starts.
     let start = receiver
-        .wait_for("A's start_saga handler", |span| {
-            span.pid == a_pid && span.name == "start_saga"
+        .wait_for("A's StartSaga RPC", |span| {
+            span.pid == a_pid && span.name == "saga.v1.SagaCoordinator/StartSaga"
         })
         .await;
+    assert_eq!(start.parent_span_id, "", "a root: {start}");
     let first_payment =
         watch_until(&mut a_client, &saga_id, |saga| saga.steps[3].attempts == 1).await;
     assert_eq!(first_payment.status(), SagaStatus::Running);
@@ -286,7 +307,7 @@ async fn a_sagad_that_exports_nothing_passes_the_callers_traceparent_on_to_the_p
             .expect("saga row");
     assert_eq!(stored.as_deref(), Some(caller_traceparent().as_str()));
     // With no sagad spans in between, each handler is a direct child of the caller's span.
-    for (step, _) in STEPS {
+    for (step, _, _) in STEPS {
         let handler = receiver
             .wait_for(&format!("handler of {step}"), handler_of(&saga_id, step, 1))
             .await;
