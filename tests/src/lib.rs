@@ -171,6 +171,26 @@ impl Process {
             .unwrap_or_else(|_| panic!("no {marker:?} line within {READY_TIMEOUT:?}"))
     }
 
+    /// Reads stderr (spawned with [`Process::spawn_keeping_stderr`]) until `find` picks a value out of
+    /// a line; the rest is drained in the background, so the process never blocks on a full pipe.
+    pub async fn find_in_stderr<T>(&mut self, mut find: impl FnMut(&str) -> Option<T>) -> T {
+        let stderr = self.stderr.take().expect("spawned keeping stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let read = async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                if let Some(found) = find(&line) {
+                    return found;
+                }
+            }
+            panic!("process exited before printing the line looked for")
+        };
+        let found = tokio::time::timeout(READY_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| panic!("the line looked for not printed within {READY_TIMEOUT:?}"));
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        found
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running process");

@@ -307,12 +307,6 @@ async fn after_every_outcome_the_scrape_passes_promtool_and_its_counters_match_t
     stack.stop().await;
 }
 
-/// A free local port (bound, then let go).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 #[tokio::test]
 async fn a_real_prometheus_scraping_sagad_answers_finished_sagas_by_status() {
     let mut stack = Stack::start_fast(Duration::from_secs(2)).await;
@@ -339,15 +333,26 @@ async fn a_real_prometheus_scraping_sagad_answers_finished_sagas_by_status() {
         ),
     )
     .expect("write config");
-    let web = format!("127.0.0.1:{}", free_port());
+    // Port 0, and the port Prometheus logs: a port picked free beforehand can be taken by another
+    // test's socket before Prometheus binds it, which then answers the queries instead.
     let args = [
         format!("--config.file={}", config.display()),
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-        format!("--web.listen-address={web}"),
-        "--log.level=warn".to_owned(),
+        "--web.listen-address=127.0.0.1:0".to_owned(),
+        "--log.level=info".to_owned(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let prometheus = Process::spawn(&tool("prometheus"), &args, &[]);
+    let mut prometheus = Process::spawn_keeping_stderr(&tool("prometheus"), &args, &[]);
+    let web = prometheus
+        .find_in_stderr(|line| {
+            line.contains("msg=\"Listening on\"")
+                .then(|| {
+                    line.split_once("address=")
+                        .map(|(_, addr)| addr.trim().to_owned())
+                })
+                .flatten()
+        })
+        .await;
 
     // Prometheus scrapes every second: ask until the scrape has landed (bounded).
     let query = format!(
@@ -356,8 +361,9 @@ async fn a_real_prometheus_scraping_sagad_answers_finished_sagas_by_status() {
     );
     let by_status = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            // Refused until Prometheus listens.
-            if let Ok(answer) = http::get(&web, &query).await {
+            // 503 (plain text) until Prometheus has opened its storage and is ready.
+            let answer = http::get(&web, &query).await.expect("query Prometheus");
+            if answer.status == 200 {
                 let body: Value = serde_json::from_str(&answer.body).expect("JSON answer");
                 let result = body["data"]["result"]
                     .as_array()
