@@ -4,10 +4,8 @@
 //! While spans are not exported these helpers do nothing and cost nothing: the `traceparent` a caller
 //! sent is then passed along as it came.
 
-use std::collections::HashMap;
-
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use saga_proto::contract::TRACEPARENT_HEADER as TRACEPARENT;
 use tracing::Span;
@@ -36,11 +34,7 @@ pub fn traceparent(span: &Span) -> Option<String> {
     if !exporting() {
         return None;
     }
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
-        return None;
-    }
-    inject(&context)
+    inject(&span.context())
 }
 
 /// The `traceparent` to store with a new saga started inside `span`, the saga's trace from then on:
@@ -55,18 +49,24 @@ pub fn for_new_saga(span: &Span, from_caller: Option<&str>) -> Option<String> {
 
 /// `traceparent` in its canonical form, if it names a valid remote span.
 fn well_formed(traceparent: Option<&str>) -> Option<String> {
-    let context = parse(traceparent?);
-    if !context.span().span_context().is_valid() {
-        return None;
-    }
-    inject(&context)
+    inject(&parse(traceparent?))
 }
 
-/// The `traceparent` naming the span of `context`.
+/// The `traceparent` naming the span of `context` (version 00, only the `sampled` flag), written
+/// directly: it is built for every participant call, where the propagator's map of headers would be an
+/// allocation and a hash for one value.
 fn inject(context: &opentelemetry::Context) -> Option<String> {
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(context, &mut carrier);
-    carrier.remove(TRACEPARENT)
+    let span = context.span();
+    let span = span.span_context();
+    span.is_valid().then(|| {
+        let flags = span.trace_flags() & TraceFlags::SAMPLED;
+        format!(
+            "00-{}-{}-{:02x}",
+            span.trace_id(),
+            span.span_id(),
+            flags.to_u8()
+        )
+    })
 }
 
 /// A `tonic` server's span for one request (`Server::trace_fn`), the only span of the RPC: named after
@@ -155,6 +155,17 @@ mod tests {
             let sent = traceparent(&drive).expect("a traced span");
             assert!(!sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{sent}");
         });
+    }
+
+    #[test]
+    fn the_traceparent_written_is_the_one_the_w3c_propagator_writes() {
+        for flags in ["00", "01", "03"] {
+            let context = parse(&format!("{}-{flags}", &REMOTE[..52]));
+            let mut carrier = std::collections::HashMap::new();
+            TraceContextPropagator::new().inject_context(&context, &mut carrier);
+            assert_eq!(inject(&context), carrier.remove(TRACEPARENT), "{flags}");
+        }
+        assert_eq!(inject(&opentelemetry::Context::new()), None);
     }
 
     #[test]
