@@ -3,7 +3,8 @@
 # export off, then on (both processes exporting to the `otlp_sink` example, a stand-in collector),
 # alternating ROUNDS times, each run on fresh databases after a short warm-up. Prints, per run, saga-bench's
 # throughput and the CPU time of that one sagad process per saga (utime + stime from /proc/<pid>/stat over
-# the measured run, including saga-bench's wait for PostgreSQL statistics at its end), then the medians.
+# the measured run, read as soon as saga-bench prints it; saga-bench's wait for PostgreSQL statistics
+# that follows is cut short, nothing here reads them), then the medians.
 #
 # Usage: scripts/bench-traces.sh [SAGAS (default 1000)] [ROUNDS (default 3)] [CONCURRENCY (default 32)]
 set -euo pipefail
@@ -78,8 +79,17 @@ run() {
   local before after
   before=$(ticks "$sagad")
   "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas "$sagas" \
-    --concurrency "$concurrency" >"$work/bench.out" 2>/dev/null
+    --concurrency "$concurrency" >"$work/bench.out" 2>/dev/null &
+  local bench=$!
+  # Its run report is printed once the last saga is terminal; an idle sagad's background work after
+  # that is not the sagas' cost.
+  until grep -qs "throughput" "$work/bench.out"; do
+    kill -0 "$bench" 2>/dev/null || { echo "bench-traces: saga-bench failed" >&2; exit 1; }
+    sleep 0.1
+  done
   after=$(ticks "$sagad")
+  kill -TERM "$bench"
+  wait "$bench" || true
   local throughput
   throughput=$(awk '/throughput/ {print $2}' "$work/bench.out")
   local per_saga=$(((after - before) * 1000000 / $(getconf CLK_TCK) / sagas))
