@@ -39,22 +39,31 @@ async fn validate_plan(call: &StepCall, tx: &mut PgConnection) -> Result<StepOut
 /// it makes the order the source of truth for what the payment step charges.
 async fn create_order(call: &StepCall, tx: &mut PgConnection) -> Result<StepOutput, StepError> {
     let user_id = call.str("userId")?;
-    let plan = active_plan(tx, call.str("planId")?).await?;
+    let plan_id = call.str("planId")?;
     let order_id = Uuid::now_v7();
-    sqlx::query(
+    // One statement reads the plan and writes the order; only when it writes nothing does a second one
+    // find out why.
+    let amount_cents: Option<i64> = sqlx::query_scalar(
         "INSERT INTO billing.orders (id, saga_id, user_id, plan_id, amount_cents, status)
-         VALUES ($1, $2, $3, $4, $5, 'PENDING')",
+         SELECT $1, $2, $3, id, price_cents, 'PENDING' FROM billing.plans WHERE id = $4 AND active
+         RETURNING amount_cents",
     )
     .bind(order_id)
     .bind(call.saga_id)
     .bind(user_id)
-    .bind(&plan.id)
-    .bind(plan.price_cents)
-    .execute(&mut *tx)
+    .bind(plan_id)
+    .fetch_optional(&mut *tx)
     .await?;
+    let Some(amount_cents) = amount_cents else {
+        active_plan(tx, plan_id).await?;
+        // The plan was activated after the insert looked: nothing was written, so a retry is safe.
+        return Err(StepError::unavailable(format!(
+            "plan {plan_id} changed while ordering"
+        )));
+    };
     Ok(output([
         ("orderId", json!(order_id)),
-        ("amountCents", json!(plan.price_cents)),
+        ("amountCents", json!(amount_cents)),
     ]))
 }
 
@@ -96,30 +105,39 @@ async fn move_order(
     from: &[&str],
     to: &str,
 ) -> Result<StepOutput, StepError> {
+    // The usual case is one statement; the status is read only to tell the other cases apart.
+    let moved = sqlx::query(
+        "UPDATE billing.orders SET status = $2, updated_at = now()
+         WHERE id = $1 AND status = ANY($3)",
+    )
+    .bind(order_id)
+    .bind(to)
+    .bind(from)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 1 {
+        return Ok(output([("orderStatus", json!(to))]));
+    }
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM billing.orders WHERE id = $1 FOR UPDATE")
             .bind(order_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some(status) = status else {
-        return Err(StepError::not_found(format!(
+    match status {
+        None => Err(StepError::not_found(format!(
             "order {order_id} does not exist"
-        )));
-    };
-    if status != to {
-        if !from.contains(&status.as_str()) {
-            return Err(StepError::failed_precondition(format!(
-                "order {order_id} is {}",
-                status.to_lowercase()
-            )));
-        }
-        sqlx::query("UPDATE billing.orders SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(order_id)
-            .bind(to)
-            .execute(&mut *tx)
-            .await?;
+        ))),
+        Some(status) if status == to => Ok(output([("orderStatus", json!(to))])),
+        // Moved into one of `from` after the update looked: nothing was written, so a retry is safe.
+        Some(status) if from.contains(&status.as_str()) => Err(StepError::unavailable(format!(
+            "order {order_id} changed while moving it"
+        ))),
+        Some(status) => Err(StepError::failed_precondition(format!(
+            "order {order_id} is {}",
+            status.to_lowercase()
+        ))),
     }
-    Ok(output([("orderStatus", json!(to))]))
 }
 
 async fn active_plan(tx: &mut PgConnection, plan_id: &str) -> Result<Plan, StepError> {

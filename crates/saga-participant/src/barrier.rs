@@ -6,8 +6,11 @@
 //! outcome or, if the first one rolled back, takes the row itself. That same wait is what protects
 //! against a compensation racing an in-flight execute.
 //!
-//! A refused execute row is final for its delivery generation only: an execute of a later generation (an
-//! operator retried the step) takes the row over and runs the handler again.
+//! A refusal is recorded after its transaction (claim and business work) rolled back, in a transaction of
+//! its own, with the same `INSERT … ON CONFLICT DO NOTHING`: should another delivery have committed an
+//! outcome in between, that outcome is the answer. A refused execute row is final for its delivery
+//! generation only: an execute of a later generation (an operator retried the step) takes the row over
+//! and runs the handler again.
 
 use sqlx::migrate::MigrateError;
 use sqlx::types::Json;
@@ -121,8 +124,8 @@ impl<'a> Barrier<'a> {
     /// that holds an uncommitted row. Returns `None` when this transaction now owns the row, or the
     /// committed row it found.
     ///
-    /// A row claimed with [`Outcome::Succeeded`] is provisional until [`Barrier::set_output`] or
-    /// [`Barrier::set_refused`] rewrites it; nobody else sees it before this transaction commits.
+    /// A row claimed with [`Outcome::Succeeded`] is provisional until [`Barrier::set_output`] rewrites it
+    /// or the transaction rolls back; nobody else sees it before this transaction commits.
     pub(crate) async fn claim(
         self,
         conn: &mut PgConnection,
@@ -207,17 +210,46 @@ impl<'a> Barrier<'a> {
         Ok(())
     }
 
-    /// Turns the execute row this transaction claimed into a recorded refusal.
-    pub(crate) async fn set_refused(
+    /// Records a refusal of this generation on the execute row, unless another delivery committed an
+    /// outcome there first: returns `None` when this transaction now holds the refusal, or the outcome it
+    /// found. Like [`Barrier::claim`], a refusal from an earlier generation is taken over, not replayed.
+    pub(crate) async fn record_refusal(
         self,
         conn: &mut PgConnection,
+        idempotency_key: &str,
         refusal: Refusal,
         message: &str,
-    ) -> Result<(), StepError> {
-        sqlx::query(
-            "UPDATE saga_barrier SET outcome = 'refused', error_code = $4, error_message = $5,
-                                     generation = $6
-             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'",
+    ) -> Result<Option<Recorded>, StepError> {
+        let inserted = sqlx::query(
+            "INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, idempotency_key,
+                                       generation, error_code, error_message)
+             VALUES ($1, $2, $3, 'execute', 'refused', $4, $5, $6, $7)
+             ON CONFLICT (service, saga_id, step, direction) DO NOTHING",
+        )
+        .bind(self.service)
+        .bind(self.saga_id)
+        .bind(self.step)
+        .bind(idempotency_key)
+        .bind(self.generation)
+        .bind(refusal.as_str())
+        .bind(message)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let recorded = self.load(conn, Direction::Execute).await?;
+        if !matches!(recorded, Recorded::Refused { generation, .. }
+            if i64::from(generation) < i64::from(self.generation))
+        {
+            return Ok(Some(recorded));
+        }
+        let retaken = sqlx::query(
+            "UPDATE saga_barrier
+             SET error_code = $4, error_message = $5, generation = $6, idempotency_key = $7
+             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'
+               AND outcome = 'refused' AND generation < $6",
         )
         .bind(self.service)
         .bind(self.saga_id)
@@ -225,9 +257,14 @@ impl<'a> Barrier<'a> {
         .bind(refusal.as_str())
         .bind(message)
         .bind(self.generation)
-        .execute(conn)
-        .await?;
-        Ok(())
+        .bind(idempotency_key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if retaken == 1 {
+            return Ok(None);
+        }
+        self.load(conn, Direction::Execute).await.map(Some)
     }
 
     /// Counts one delivery the row answered without running the handler, so operators (and tests) can

@@ -4,7 +4,7 @@
 use saga_proto::json_to_struct;
 use saga_proto::v1::saga_participant_server::SagaParticipant;
 use saga_proto::v1::{StepRequest, StepResponse};
-use sqlx::{Connection, PgPool};
+use sqlx::{PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -34,6 +34,10 @@ pub struct ParticipantService<H> {
 impl<H: StepHandler> ParticipantService<H> {
     /// Wraps `handler`. `service` names the participant in its barrier rows (e.g. `billing`), so several
     /// services can share one database.
+    ///
+    /// The pool needs no connection test before each checkout (`PgPoolOptions::test_before_acquire`,
+    /// a round trip per step): the service starts a step's transaction again on another connection when
+    /// its `BEGIN` finds the connection gone, as that test would have.
     pub fn new(service: impl Into<String>, pool: PgPool, handler: H) -> Self {
         Self {
             service: service.into(),
@@ -60,7 +64,7 @@ impl<H: StepHandler> ParticipantService<H> {
 
     async fn execute_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.pool).await?;
         let claimed = barrier
             .claim(
                 &mut tx,
@@ -76,13 +80,12 @@ impl<H: StepHandler> ParticipantService<H> {
             return recorded.replay_execute();
         }
 
-        // A savepoint around the handler lets a refusal undo the business work while the barrier row (and
-        // the lock it holds against duplicates and compensations) stays, so the refusal is recorded in
-        // the same transaction with no window for another request to slip in.
-        let mut work = Connection::begin(&mut *tx).await?;
-        match self.handler.execute(call, &mut work).await {
+        // No savepoint around the handler: on the way to success (nearly every call) it would cost two
+        // round trips and a subtransaction. A refusal instead rolls back the whole transaction, claim
+        // included, and records itself in a new one; whatever another delivery committed in between is
+        // the answer instead (see `record_refusal`).
+        match self.handler.execute(call, &mut tx).await {
             Ok(output) => {
-                work.commit().await?;
                 barrier
                     .set_output(&mut tx, Direction::Execute, &output)
                     .await?;
@@ -97,17 +100,13 @@ impl<H: StepHandler> ParticipantService<H> {
                 },
             ) => {
                 // The claim goes too: an answer that depends on the request alone needs no record.
-                work.rollback().await?;
                 tx.rollback().await?;
                 info!(reason = %invalid, "invalid request");
                 Err(invalid)
             }
             Err(StepError::Refused { refusal, message }) => {
-                work.rollback().await?;
-                barrier.set_refused(&mut tx, refusal, &message).await?;
-                tx.commit().await?;
-                info!(code = %refusal, reason = %message, "step refused");
-                Err(StepError::Refused { refusal, message })
+                tx.rollback().await?;
+                self.record_refusal(call, refusal, message).await
             }
             // Dropping the transaction rolls back the work and the claim: nothing recorded, the retry runs
             // the handler again.
@@ -115,9 +114,36 @@ impl<H: StepHandler> ParticipantService<H> {
         }
     }
 
+    /// Records a refusal whose work (and claim) was rolled back. Between the rollback and this
+    /// transaction another delivery of the step may have claimed the row: a duplicate (its outcome
+    /// committed first) or a compensation (the step is fenced off). Then that committed outcome is the
+    /// answer, so every delivery still gets the one answer the barrier holds, and nothing the refused
+    /// run wrote survives either way.
+    async fn record_refusal(
+        &self,
+        call: &StepCall,
+        refusal: Refusal,
+        message: String,
+    ) -> Result<StepOutput, StepError> {
+        let barrier = Barrier::new(&self.service, call);
+        let mut tx = begin(&self.pool).await?;
+        let recorded = barrier
+            .record_refusal(&mut tx, &call.idempotency_key, refusal, &message)
+            .await?;
+        if let Some(recorded) = recorded {
+            // Not counted as a replay: this delivery did run the handler.
+            debug!(outcome = ?recorded.outcome(), "another delivery recorded the step first");
+            tx.commit().await?;
+            return recorded.replay_execute();
+        }
+        tx.commit().await?;
+        info!(code = %refusal, reason = %message, "step refused");
+        Err(StepError::Refused { refusal, message })
+    }
+
     async fn compensate_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin(&self.pool).await?;
         // Claim the execute row first: if an execute is in flight this waits for it to end, and if the
         // forward step never ran, the row marked cancelled fences off a late execute.
         let forward = barrier
@@ -186,6 +212,36 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         async { answer(self.compensate_step(&call).await) }
             .instrument(span)
             .await
+    }
+}
+
+/// Begins a step's transaction. A pooled connection that died while idle (the server restarted, or
+/// ended the session) fails its `BEGIN`, before any work, and the pool drops it; starting again on the
+/// next connection is then safe. Every pooled connection may be dead: one try more than the pool holds
+/// reaches a new one.
+async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tries = pool.options().get_max_connections() + 1;
+    loop {
+        match pool.begin().await {
+            Err(err) if tries > 1 && connection_lost(&err) => {
+                debug!(error = %err, "pooled connection lost, beginning on another");
+                tries -= 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `err` says the session is gone rather than anything about the statement: an I/O failure, or
+/// the server ending the session (SQLSTATE class 08, connection exception, or 57P, operator
+/// intervention such as a shutdown or `pg_terminate_backend`).
+fn connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 

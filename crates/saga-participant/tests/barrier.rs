@@ -13,7 +13,8 @@ use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use saga_testkit::TestDatabase;
 use serde_json::{Map, Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -101,14 +102,17 @@ async fn write_ledger(
 
 /// A participant served on port 0 against a fresh database.
 struct Participant {
+    /// The test's own reads; the service has a pool of its own.
     pool: PgPool,
+    /// The service's pool, built as the SDK recommends: no connection test before each checkout.
+    service_pool: PgPool,
     addr: SocketAddr,
     client: SagaParticipantClient<Channel>,
     handler: Recorder,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), saga_participant::ServeError>>,
     /// Dropped after everything above, which may still use it.
-    _database: TestDatabase,
+    database: TestDatabase,
 }
 
 impl Participant {
@@ -125,17 +129,22 @@ impl Participant {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let service = ParticipantService::new("inventory", pool.clone(), handler.clone());
+        let service_pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .connect(&database.url())
+            .await?;
+        let service = ParticipantService::new("inventory", service_pool.clone(), handler.clone());
         let server = tokio::spawn(saga_participant::serve(listener, service, shutdown.clone()));
         let client = SagaParticipantClient::connect(format!("http://{addr}")).await?;
         Ok(Self {
             pool,
+            service_pool,
             addr,
             client,
             handler,
             shutdown,
             server,
-            _database: database,
+            database,
         })
     }
 
@@ -272,6 +281,118 @@ async fn concurrent_duplicates_wait_for_the_first_delivery_and_all_get_its_answe
         .context("participant still shared")?
         .stop()
         .await
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_of_a_refused_step_all_get_the_one_recorded_refusal() -> Result<()> {
+    const DUPLICATES: usize = 4;
+    let gate = Arc::new(Gate::default());
+    let handler = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
+    };
+    let participant = Arc::new(Participant::start(handler).await?);
+    let saga = Uuid::new_v4();
+    let deliver = |attempt| {
+        let participant = participant.clone();
+        tokio::spawn(async move {
+            participant
+                .execute(execute_step(saga, "Refuse", attempt))
+                .await
+        })
+    };
+
+    let first = deliver(1);
+    gate.entered.notified().await;
+    let duplicates: Vec<_> = (2..).take(DUPLICATES).map(deliver).collect();
+    wait_for_lock_waiters(&participant.pool, DUPLICATES).await?;
+    // The refusal rolls back its claim before it records itself, so a waiting duplicate may take the row
+    // and run the handler too: let every run through the gate.
+    let opener = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            loop {
+                gate.release.notify_one();
+                gate.entered.notified().await;
+            }
+        }
+    });
+
+    let mut answers = vec![first.await?];
+    for duplicate in duplicates {
+        answers.push(duplicate.await?);
+    }
+    opener.abort();
+    for answer in answers {
+        let status = answer.expect_err("refused");
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::FailedPrecondition, "out of stock")
+        );
+    }
+    assert!(
+        participant.ledger(saga).await?.is_empty(),
+        "no refused run committed its work"
+    );
+    let recorded: (String, i32) = sqlx::query_as(
+        "SELECT outcome, replays FROM saga_barrier WHERE saga_id = $1 AND direction = 'execute'",
+    )
+    .bind(saga)
+    .fetch_one(&participant.pool)
+    .await?;
+    let runs = i32::try_from(participant.handler.executions())?;
+    assert_eq!(recorded.0, "refused");
+    assert_eq!(
+        recorded.1 + runs,
+        i32::try_from(DUPLICATES + 1)?,
+        "every delivery either ran the handler or was answered from the row"
+    );
+
+    Arc::into_inner(participant)
+        .context("participant still shared")?
+        .stop()
+        .await
+}
+
+#[tokio::test]
+async fn a_pooled_connection_lost_while_idle_is_replaced_before_the_step_runs() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    participant
+        .execute(execute_step(Uuid::new_v4(), "Reserve", 1))
+        .await?;
+    wait_until_idle(&participant.service_pool).await?;
+
+    // End every session of the service's pool, as a server restart would.
+    let mut admin = PgConnection::connect(&participant.database.url()).await?;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    assert!(ended >= 1, "the pool held no connection to end");
+
+    let saga = Uuid::new_v4();
+    let executed = participant
+        .execute(execute_step(saga, "Reserve", 1))
+        .await?;
+    assert_eq!(executed["run"], json!(2));
+    assert_eq!(participant.ledger(saga).await?, ["execute"]);
+    participant.stop().await
+}
+
+/// Polls until every connection of `pool` is back in it, idle: a connection is returned by a task of
+/// its own after the call that used it has answered.
+async fn wait_until_idle(pool: &PgPool) -> Result<()> {
+    let idle = async {
+        while pool.num_idle() < usize::try_from(pool.size())? {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), idle)
+        .await
+        .context("the pool's connections never came back")?
 }
 
 #[tokio::test]

@@ -95,6 +95,41 @@ async fn create_order_writes_a_pending_order_at_the_plan_price() -> Result<()> {
 }
 
 #[tokio::test]
+async fn create_order_refuses_an_unknown_or_inactive_plan_and_writes_no_order() -> Result<()> {
+    let demo = Demo::start().await?;
+    let cases = [
+        ("gold", Code::NotFound, "plan gold does not exist"),
+        (
+            "legacy",
+            Code::FailedPrecondition,
+            "plan legacy is not active",
+        ),
+    ];
+
+    for (plan, code, message) in cases {
+        let status = demo
+            .execute(
+                Billing,
+                execute(
+                    Uuid::new_v4(),
+                    "CREATE_ORDER",
+                    "CreateOrder",
+                    1,
+                    &json!({"userId": "u1", "planId": plan}),
+                ),
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!((status.code(), status.message()), (code, message), "{plan}");
+    }
+    assert_eq!(
+        demo.db.count("SELECT count(*) FROM billing.orders").await?,
+        0
+    );
+    demo.stop().await
+}
+
+#[tokio::test]
 async fn activate_order_moves_a_pending_order_to_active() -> Result<()> {
     let demo = Demo::start().await?;
     let saga = Uuid::new_v4();
