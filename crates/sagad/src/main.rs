@@ -7,12 +7,6 @@ use clap::Parser;
 use sagad::{Application, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of the system allocator: every saga step allocates (gRPC frames, saga state, store
-/// rows) on one thread and frees on another, which glibc's arenas answered with 15-18 % of sagad's CPU
-/// (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A saga orchestrator: runs multi-step business transactions across services to completion or
 /// compensation, with a durable saga log in PostgreSQL.
 #[derive(Debug, Parser)]
