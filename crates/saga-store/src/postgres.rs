@@ -51,6 +51,9 @@ const WAKEUP_CHANNEL: &str = "sagad_due";
 /// stalled saga.
 const CONTROL_CONNECTIONS: u32 = 2;
 
+/// How long a pooled connection may sit idle before it is tested on checkout.
+const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Session settings for every connection, sent when it opens.
 ///
 /// Each statement is prepared once per connection, and after a few runs PostgreSQL keeps one generic
@@ -86,11 +89,19 @@ impl PgStore {
             PgPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(2))
-                // No test round trip before each checkout: it came before every commit, in the latency
-                // of every step. A connection that broke while idle fails its statement instead, as an
-                // outage (a transition's commit is retried, StartSaga answers UNAVAILABLE), and sqlx's
-                // test when a connection is given back drops it from the pool.
+                // A test round trip before each checkout came before every commit, in the latency of
+                // every step. Only a connection that sat idle for a while is tested (the server may have
+                // restarted meanwhile, and a failed test quietly opens a new one); one in steady use was
+                // tested when it was given back, a moment ago.
                 .test_before_acquire(false)
+                .before_acquire(|connection, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= TEST_IDLE_AFTER {
+                            connection.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_lazy_with(options.clone())
         };
         Ok(Self {

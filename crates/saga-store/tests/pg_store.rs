@@ -1325,3 +1325,33 @@ async fn a_commit_prepared_while_the_log_was_small_finds_its_saga_by_key_once_th
     assert!(plan.contains("Index Scan using sagas_pkey"), "{plan}");
     assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
 }
+
+#[tokio::test]
+async fn a_connection_the_server_ended_while_it_sat_idle_is_replaced_without_an_error() {
+    use sqlx::Connection as _;
+    let db = TestDatabase::create("saga_store").await;
+    let store = PgStore::connect(&db.url(), 2).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+        .create(&new_saga(None), &owner())
+        .await
+        .expect("create");
+    // The server ends every session of the store's pool (as a restart would), unseen by the pool.
+    let mut admin = sqlx::PgConnection::connect(&db.url()).await.expect("admin");
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'sagad'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(ended >= 1, "no pooled session to end");
+    // Long enough idle that the checkout tests the connection (no event marks an idle connection's age).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        store
+            .create(&new_saga(None), &owner())
+            .await
+            .expect("a create after the sessions ended");
+    }
+}
