@@ -1,10 +1,9 @@
 //! The saga log's writes in batches: many sagas' starts (with their labels) in one statement, many
 //! sagas' transitions in another. Each row is fenced on its own — a start on its idempotency key, a transition on its revision,
 //! owner and epoch — so one saga that moved on changes nothing for the others. Columns travel as arrays
-//! (`unnest`); a start's step rows and labels as one JSON array each, tagged with their saga. A
-//! transition's step rows and events, written for every step outcome, travel as arrays too: binary
-//! arrays cost PostgreSQL no parsing, where JSON has to be lexed, its keys sorted and each field
-//! converted from text.
+//! (`unnest`), step rows and events too, each tagged with its saga: binary arrays cost PostgreSQL no
+//! parsing, where JSON has to be lexed, its keys sorted and each field converted from text. Only
+//! labels (rare, and many per saga) travel as one JSON array.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,33 +26,22 @@ pub(super) async fn insert(
     owner: &Owner,
 ) -> Result<Vec<bool>, sqlx::Error> {
     #[derive(Serialize)]
-    struct NewStep<'a> {
-        saga_id: Uuid,
-        step_index: usize,
-        name: &'a str,
-        participant: &'a str,
-    }
-    #[derive(Serialize)]
     struct NewLabel<'a> {
         saga_id: Uuid,
         key: &'a str,
         value: &'a str,
     }
-    let steps: Vec<NewStep<'_>> = sagas
-        .iter()
-        .flat_map(|saga| {
-            saga.definition
-                .steps
-                .iter()
-                .enumerate()
-                .map(|(step_index, step)| NewStep {
-                    saga_id: saga.id.0,
-                    step_index,
-                    name: &step.name,
-                    participant: &step.participant,
-                })
-        })
-        .collect();
+    // Every saga's step rows, column by column.
+    let (mut step_sagas, mut step_indexes, mut step_names, mut step_participants) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for saga in sagas {
+        for (index, step) in saga.definition.steps.iter().enumerate() {
+            step_sagas.push(saga.id.0);
+            step_indexes.push(i32::try_from(index).unwrap_or(i32::MAX));
+            step_names.push(step.name.as_str());
+            step_participants.push(step.participant.as_str());
+        }
+    }
     let labels: Vec<NewLabel<'_>> = sagas
         .iter()
         .flat_map(|saga| {
@@ -102,8 +90,8 @@ pub(super) async fn insert(
          steps AS (
             INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
             SELECT r.saga_id, r.step_index, r.name, r.participant, $13
-            FROM jsonb_to_recordset($14::jsonb)
-                AS r(saga_id uuid, step_index integer, name text, participant text)
+            FROM unnest($14::uuid[], $19::int[], $20::text[], $21::text[])
+                AS r(saga_id, step_index, name, participant)
             JOIN saga ON saga.id = r.saga_id
          ),
          events AS (
@@ -131,11 +119,14 @@ pub(super) async fn insert(
     .bind(&owner.name)
     .bind(millis(owner.lease))
     .bind(saga_core::StepStatus::Pending.as_str())
-    .bind(Json(&steps))
+    .bind(step_sagas)
     .bind(HistoryEvent::SagaStarted.kind())
     .bind(Json(to_json(&HistoryEvent::SagaStarted)))
     .bind(Json(&labels))
     .bind(traceparents)
+    .bind(step_indexes)
+    .bind(step_names)
+    .bind(step_participants)
     .fetch_all(pool)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
