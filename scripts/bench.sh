@@ -9,6 +9,7 @@
 #
 # Usage: scripts/bench.sh [SAGAS_PER_RUN (default 3000)] [CONCURRENCY ...]
 #        SAGAD_METRICS_ADDR= scripts/bench.sh ...   (the same with sagad's metrics off)
+#        BENCH_DB_PREFIX=name scripts/bench.sh ...  (databases name and name_demo; default sagad_bench)
 # Run it on an otherwise idle machine: CPU time is read per process name (see crates/saga-bench/src/cpu.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,12 @@ cargo build --release --locked --bin sagad --bin demo-participants --bin saga-be
 bin=${CARGO_TARGET_DIR:-target}/release
 
 admin="postgres://postgres@127.0.0.1:5432/postgres"
-for db in sagad_bench sagad_bench_demo; do
+db_prefix=${BENCH_DB_PREFIX:-sagad_bench}
+for db in "$db_prefix" "${db_prefix}_demo"; do
   psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
   psql "$admin" -qc "CREATE DATABASE $db"
 done
-saga_log="postgres://postgres@127.0.0.1:5432/sagad_bench"
+saga_log="postgres://postgres@127.0.0.1:5432/$db_prefix"
 
 work=$(mktemp -d)
 pids=()
@@ -59,7 +61,7 @@ start() {
 address() { grep "$1 listening on" "$work/$2.out" | head -1 | sed 's/.*listening on //'; }
 
 start noop "$bin/saga-bench" noop-participant --listen 127.0.0.1:0
-start demo env DEMO_DATABASE_URL="postgres://postgres@127.0.0.1:5432/sagad_bench_demo" RUST_LOG=error \
+start demo env DEMO_DATABASE_URL="postgres://postgres@127.0.0.1:5432/${db_prefix}_demo" RUST_LOG=error \
   "$bin/demo-participants" --service all \
   --billing-addr 127.0.0.1:0 --device-addr 127.0.0.1:0 --payment-addr 127.0.0.1:0 --withdrawal-addr 127.0.0.1:0
 for service in billing device payment withdrawal; do

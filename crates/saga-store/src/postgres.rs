@@ -594,8 +594,10 @@ impl SagaStore for PgStore {
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn purge_finished(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        // Small batches, oldest first: each statement holds its row locks only briefly, and steps and
-        // events go with their saga (ON DELETE CASCADE).
+        // Small batches, oldest first: each statement holds its row locks only briefly. There are no
+        // foreign keys (see migrations): a saga's steps, events and labels are deleted in the statement
+        // that deletes the saga, so none outlives it. Nothing adds a child row to a finished saga without
+        // updating the saga row, which this statement has locked, so none can be added meanwhile.
         // Parked (FAILED) sagas are the dead-letter set: kept until an operator resolves them.
         let deleted = self.db(sqlx::query(
             "WITH doomed AS (
@@ -605,8 +607,18 @@ impl SagaStore for PgStore {
                     ORDER BY finished_at
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
+                 ),
+                 doomed_ids AS (SELECT ARRAY(SELECT id FROM doomed) AS ids),
+                 steps AS (
+                    DELETE FROM saga_steps c USING doomed_ids d WHERE c.saga_id = ANY(d.ids)
+                 ),
+                 events AS (
+                    DELETE FROM saga_events c USING doomed_ids d WHERE c.saga_id = ANY(d.ids)
+                 ),
+                 labels AS (
+                    DELETE FROM saga_labels c USING doomed_ids d WHERE c.saga_id = ANY(d.ids)
                  )
-                 DELETE FROM sagas s USING doomed WHERE s.id = doomed.id",
+                 DELETE FROM sagas s USING doomed_ids d WHERE s.id = ANY(d.ids)",
         )
         .bind(millis(older_than))
         .bind(i64::from(limit))

@@ -1,7 +1,7 @@
 //! Row shapes exchanged with PostgreSQL and their conversions to and from `saga_core` types.
 //!
-//! Step rows and events travel as one JSON array parameter each (`jsonb_to_recordset` on the way in,
-//! `jsonb_agg` on the way out), which keeps every read and write a single statement.
+//! Step rows are read as one JSON array (`jsonb_agg`), which keeps every read a single statement; the
+//! writes send them as arrays (see `postgres::writes`).
 
 use std::sync::Arc;
 
@@ -38,26 +38,6 @@ pub(crate) struct StepRow {
 }
 
 impl StepRow {
-    pub(crate) fn from_step(saga: &Saga, index: usize) -> Self {
-        let step = &saga.steps[index];
-        let definition = &saga.definition.steps[index];
-        Self {
-            step_index: i32::try_from(index).unwrap_or(i32::MAX),
-            name: definition.name.clone(),
-            participant: definition.participant.clone(),
-            status: step.status.as_str().to_owned(),
-            attempts: step.attempts.into(),
-            compensation_attempts: step.compensation_attempts.into(),
-            output: step.output.clone(),
-            last_error: step.last_error.clone(),
-            started_at: step.started_at,
-            finished_at: step.finished_at,
-            generation: step.generation.into(),
-            maybe_applied: step.maybe_applied,
-            resolution: step.resolution.clone(),
-        }
-    }
-
     fn into_step(self, saga_id: SagaId) -> Result<Step, StoreError> {
         let corrupt = |message: String| StoreError::Corrupt { saga_id, message };
         Ok(Step {
@@ -76,35 +56,18 @@ impl StepRow {
     }
 }
 
-/// A history event as JSON for `jsonb_to_recordset`.
-#[derive(Debug, Serialize)]
-pub(crate) struct EventRow<'a> {
-    pub kind: &'static str,
-    pub step_index: Option<usize>,
-    pub attempt: Option<u32>,
-    pub detail: &'a HistoryEvent,
-}
-
-impl<'a> From<&'a HistoryEvent> for EventRow<'a> {
-    fn from(event: &'a HistoryEvent) -> Self {
-        let (step_index, attempt) = match event {
-            HistoryEvent::StepSucceeded { step, attempt }
-            | HistoryEvent::StepFailed { step, attempt, .. }
-            | HistoryEvent::StepCompensated { step, attempt }
-            | HistoryEvent::CompensationFailed { step, attempt, .. } => {
-                (Some(*step), Some(*attempt))
-            }
-            HistoryEvent::SagaRetried { step, .. } | HistoryEvent::StepResolved { step, .. } => {
-                (Some(*step), None)
-            }
-            _ => (None, None),
-        };
-        Self {
-            kind: event.kind(),
-            step_index,
-            attempt,
-            detail: event,
+/// The step and attempt an event is about, kept in their own columns of `saga_events` (the whole event
+/// is its `detail`).
+pub(crate) fn event_step(event: &HistoryEvent) -> (Option<usize>, Option<u32>) {
+    match event {
+        HistoryEvent::StepSucceeded { step, attempt }
+        | HistoryEvent::StepFailed { step, attempt, .. }
+        | HistoryEvent::StepCompensated { step, attempt }
+        | HistoryEvent::CompensationFailed { step, attempt, .. } => (Some(*step), Some(*attempt)),
+        HistoryEvent::SagaRetried { step, .. } | HistoryEvent::StepResolved { step, .. } => {
+            (Some(*step), None)
         }
+        _ => (None, None),
     }
 }
 

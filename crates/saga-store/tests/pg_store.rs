@@ -578,29 +578,35 @@ async fn releasing_all_leases_frees_them_at_once_and_wakes_listeners() {
 }
 
 #[tokio::test]
-async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones() {
+async fn retention_deletes_old_finished_sagas_in_batches_with_all_their_rows_and_keeps_parked_ones()
+{
     let (store, _db) = store().await;
     let refusal = || saga_core::StepFailure {
         kind: saga_core::ErrorKind::Refusal,
         message: "no".to_owned(),
     };
+    // Every saga has a label, so each child table has rows of deleted and of kept sagas.
+    let labelled = |order: &str| Saga {
+        labels: labels(&[("orderId", order)]),
+        ..new_saga(None)
+    };
     let mut finished = Vec::new();
-    for _ in 0..3 {
+    for order in ["o-1", "o-2", "o-3"] {
         let s = store
-            .create(&new_saga(None), &owner())
+            .create(&labelled(order), &owner())
             .await
             .expect("create")
             .saga;
         finished.push(step(&store, &s, Err(refusal())).await);
     }
     let running = store
-        .create(&new_saga(None), &owner())
+        .create(&labelled("o-4"), &owner())
         .await
         .expect("create")
         .saga;
     // A parked saga is the dead-letter set: it stays whatever its age.
     let parked = store
-        .create(&new_saga(None), &owner())
+        .create(&labelled("o-5"), &owner())
         .await
         .expect("create")
         .saga;
@@ -623,17 +629,34 @@ async fn retention_deletes_old_finished_sagas_in_batches_and_keeps_parked_ones()
     assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 2);
     assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 1);
     assert_eq!(store.purge_finished(day, 2).await.expect("purge"), 0);
-    let counts: (i64, i64, i64) = sqlx::query_as(
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM sagas), (SELECT count(*) FROM saga_steps),
-                (SELECT count(*) FROM saga_events)",
+                (SELECT count(*) FROM saga_events), (SELECT count(*) FROM saga_labels)",
     )
     .fetch_one(store.pool())
     .await
     .expect("counts");
     assert_eq!(
         counts,
-        (2, 6, 2),
-        "only the running and the parked saga are left, with their steps and events"
+        (2, 6, 2, 2),
+        "only the running and the parked saga are left, with their steps, events and labels"
+    );
+    // The child tables have no foreign keys: the purge itself must leave no row of a deleted saga.
+    let orphans: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM saga_steps c
+                 WHERE NOT EXISTS (SELECT 1 FROM sagas s WHERE s.id = c.saga_id)),
+                (SELECT count(*) FROM saga_events c
+                 WHERE NOT EXISTS (SELECT 1 FROM sagas s WHERE s.id = c.saga_id)),
+                (SELECT count(*) FROM saga_labels c
+                 WHERE NOT EXISTS (SELECT 1 FROM sagas s WHERE s.id = c.saga_id))",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("orphans");
+    assert_eq!(
+        orphans,
+        (0, 0, 0),
+        "no step, event or label outlives its saga"
     );
     assert!(store.load(running.id).await.expect("load").is_some());
     assert!(store.load(parked.id).await.expect("load").is_some());

@@ -1,7 +1,9 @@
 //! The saga log's writes in batches: many sagas' starts (with their labels) in one statement, many
 //! sagas' transitions in another. Each row is fenced on its own — a start on its idempotency key, a transition on its revision,
 //! owner and epoch — so one saga that moved on changes nothing for the others. Columns travel as arrays
-//! (`unnest`), step rows and events as one JSON array each, tagged with their saga.
+//! (`unnest`), step rows and events too, each tagged with its saga: binary arrays cost PostgreSQL no
+//! parsing, where JSON has to be lexed, its keys sorted and each field converted from text. Only
+//! labels (rare, and many per saga) travel as one JSON array.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +15,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{millis, to_json};
-use crate::rows::{EventRow, StepRow};
+use crate::rows::event_step;
 use crate::{Committed, LeaseAfter, Owner};
 
 /// Inserts `sagas` (all steps PENDING, event SAGA_STARTED) leased to `owner` at epoch 1, skipping any
@@ -24,33 +26,22 @@ pub(super) async fn insert(
     owner: &Owner,
 ) -> Result<Vec<bool>, sqlx::Error> {
     #[derive(Serialize)]
-    struct NewStep<'a> {
-        saga_id: Uuid,
-        step_index: usize,
-        name: &'a str,
-        participant: &'a str,
-    }
-    #[derive(Serialize)]
     struct NewLabel<'a> {
         saga_id: Uuid,
         key: &'a str,
         value: &'a str,
     }
-    let steps: Vec<NewStep<'_>> = sagas
-        .iter()
-        .flat_map(|saga| {
-            saga.definition
-                .steps
-                .iter()
-                .enumerate()
-                .map(|(step_index, step)| NewStep {
-                    saga_id: saga.id.0,
-                    step_index,
-                    name: &step.name,
-                    participant: &step.participant,
-                })
-        })
-        .collect();
+    // Every saga's step rows, column by column.
+    let (mut step_sagas, mut step_indexes, mut step_names, mut step_participants) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for saga in sagas {
+        for (index, step) in saga.definition.steps.iter().enumerate() {
+            step_sagas.push(saga.id.0);
+            step_indexes.push(i32::try_from(index).unwrap_or(i32::MAX));
+            step_names.push(step.name.as_str());
+            step_participants.push(step.participant.as_str());
+        }
+    }
     let labels: Vec<NewLabel<'_>> = sagas
         .iter()
         .flat_map(|saga| {
@@ -99,8 +90,8 @@ pub(super) async fn insert(
          steps AS (
             INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
             SELECT r.saga_id, r.step_index, r.name, r.participant, $13
-            FROM jsonb_to_recordset($14::jsonb)
-                AS r(saga_id uuid, step_index integer, name text, participant text)
+            FROM unnest($14::uuid[], $19::int[], $20::text[], $21::text[])
+                AS r(saga_id, step_index, name, participant)
             JOIN saga ON saga.id = r.saga_id
          ),
          events AS (
@@ -128,32 +119,18 @@ pub(super) async fn insert(
     .bind(&owner.name)
     .bind(millis(owner.lease))
     .bind(saga_core::StepStatus::Pending.as_str())
-    .bind(Json(&steps))
+    .bind(step_sagas)
     .bind(HistoryEvent::SagaStarted.kind())
     .bind(Json(to_json(&HistoryEvent::SagaStarted)))
     .bind(Json(&labels))
     .bind(traceparents)
+    .bind(step_indexes)
+    .bind(step_names)
+    .bind(step_participants)
     .fetch_all(pool)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(sagas.iter().map(|s| inserted.contains(&s.id.0)).collect())
-}
-
-/// A step row tagged with its saga.
-#[derive(Serialize)]
-struct TaggedStep {
-    saga_id: Uuid,
-    #[serde(flatten)]
-    row: StepRow,
-}
-
-/// An event tagged with its saga and its place in the batch, which is the order it is inserted in.
-#[derive(Serialize)]
-struct TaggedEvent<'a> {
-    saga_id: Uuid,
-    seq: usize,
-    #[serde(flatten)]
-    row: EventRow<'a>,
 }
 
 /// Writes each transition computed from a saga at its revision that `owner` holds at its epoch (or,
@@ -165,25 +142,8 @@ pub(super) async fn update(
     owner: &Owner,
 ) -> Result<Vec<Option<Committed>>, sqlx::Error> {
     let sagas: Vec<&Saga> = writes.iter().map(|(t, _)| &t.saga).collect();
-    let steps: Vec<TaggedStep> = writes
-        .iter()
-        .flat_map(|(t, _)| {
-            t.changed_steps.iter().map(|&i| TaggedStep {
-                saga_id: t.saga.id.0,
-                row: StepRow::from_step(&t.saga, i),
-            })
-        })
-        .collect();
-    let events: Vec<TaggedEvent<'_>> = writes
-        .iter()
-        .flat_map(|(t, _)| t.events.iter().map(|e| (t.saga.id.0, e)))
-        .enumerate()
-        .map(|(seq, (saga_id, event))| TaggedEvent {
-            saga_id,
-            seq,
-            row: EventRow::from(event),
-        })
-        .collect();
+    let steps = ChangedSteps::of(writes);
+    let events = NewEvents::of(writes);
     let leases: Vec<&str> = writes
         .iter()
         .map(|(_, lease)| match lease {
@@ -260,20 +220,19 @@ pub(super) async fn update(
                 last_error = r.last_error, started_at = r.started_at, finished_at = r.finished_at,
                 generation = r.generation, maybe_applied = r.maybe_applied,
                 resolution = r.resolution
-            FROM jsonb_to_recordset($16::jsonb) AS r(
-                saga_id uuid, step_index integer, status text, attempts integer,
-                compensation_attempts integer, output jsonb, last_error text,
-                started_at timestamptz, finished_at timestamptz, generation integer,
-                maybe_applied boolean, resolution jsonb)
+            FROM unnest($16::uuid[], $17::int[], $18::text[], $19::bigint[], $20::bigint[],
+                        $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[],
+                        $25::bigint[], $26::boolean[], $27::jsonb[])
+                AS r(saga_id, step_index, status, attempts, compensation_attempts, output,
+                     last_error, started_at, finished_at, generation, maybe_applied, resolution)
             JOIN saga ON saga.id = r.saga_id
             WHERE st.saga_id = r.saga_id AND st.step_index = r.step_index
          ),
          events AS (
             INSERT INTO saga_events (saga_id, kind, step_index, attempt, detail)
             SELECT e.saga_id, e.kind, e.step_index, e.attempt, e.detail
-            FROM jsonb_to_recordset($17::jsonb) AS e(
-                saga_id uuid, seq integer, kind text, step_index integer, attempt integer,
-                detail jsonb)
+            FROM unnest($28::uuid[], $29::text[], $30::bigint[], $31::bigint[], $32::jsonb[])
+                WITH ORDINALITY AS e(saga_id, kind, step_index, attempt, detail, seq)
             JOIN saga ON saga.id = e.saga_id
             ORDER BY e.seq
          )
@@ -294,8 +253,23 @@ pub(super) async fn update(
     .bind(deadlines)
     .bind(&owner.name)
     .bind(millis(owner.lease))
-    .bind(Json(&steps))
-    .bind(Json(&events))
+    .bind(steps.saga_ids)
+    .bind(steps.indexes)
+    .bind(steps.statuses)
+    .bind(steps.attempts)
+    .bind(steps.compensation_attempts)
+    .bind(steps.outputs)
+    .bind(steps.last_errors)
+    .bind(steps.started_at)
+    .bind(steps.finished_at)
+    .bind(steps.generations)
+    .bind(steps.maybe_applied)
+    .bind(steps.resolutions)
+    .bind(events.saga_ids)
+    .bind(events.kinds)
+    .bind(events.step_indexes)
+    .bind(events.attempts)
+    .bind(events.details)
     .fetch_all(pool)
     .await?;
     let written: HashMap<Uuid, Committed> = rows
@@ -306,4 +280,80 @@ pub(super) async fn update(
         .iter()
         .map(|s| written.get(&s.id.0).copied())
         .collect())
+}
+
+/// The step rows a batch rewrites, column by column (`unnest` reads them as binary arrays: no JSON to
+/// parse but the step's own output and resolution).
+#[derive(Default)]
+struct ChangedSteps<'a> {
+    saga_ids: Vec<Uuid>,
+    indexes: Vec<i32>,
+    statuses: Vec<&'static str>,
+    attempts: Vec<i64>,
+    compensation_attempts: Vec<i64>,
+    outputs: Vec<Option<Json<&'a saga_core::JsonMap>>>,
+    last_errors: Vec<Option<&'a str>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+    generations: Vec<i64>,
+    maybe_applied: Vec<bool>,
+    resolutions: Vec<Option<Json<&'a saga_core::Resolution>>>,
+}
+
+impl<'a> ChangedSteps<'a> {
+    fn of(writes: &[(&'a Transition, LeaseAfter)]) -> Self {
+        let mut columns = Self::default();
+        for (transition, _) in writes {
+            let saga = &transition.saga;
+            for &index in &transition.changed_steps {
+                let step = &saga.steps[index];
+                columns.saga_ids.push(saga.id.0);
+                columns
+                    .indexes
+                    .push(i32::try_from(index).unwrap_or(i32::MAX));
+                columns.statuses.push(step.status.as_str());
+                columns.attempts.push(step.attempts.into());
+                columns
+                    .compensation_attempts
+                    .push(step.compensation_attempts.into());
+                columns.outputs.push(step.output.as_ref().map(Json));
+                columns.last_errors.push(step.last_error.as_deref());
+                columns.started_at.push(step.started_at);
+                columns.finished_at.push(step.finished_at);
+                columns.generations.push(step.generation.into());
+                columns.maybe_applied.push(step.maybe_applied);
+                columns.resolutions.push(step.resolution.as_ref().map(Json));
+            }
+        }
+        columns
+    }
+}
+
+/// The events a batch appends, column by column, in the order they are inserted in.
+#[derive(Default)]
+struct NewEvents<'a> {
+    saga_ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    step_indexes: Vec<Option<i64>>,
+    attempts: Vec<Option<i64>>,
+    details: Vec<Json<&'a HistoryEvent>>,
+}
+
+impl<'a> NewEvents<'a> {
+    fn of(writes: &[(&'a Transition, LeaseAfter)]) -> Self {
+        let mut columns = Self::default();
+        for (transition, _) in writes {
+            for event in &transition.events {
+                let (step, attempt) = event_step(event);
+                columns.saga_ids.push(transition.saga.id.0);
+                columns.kinds.push(event.kind());
+                columns
+                    .step_indexes
+                    .push(step.map(|s| i64::try_from(s).unwrap_or(i64::MAX)));
+                columns.attempts.push(attempt.map(i64::from));
+                columns.details.push(Json(event));
+            }
+        }
+        columns
+    }
 }
