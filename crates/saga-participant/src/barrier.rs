@@ -156,28 +156,35 @@ impl<'a> Barrier<'a> {
         let retried = matches!(recorded, Recorded::Refused { generation, .. }
             if i64::from(generation) < i64::from(self.generation));
         if direction == Direction::Execute && outcome == Outcome::Succeeded && retried {
-            return self.retake_refused(conn, idempotency_key).await;
+            return self.retake_refused(conn, idempotency_key, None).await;
         }
         Ok(Some(recorded))
     }
 
-    /// Takes over an execute row refused in an earlier generation, for this (later) one. A concurrent
-    /// duplicate of this generation may have taken it first: then its committed outcome is the answer.
+    /// Takes over an execute row refused in an earlier generation, for this (later) one: provisionally
+    /// succeeded (a claim), or refused again with `refusal`. A concurrent duplicate of this generation may
+    /// have taken it first: then its committed outcome is the answer.
     async fn retake_refused(
         self,
         conn: &mut PgConnection,
         idempotency_key: Option<&str>,
+        refusal: Option<(Refusal, &str)>,
     ) -> Result<Option<Recorded>, StepError> {
+        let (code, message) = refusal
+            .map(|(code, message)| (code.as_str(), message))
+            .unzip();
         let retaken = sqlx::query(
             "UPDATE saga_barrier
-             SET outcome = 'succeeded', error_code = NULL, error_message = NULL, generation = $4,
-                 idempotency_key = $5
+             SET outcome = CASE WHEN $4::text IS NULL THEN 'succeeded' ELSE 'refused' END,
+                 error_code = $4, error_message = $5, generation = $6, idempotency_key = $7
              WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'
-               AND outcome = 'refused' AND generation < $4",
+               AND outcome = 'refused' AND generation < $6",
         )
         .bind(self.service)
         .bind(self.saga_id)
         .bind(self.step)
+        .bind(code)
+        .bind(message)
         .bind(self.generation)
         .bind(idempotency_key)
         .execute(&mut *conn)
@@ -245,26 +252,8 @@ impl<'a> Barrier<'a> {
         {
             return Ok(Some(recorded));
         }
-        let retaken = sqlx::query(
-            "UPDATE saga_barrier
-             SET error_code = $4, error_message = $5, generation = $6, idempotency_key = $7
-             WHERE service = $1 AND saga_id = $2 AND step = $3 AND direction = 'execute'
-               AND outcome = 'refused' AND generation < $6",
-        )
-        .bind(self.service)
-        .bind(self.saga_id)
-        .bind(self.step)
-        .bind(refusal.as_str())
-        .bind(message)
-        .bind(self.generation)
-        .bind(idempotency_key)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if retaken == 1 {
-            return Ok(None);
-        }
-        self.load(conn, Direction::Execute).await.map(Some)
+        self.retake_refused(conn, Some(idempotency_key), Some((refusal, message)))
+            .await
     }
 
     /// Counts one delivery the row answered without running the handler, so operators (and tests) can

@@ -240,29 +240,57 @@ async fn a_repeated_execute_returns_the_first_output_and_runs_the_handler_once()
     participant.stop().await
 }
 
+/// One delivery of a step held inside its handler (at the gate) and `count` duplicates of it waiting on
+/// its barrier row's lock.
+struct Duplicates {
+    participant: Arc<Participant>,
+    gate: Arc<Gate>,
+    saga: Uuid,
+    first: tokio::task::JoinHandle<Result<Map<String, Value>, tonic::Status>>,
+    duplicates: Vec<tokio::task::JoinHandle<Result<Map<String, Value>, tonic::Status>>>,
+}
+
+impl Duplicates {
+    async fn deliver(action: &'static str, count: usize) -> Result<Self> {
+        let gate = Arc::new(Gate::default());
+        let handler = Recorder {
+            gate: Some(gate.clone()),
+            ..Recorder::default()
+        };
+        let participant = Arc::new(Participant::start(handler).await?);
+        let saga = Uuid::new_v4();
+        let deliver = |attempt| {
+            let participant = participant.clone();
+            tokio::spawn(async move {
+                participant
+                    .execute(execute_step(saga, action, attempt))
+                    .await
+            })
+        };
+        let first = deliver(1);
+        gate.entered.notified().await;
+        let duplicates: Vec<_> = (2..).take(count).map(deliver).collect();
+        wait_for_lock_waiters(&participant.pool, count).await?;
+        Ok(Self {
+            participant,
+            gate,
+            saga,
+            first,
+            duplicates,
+        })
+    }
+}
+
 #[tokio::test]
 async fn concurrent_duplicates_wait_for_the_first_delivery_and_all_get_its_answer() -> Result<()> {
     const DUPLICATES: usize = 4;
-    let gate = Arc::new(Gate::default());
-    let handler = Recorder {
-        gate: Some(gate.clone()),
-        ..Recorder::default()
-    };
-    let participant = Arc::new(Participant::start(handler).await?);
-    let saga = Uuid::new_v4();
-    let deliver = |attempt| {
-        let participant = participant.clone();
-        tokio::spawn(async move {
-            participant
-                .execute(execute_step(saga, "Reserve", attempt))
-                .await
-        })
-    };
-
-    let first = deliver(1);
-    gate.entered.notified().await;
-    let duplicates: Vec<_> = (2..).take(DUPLICATES).map(deliver).collect();
-    wait_for_lock_waiters(&participant.pool, DUPLICATES).await?;
+    let Duplicates {
+        participant,
+        gate,
+        saga,
+        first,
+        duplicates,
+    } = Duplicates::deliver("Reserve", DUPLICATES).await?;
     gate.release.notify_one();
 
     let first = first.await??;
@@ -286,26 +314,13 @@ async fn concurrent_duplicates_wait_for_the_first_delivery_and_all_get_its_answe
 #[tokio::test]
 async fn concurrent_duplicates_of_a_refused_step_all_get_the_one_recorded_refusal() -> Result<()> {
     const DUPLICATES: usize = 4;
-    let gate = Arc::new(Gate::default());
-    let handler = Recorder {
-        gate: Some(gate.clone()),
-        ..Recorder::default()
-    };
-    let participant = Arc::new(Participant::start(handler).await?);
-    let saga = Uuid::new_v4();
-    let deliver = |attempt| {
-        let participant = participant.clone();
-        tokio::spawn(async move {
-            participant
-                .execute(execute_step(saga, "Refuse", attempt))
-                .await
-        })
-    };
-
-    let first = deliver(1);
-    gate.entered.notified().await;
-    let duplicates: Vec<_> = (2..).take(DUPLICATES).map(deliver).collect();
-    wait_for_lock_waiters(&participant.pool, DUPLICATES).await?;
+    let Duplicates {
+        participant,
+        gate,
+        saga,
+        first,
+        duplicates,
+    } = Duplicates::deliver("Refuse", DUPLICATES).await?;
     // The refusal rolls back its claim before it records itself, so a waiting duplicate may take the row
     // and run the handler too: let every run through the gate.
     let opener = tokio::spawn({
@@ -492,6 +507,36 @@ async fn a_refusal_is_replayed_within_its_generation_and_run_again_after_an_oper
     }
     assert_eq!(participant.handler.executions(), 2);
     assert_eq!(participant.replays(saga, "execute").await?, 4);
+    participant.stop().await
+}
+
+#[tokio::test]
+async fn a_step_refused_again_after_an_operator_retry_records_the_later_refusal() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let saga = Uuid::new_v4();
+    let in_generation = |generation, attempt| StepRequest {
+        generation,
+        ..execute_step(saga, "Refuse", attempt)
+    };
+
+    for (generation, attempt) in [(0, 1), (1, 1), (1, 2)] {
+        let status = participant
+            .execute(in_generation(generation, attempt))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{generation}");
+    }
+    // Generation 1 ran the handler afresh and took the row over; its duplicate was replayed.
+    assert_eq!(participant.handler.executions(), 2);
+    let recorded: (String, i32, i32) = sqlx::query_as(
+        "SELECT outcome, generation, replays FROM saga_barrier
+         WHERE saga_id = $1 AND direction = 'execute'",
+    )
+    .bind(saga)
+    .fetch_one(&participant.pool)
+    .await?;
+    assert_eq!(recorded, ("refused".to_owned(), 1, 1));
+    assert!(participant.ledger(saga).await?.is_empty());
     participant.stop().await
 }
 
