@@ -261,9 +261,8 @@ async fn connect(url: &str) -> Result<PgPool, StartupError> {
             .max_connections(16)
             .acquire_timeout(CONNECT_TIMEOUT)
             // No test round trip before every checkout (a step is a handful of round trips, so it was a
-            // large share): a connection that broke while idle fails the step's first statement instead,
-            // which answers a transient error that the coordinator retries, and the pool drops it when
-            // its release test fails.
+            // large share): a connection that broke while idle fails the step's `BEGIN` instead, and the
+            // participant SDK begins again on another connection (`ParticipantService::new`).
             .test_before_acquire(false)
             .connect_with(options)
             .await
