@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use saga_participant::{ParticipantService, Router, TlsFileError, TlsFiles, serve_with_tls};
+use saga_participant::{
+    ParticipantService, Router, StepConnections, TlsFileError, TlsFiles, serve_with_tls,
+};
 use saga_shutdown::{TaskFailure, Tasks};
 use sqlx::migrate::{MigrateDatabase, MigrateError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -210,10 +212,12 @@ impl DemoServices {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let stop = shutdown.child_token();
         let tasks = Tasks::new();
+        // The services share one database, so they share the connections their steps run on too.
+        let connections = StepConnections::from(self.pool.clone());
         for bound in self.listeners {
             info!(service = %bound.service, addr = %bound.addr, "participant listening");
             let router = bound.service.router(&self.storage_dir);
-            spawn(&tasks, bound, router, &self.pool, self.tls.clone(), &stop);
+            spawn(&tasks, bound, router, &connections, self.tls.clone(), &stop);
         }
 
         tokio::select! {
@@ -236,11 +240,11 @@ fn spawn(
     tasks: &Tasks,
     bound: BoundService,
     router: Router,
-    pool: &PgPool,
+    connections: &StepConnections,
     tls: Option<ServerTlsConfig>,
     stop: &CancellationToken,
 ) {
-    let participant = ParticipantService::new(bound.service.as_str(), pool.clone(), router);
+    let participant = ParticipantService::new(bound.service.as_str(), connections.clone(), router);
     let participant = FaultInjection::new(participant, stop.clone());
     let served = serve_with_tls(bound.listener, participant, tls, stop.clone());
     tasks.spawn(bound.service.as_str(), served);
@@ -260,10 +264,8 @@ async fn connect(url: &str) -> Result<PgPool, StartupError> {
         PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(CONNECT_TIMEOUT)
-            // No test round trip before every checkout (a step is a handful of round trips, so it was a
-            // large share): a connection that broke while idle fails the step's `BEGIN` instead, and the
-            // participant SDK begins again on another connection (`ParticipantService::new`).
-            .test_before_acquire(false)
+            // Steps run on connections opened through this pool and then kept by the participant SDK
+            // (`StepConnections`), which tests them neither on checkout nor on return.
             .connect_with(options)
             .await
     };

@@ -15,6 +15,7 @@
 //! - [`StepError`] and [`Refusal`] (`error`): refusal or transient, and the gRPC status each becomes.
 //! - [`migrate`] (`barrier`): the `saga_barrier` table and the claim/replay rules.
 //! - [`ParticipantService`] (`service`): the `saga.v1.SagaParticipant` gRPC service.
+//! - [`StepConnections`] (`connections`): the connections its step transactions run on.
 //! - [`serve`] (`server`): serves it with `grpc.health.v1` on a listener the caller bound;
 //!   [`serve_with_tls`] with [`TlsFiles`] serves TLS, optionally requiring client certificates (mTLS).
 //!
@@ -48,6 +49,7 @@
 
 mod barrier;
 mod call;
+mod connections;
 mod error;
 mod handler;
 mod router;
@@ -56,6 +58,7 @@ mod service;
 
 pub use barrier::migrate;
 pub use call::{IDEMPOTENCY_KEY_HEADER, StepCall, TRACEPARENT_HEADER};
+pub use connections::StepConnections;
 pub use error::{BoxError, Refusal, StepError, UnknownRefusal};
 pub use handler::{StepHandler, StepOutput, output};
 pub use router::{Action, ActionFn, ActionFuture, Router};

@@ -4,11 +4,11 @@
 use saga_proto::json_to_struct;
 use saga_proto::v1::saga_participant_server::SagaParticipant;
 use saga_proto::v1::{StepRequest, StepResponse};
-use sqlx::{PgPool, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::barrier::{Barrier, Outcome, Recorded};
+use crate::connections::StepConnections;
 use crate::{Direction, Refusal, StepCall, StepError, StepHandler, StepOutput};
 
 /// A participant service: a [`StepHandler`] wrapped in the idempotency barrier.
@@ -27,7 +27,7 @@ use crate::{Direction, Refusal, StepCall, StepError, StepHandler, StepOutput};
 #[derive(Debug)]
 pub struct ParticipantService<H> {
     service: String,
-    pool: PgPool,
+    connections: StepConnections,
     handler: H,
 }
 
@@ -35,13 +35,18 @@ impl<H: StepHandler> ParticipantService<H> {
     /// Wraps `handler`. `service` names the participant in its barrier rows (e.g. `billing`), so several
     /// services can share one database.
     ///
-    /// The pool needs no connection test before each checkout (`PgPoolOptions::test_before_acquire`,
-    /// a round trip per step): the service starts a step's transaction again on another connection when
-    /// its `BEGIN` finds the connection gone, as that test would have.
-    pub fn new(service: impl Into<String>, pool: PgPool, handler: H) -> Self {
+    /// Steps run on `connections`: a [`sqlx::PgPool`], or [`StepConnections`] built from one and shared
+    /// with other services. Their connections are tested neither before a checkout nor after: the
+    /// service begins a step's transaction again on another connection when its `BEGIN` finds the
+    /// session gone, as a test would have.
+    pub fn new(
+        service: impl Into<String>,
+        connections: impl Into<StepConnections>,
+        handler: H,
+    ) -> Self {
         Self {
             service: service.into(),
-            pool,
+            connections: connections.into(),
             handler,
         }
     }
@@ -64,7 +69,7 @@ impl<H: StepHandler> ParticipantService<H> {
 
     async fn execute_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
-        let mut tx = begin(&self.pool).await?;
+        let mut tx = self.connections.begin().await?;
         let claimed = barrier
             .claim(
                 &mut tx,
@@ -108,9 +113,12 @@ impl<H: StepHandler> ParticipantService<H> {
                 tx.rollback().await?;
                 self.record_refusal(call, refusal, message).await
             }
-            // Dropping the transaction rolls back the work and the claim: nothing recorded, the retry runs
-            // the handler again.
-            Err(transient) => Err(transient),
+            // Rolling back undoes the work and the claim: nothing recorded, the retry runs the handler
+            // again. Should the rollback fail, the connection is closed, which rolls back just the same.
+            Err(transient) => {
+                let _ = tx.rollback().await;
+                Err(transient)
+            }
         }
     }
 
@@ -126,7 +134,7 @@ impl<H: StepHandler> ParticipantService<H> {
         message: String,
     ) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
-        let mut tx = begin(&self.pool).await?;
+        let mut tx = self.connections.begin().await?;
         let recorded = barrier
             .record_refusal(&mut tx, &call.idempotency_key, refusal, &message)
             .await?;
@@ -143,7 +151,7 @@ impl<H: StepHandler> ParticipantService<H> {
 
     async fn compensate_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
-        let mut tx = begin(&self.pool).await?;
+        let mut tx = self.connections.begin().await?;
         // Claim the execute row first: if an execute is in flight this waits for it to end, and if the
         // forward step never ran, the row marked cancelled fences off a late execute.
         let forward = barrier
@@ -178,9 +186,14 @@ impl<H: StepHandler> ParticipantService<H> {
             return Ok(StepOutput::new());
         }
 
-        // Any error drops the transaction: nothing recorded, the coordinator retries (a compensation
-        // cannot refuse).
-        let output = self.handler.compensate(call, &mut tx).await?;
+        // Any error rolls back: nothing recorded, the coordinator retries (a compensation cannot refuse).
+        let output = match self.handler.compensate(call, &mut tx).await {
+            Ok(output) => output,
+            Err(err) => {
+                let _ = tx.rollback().await;
+                return Err(err);
+            }
+        };
         barrier
             .set_output(&mut tx, Direction::Compensate, &output)
             .await?;
@@ -212,36 +225,6 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         async { answer(self.compensate_step(&call).await) }
             .instrument(span)
             .await
-    }
-}
-
-/// Begins a step's transaction. A pooled connection that died while idle (the server restarted, or
-/// ended the session) fails its `BEGIN`, before any work, and the pool drops it; starting again on the
-/// next connection is then safe. Every pooled connection may be dead: one try more than the pool holds
-/// reaches a new one.
-async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tries = pool.options().get_max_connections() + 1;
-    loop {
-        match pool.begin().await {
-            Err(err) if tries > 1 && connection_lost(&err) => {
-                debug!(error = %err, "pooled connection lost, beginning on another");
-                tries -= 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Whether `err` says the session is gone rather than anything about the statement: an I/O failure, or
-/// the server ending the session (SQLSTATE class 08, connection exception, or 57P, operator
-/// intervention such as a shutdown or `pg_terminate_backend`).
-fn connection_lost(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        _ => false,
     }
 }
 

@@ -13,7 +13,6 @@ use saga_proto::v1::saga_participant_client::SagaParticipantClient;
 use saga_proto::{json_to_struct, struct_to_json};
 use saga_testkit::TestDatabase;
 use serde_json::{Map, Value, json};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -105,7 +104,6 @@ struct Participant {
     /// The test's own reads; the service has a pool of its own.
     pool: PgPool,
     /// The service's pool, built as the SDK recommends: no connection test before each checkout.
-    service_pool: PgPool,
     addr: SocketAddr,
     client: SagaParticipantClient<Channel>,
     handler: Recorder,
@@ -129,16 +127,12 @@ impl Participant {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let service_pool = PgPoolOptions::new()
-            .test_before_acquire(false)
-            .connect(&database.url())
-            .await?;
-        let service = ParticipantService::new("inventory", service_pool.clone(), handler.clone());
+        let service_pool = PgPool::connect(&database.url()).await?;
+        let service = ParticipantService::new("inventory", service_pool, handler.clone());
         let server = tokio::spawn(saga_participant::serve(listener, service, shutdown.clone()));
         let client = SagaParticipantClient::connect(format!("http://{addr}")).await?;
         Ok(Self {
             pool,
-            service_pool,
             addr,
             client,
             handler,
@@ -375,9 +369,9 @@ async fn a_pooled_connection_lost_while_idle_is_replaced_before_the_step_runs() 
     participant
         .execute(execute_step(Uuid::new_v4(), "Reserve", 1))
         .await?;
-    wait_until_idle(&participant.service_pool).await?;
 
-    // End every session of the service's pool, as a server restart would.
+    // End every session of the service's connections (back in its pool once the step committed, before
+    // the answer), as a server restart would.
     let mut admin = PgConnection::connect(&participant.database.url()).await?;
     let ended: i64 = sqlx::query_scalar(
         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity
@@ -396,18 +390,48 @@ async fn a_pooled_connection_lost_while_idle_is_replaced_before_the_step_runs() 
     participant.stop().await
 }
 
-/// Polls until every connection of `pool` is back in it, idle: a connection is returned by a task of
-/// its own after the call that used it has answered.
-async fn wait_until_idle(pool: &PgPool) -> Result<()> {
-    let idle = async {
-        while pool.num_idle() < usize::try_from(pool.size())? {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        anyhow::Ok(())
+#[tokio::test]
+async fn a_call_cancelled_mid_step_ends_its_transaction_at_once_and_the_retry_runs() -> Result<()> {
+    let gate = Arc::new(Gate::default());
+    let handler = Recorder {
+        gate: Some(gate.clone()),
+        ..Recorder::default()
     };
-    tokio::time::timeout(Duration::from_secs(10), idle)
+    let participant = Arc::new(Participant::start(handler).await?);
+    let saga = Uuid::new_v4();
+
+    let cancelled = tokio::spawn({
+        let participant = participant.clone();
+        async move { participant.execute(execute_step(saga, "Reserve", 1)).await }
+    });
+    // The claim and the ledger row are written, the transaction open; the caller gives up (its stream
+    // is reset and the service drops the step).
+    gate.entered.notified().await;
+    cancelled.abort();
+    assert!(cancelled.await.is_err_and(|e| e.is_cancelled()));
+
+    // The retry claims the same barrier row: it waits for the cancelled transaction to end, which must
+    // happen at once, not whenever its connection is next used.
+    let retry = tokio::spawn({
+        let participant = participant.clone();
+        async move { participant.execute(execute_step(saga, "Reserve", 2)).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), gate.entered.notified())
         .await
-        .context("the pool's connections never came back")?
+        .context("the retry still waits for the cancelled step's transaction")?;
+    gate.release.notify_one();
+    let retried = retry.await??;
+
+    assert_eq!(retried["run"], json!(2));
+    assert_eq!(
+        participant.ledger(saga).await?,
+        ["execute"],
+        "the cancelled run's work was rolled back"
+    );
+    Arc::into_inner(participant)
+        .context("participant still shared")?
+        .stop()
+        .await
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use saga_core::{
     ListFilter, RecordedEvent, Saga, SagaId, SagaSummary, Stats, StatsQuery, Transition,
 };
+use saga_pgpool::{Connections, connection_lost};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use tracing::instrument;
@@ -51,6 +52,11 @@ const WAKEUP_CHANNEL: &str = "sagad_due";
 /// stalled saga.
 const CONTROL_CONNECTIONS: u32 = 2;
 
+/// Connections the group commit writes on (its starts and its transitions run side by side), kept out
+/// of sqlx's pool so that each goes back after its statement without a test round trip
+/// (`saga_pgpool`). Opened through the main pool, beyond its `max_connections`.
+const WRITER_CONNECTIONS: usize = 2;
+
 /// How long a pooled connection may sit idle before it is tested on checkout.
 const TEST_IDLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -72,6 +78,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Leases: claims, renewals, releases, the next due time, the database clock.
     control: PgPool,
+    /// The group commit's batches: [`SagaStore::create_many`] and [`SagaStore::commit_many`].
+    writers: Connections,
 }
 
 impl PgStore {
@@ -104,8 +112,10 @@ impl PgStore {
                 })
                 .connect_lazy_with(options.clone())
         };
+        let main = pool(max_connections);
         Ok(Self {
-            pool: pool(max_connections),
+            writers: Connections::new(main.clone(), WRITER_CONNECTIONS, Some(TEST_IDLE_AFTER)),
+            pool: main,
             control: pool(CONTROL_CONNECTIONS),
         })
     }
@@ -130,6 +140,25 @@ impl PgStore {
         result.map_err(|e| classify(&self.pool, e))
     }
 
+    /// Runs one of the group commit's statements on a writer connection. The connection goes back once
+    /// the statement was answered, even by the database's refusal (the session is sound either way);
+    /// after anything else (I/O, protocol) it is closed.
+    async fn write<T>(
+        &self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.db(self.writers.get().await)?;
+        let result = statement(&mut conn).await;
+        let answered = match &result {
+            Ok(_) => true,
+            Err(e) => matches!(e, sqlx::Error::Database(_)) && !connection_lost(e),
+        };
+        if answered {
+            conn.give_back();
+        }
+        self.db(result)
+    }
+
     /// [`PgStore::db`] for the lease machinery's own pool.
     fn control<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
         result.map_err(|e| classify(&self.control, e))
@@ -150,6 +179,33 @@ impl PgStore {
         .await)?;
         self.db(tx.rollback().await)?;
         Ok(lines.join("\n"))
+    }
+
+    /// The plan that the group commit's most recently used connection keeps for its prepared statement
+    /// whose text contains `fragment`, as `EXPLAIN EXECUTE` shows it (all parameters NULL: a cached
+    /// generic plan does not depend on them). `None` when that connection has not prepared such a
+    /// statement, or still plans it afresh on every run.
+    pub async fn explain_cached_write(&self, fragment: &str) -> Result<Option<String>, StoreError> {
+        self.write(async |conn| {
+            let prepared: Option<(String, i32)> = sqlx::query_as(
+                "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements
+                 WHERE strpos(statement, $1) > 0 AND generic_plans > 0",
+            )
+            .bind(fragment)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((name, parameters)) = prepared else {
+                return Ok(None);
+            };
+            let nulls = vec!["NULL"; usize::try_from(parameters).unwrap_or_default()].join(", ");
+            let lines: Vec<String> =
+                sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}({nulls})"))
+                    .persistent(false)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            Ok(Some(lines.join("\n")))
+        })
+        .await
     }
 
     /// The query plan of the recovery loop's claim, as `EXPLAIN` prints it (nothing is claimed).
@@ -363,7 +419,9 @@ impl SagaStore for PgStore {
         sagas: &[&Saga],
         owner: &Owner,
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
-        let inserted = self.db(writes::insert(&self.pool, sagas, owner).await)?;
+        let inserted = self
+            .write(async |conn| writes::insert(conn, sagas, owner).await)
+            .await?;
         let mut created = Vec::with_capacity(sagas.len());
         for (saga, inserted) in sagas.iter().zip(inserted) {
             created.push(match (inserted, saga.idempotency_key.as_deref()) {
@@ -419,7 +477,8 @@ impl SagaStore for PgStore {
         writes: &[(&Transition, LeaseAfter)],
         owner: &Owner,
     ) -> Result<Vec<Option<Committed>>, StoreError> {
-        self.db(writes::update(&self.pool, writes, owner).await)
+        self.write(async |conn| writes::update(conn, writes, owner).await)
+            .await
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]

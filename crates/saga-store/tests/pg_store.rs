@@ -1287,31 +1287,8 @@ async fn with_many_finished_sagas_parked_and_stuck_read_only_the_status_and_due_
     assert!(!plan.contains("Seq Scan on sagas"), "{plan}");
 }
 
-/// The plan a connection of `store`'s one-connection pool keeps for its prepared statement whose text
-/// contains `fragment`, as `EXPLAIN EXECUTE` shows it (parameters all NULL: the cached generic plan does
-/// not depend on them).
-async fn cached_plan(store: &PgStore, fragment: &str) -> String {
-    let (name, parameters, generic): (String, i32, i64) = sqlx::query_as(
-        "SELECT name, cardinality(parameter_types), generic_plans FROM pg_prepared_statements
-         WHERE strpos(statement, $1) > 0",
-    )
-    .bind(fragment)
-    .fetch_one(store.pool())
-    .await
-    .expect("the statement is prepared on the connection");
-    assert!(generic > 0, "{name} still gets a fresh plan per run");
-    let nulls = vec!["NULL"; usize::try_from(parameters).expect("count")].join(", ");
-    let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}({nulls})"))
-        .persistent(false)
-        .fetch_all(store.pool())
-        .await
-        .expect("explain the cached plan");
-    lines.join("\n")
-}
-
 #[tokio::test]
 async fn a_commit_prepared_while_the_log_was_small_finds_its_saga_by_key_once_the_log_is_large() {
-    // One connection, so the statements below run where the commit's plan is cached.
     let db = TestDatabase::create("saga_store").await;
     let store = PgStore::connect(&db.url(), 1).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -1343,7 +1320,12 @@ async fn a_commit_prepared_while_the_log_was_small_finds_its_saga_by_key_once_th
     let done = step(&store, &saga, Ok(JsonMap::new())).await;
     assert_eq!(done.revision, 1);
 
-    let plan = cached_plan(&store, "UPDATE sagas s").await;
+    // One write at a time: each ran on the writer connection used last, where the plan is cached.
+    let plan = store
+        .explain_cached_write("UPDATE sagas s")
+        .await
+        .expect("explain the cached plan")
+        .expect("the commit is prepared there, with a generic plan");
     println!("the commit's cached plan with 20,000 sagas:\n{plan}");
     assert!(plan.contains("Index Scan using sagas_pkey"), "{plan}");
     assert!(!plan.contains("Seq Scan on sagas"), "{plan}");

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use saga_core::{HistoryEvent, Saga, SagaStatus, Transition};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use crate::{Committed, LeaseAfter, Owner};
 /// Inserts `sagas` (all steps PENDING, event SAGA_STARTED) leased to `owner` at epoch 1, skipping any
 /// whose (type, idempotency key) is taken; returns which were inserted, in order.
 pub(super) async fn insert(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     sagas: &[&Saga],
     owner: &Owner,
 ) -> Result<Vec<bool>, sqlx::Error> {
@@ -127,7 +127,7 @@ pub(super) async fn insert(
     .bind(step_indexes)
     .bind(step_names)
     .bind(step_participants)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(sagas.iter().map(|s| inserted.contains(&s.id.0)).collect())
@@ -137,7 +137,7 @@ pub(super) async fn insert(
 /// taking over, whoever holds it), and does its lease action; returns, in order, what each write
 /// committed, or `None` where the saga had moved on (the write changed nothing).
 pub(super) async fn update(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     writes: &[(&Transition, LeaseAfter)],
     owner: &Owner,
 ) -> Result<Vec<Option<Committed>>, sqlx::Error> {
@@ -270,7 +270,7 @@ pub(super) async fn update(
     .bind(events.step_indexes)
     .bind(events.attempts)
     .bind(events.details)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let written: HashMap<Uuid, Committed> = rows
         .into_iter()
