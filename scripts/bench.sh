@@ -10,7 +10,8 @@
 # Usage: scripts/bench.sh [SAGAS_PER_RUN (default 3000)] [CONCURRENCY ...]
 #        SAGAD_METRICS_ADDR= scripts/bench.sh ...   (the same with sagad's metrics off)
 #        BENCH_DB_PREFIX=name scripts/bench.sh ...  (databases name and name_demo; default sagad_bench)
-# Run it on an otherwise idle machine: CPU time is read per process name (see crates/saga-bench/src/cpu.rs).
+# Run it on an otherwise idle machine: sagad's and the participants' CPU time is read by process id, but
+# PostgreSQL's is every server process's (see crates/saga-bench/src/cpu.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,9 +62,11 @@ start() {
 address() { grep "$1 listening on" "$work/$2.out" | head -1 | sed 's/.*listening on //'; }
 
 start noop "$bin/saga-bench" noop-participant --listen 127.0.0.1:0
+noop_pid=${pids[-1]}
 start demo env DEMO_DATABASE_URL="postgres://postgres@127.0.0.1:5432/${db_prefix}_demo" RUST_LOG=error \
   "$bin/demo-participants" --service all \
   --billing-addr 127.0.0.1:0 --device-addr 127.0.0.1:0 --payment-addr 127.0.0.1:0 --withdrawal-addr 127.0.0.1:0
+demo_pid=${pids[-1]}
 for service in billing device payment withdrawal; do
   while ! grep -q "$service listening on" "$work/demo.out"; do sleep 0.1; done
 done
@@ -86,7 +89,8 @@ run() {
   echo
   echo "=== $saga_type, $sagas sagas, $concurrency workers"
   "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --saga-type "$saga_type" \
-    --payload "$payload" --sagas "$sagas" --concurrency "$concurrency"
+    --payload "$payload" --sagas "$sagas" --concurrency "$concurrency" \
+    --sagad-pid "$sagad_pid" --participant-pid "$noop_pid" --participant-pid "$demo_pid"
 }
 
 # A short warm-up, so connection pools and prepared statements exist before the first measured run.

@@ -111,6 +111,13 @@ struct Args {
     /// Give up (and fail) if one saga is not terminal after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     saga_timeout: Duration,
+    /// sagad's process id (repeat for several): only these count as sagad's CPU time, not every process
+    /// named `sagad`.
+    #[arg(long = "sagad-pid")]
+    sagad_pids: Vec<i32>,
+    /// A participant's process id (repeat for several): only these count as the participants' CPU time.
+    #[arg(long = "participant-pid")]
+    participant_pids: Vec<i32>,
 }
 
 fn main() -> ExitCode {
@@ -169,7 +176,11 @@ async fn bench() -> Result<()> {
         .with_context(|| format!("cannot reach sagad at {}", args.addr))?;
     let mut counter = CommitCounter::connect(&args.database_url).await?;
     let before = counter.read().await?;
-    let cpu_before = cpu::Sample::take()?;
+    let pids = cpu::Pids {
+        sagad: args.sagad_pids,
+        participants: args.participant_pids,
+    };
+    let cpu_before = cpu::Sample::take(&pids)?;
 
     eprintln!(
         "running {} {} sagas against {} with {} workers ...",
@@ -183,9 +194,9 @@ async fn bench() -> Result<()> {
         saga_timeout: args.saga_timeout,
     };
     let report = load::run(SagaCoordinatorClient::new(channel), plan).await?;
-    let cpu = cpu::Sample::take()?.since(&cpu_before);
+    let cpu = cpu::Sample::take(&pids)?.since(&cpu_before);
     print_run(&report, args.sagas, args.concurrency);
-    print_cpu(&cpu, args.sagas);
+    print_cpu(&cpu, args.sagas, &pids);
 
     let (writes, steps) = counter.footprint(&report.ids).await?;
     eprintln!("waiting (11-15 s) for PostgreSQL statistics to settle ...");
@@ -240,9 +251,20 @@ fn print_run(report: &Report, sagas: u32, concurrency: u32) {
     );
 }
 
-fn print_cpu(cpu: &HashMap<Side, f64>, sagas: u32) {
+fn print_cpu(cpu: &HashMap<Side, f64>, sagas: u32, pids: &cpu::Pids) {
+    let counted = |pids: &[i32], name| {
+        if pids.is_empty() {
+            format!("{name}: every process of that name")
+        } else {
+            format!("{name}: pids {pids:?}")
+        }
+    };
     println!();
-    println!("CPU time per saga (user + system, from /proc; every process of that name counts)");
+    println!(
+        "CPU time per saga (user + system, from /proc; {}; {}; PostgreSQL: every server process)",
+        counted(&pids.sagad, "sagad"),
+        counted(&pids.participants, "participants")
+    );
     for side in Side::ALL {
         let seconds = cpu.get(&side).copied().unwrap_or_default();
         row(
