@@ -240,27 +240,41 @@ struct Duplicates {
     participant: Arc<Participant>,
     gate: Arc<Gate>,
     saga: Uuid,
-    first: tokio::task::JoinHandle<Result<Map<String, Value>, tonic::Status>>,
-    duplicates: Vec<tokio::task::JoinHandle<Result<Map<String, Value>, tonic::Status>>>,
+    first: Delivery,
+    duplicates: Vec<Delivery>,
 }
 
-impl Duplicates {
-    async fn deliver(action: &'static str, count: usize) -> Result<Self> {
+/// An answer to a delivery made in a task of its own.
+type Delivery = JoinHandle<Result<Map<String, Value>, tonic::Status>>;
+
+impl Participant {
+    /// A participant whose executes stop at a gate: each signals `entered` once its ledger row is
+    /// written (its transaction open) and waits for `release`.
+    async fn gated() -> Result<(Arc<Self>, Arc<Gate>)> {
         let gate = Arc::new(Gate::default());
         let handler = Recorder {
             gate: Some(gate.clone()),
             ..Recorder::default()
         };
-        let participant = Arc::new(Participant::start(handler).await?);
+        Ok((Arc::new(Self::start(handler).await?), gate))
+    }
+
+    /// Delivers an execute of `action` for `saga` in a task of its own.
+    fn spawn_execute(self: &Arc<Self>, saga: Uuid, action: &'static str, attempt: u32) -> Delivery {
+        let participant = self.clone();
+        tokio::spawn(async move {
+            participant
+                .execute(execute_step(saga, action, attempt))
+                .await
+        })
+    }
+}
+
+impl Duplicates {
+    async fn deliver(action: &'static str, count: usize) -> Result<Self> {
+        let (participant, gate) = Participant::gated().await?;
         let saga = Uuid::new_v4();
-        let deliver = |attempt| {
-            let participant = participant.clone();
-            tokio::spawn(async move {
-                participant
-                    .execute(execute_step(saga, action, attempt))
-                    .await
-            })
-        };
+        let deliver = |attempt| participant.spawn_execute(saga, action, attempt);
         let first = deliver(1);
         gate.entered.notified().await;
         let duplicates: Vec<_> = (2..).take(count).map(deliver).collect();
@@ -392,18 +406,10 @@ async fn a_pooled_connection_lost_while_idle_is_replaced_before_the_step_runs() 
 
 #[tokio::test]
 async fn a_call_cancelled_mid_step_ends_its_transaction_at_once_and_the_retry_runs() -> Result<()> {
-    let gate = Arc::new(Gate::default());
-    let handler = Recorder {
-        gate: Some(gate.clone()),
-        ..Recorder::default()
-    };
-    let participant = Arc::new(Participant::start(handler).await?);
+    let (participant, gate) = Participant::gated().await?;
     let saga = Uuid::new_v4();
 
-    let cancelled = tokio::spawn({
-        let participant = participant.clone();
-        async move { participant.execute(execute_step(saga, "Reserve", 1)).await }
-    });
+    let cancelled = participant.spawn_execute(saga, "Reserve", 1);
     // The claim and the ledger row are written, the transaction open; the caller gives up (its stream
     // is reset and the service drops the step).
     gate.entered.notified().await;
@@ -412,10 +418,7 @@ async fn a_call_cancelled_mid_step_ends_its_transaction_at_once_and_the_retry_ru
 
     // The retry claims the same barrier row: it waits for the cancelled transaction to end, which must
     // happen at once, not whenever its connection is next used.
-    let retry = tokio::spawn({
-        let participant = participant.clone();
-        async move { participant.execute(execute_step(saga, "Reserve", 2)).await }
-    });
+    let retry = participant.spawn_execute(saga, "Reserve", 2);
     tokio::time::timeout(Duration::from_secs(10), gate.entered.notified())
         .await
         .context("the retry still waits for the cancelled step's transaction")?;
@@ -686,18 +689,10 @@ async fn a_compensation_after_a_refusal_has_nothing_to_undo() -> Result<()> {
 
 #[tokio::test]
 async fn a_compensation_racing_an_in_flight_execute_waits_for_it_then_undoes_it() -> Result<()> {
-    let gate = Arc::new(Gate::default());
-    let handler = Recorder {
-        gate: Some(gate.clone()),
-        ..Recorder::default()
-    };
-    let participant = Arc::new(Participant::start(handler).await?);
+    let (participant, gate) = Participant::gated().await?;
     let saga = Uuid::new_v4();
 
-    let execute = tokio::spawn({
-        let participant = participant.clone();
-        async move { participant.execute(execute_step(saga, "Reserve", 1)).await }
-    });
+    let execute = participant.spawn_execute(saga, "Reserve", 1);
     gate.entered.notified().await;
     let compensate = tokio::spawn({
         let participant = participant.clone();
