@@ -6,6 +6,10 @@
 # the measured run, read as soon as saga-bench prints it; saga-bench's wait for PostgreSQL statistics
 # that follows is cut short, nothing here reads them), then the medians.
 #
+# With BENCH_TRACES_RATIO set (e.g. 0.1), each round also runs export on with that share of sagas traced
+# (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, the participants following sagad's decision): mode
+# "sampled".
+#
 # Usage: scripts/bench-traces.sh [SAGAS (default 1000)] [ROUNDS (default 3)] [CONCURRENCY (default 32)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +17,9 @@ cd "$(dirname "$0")/.."
 sagas=${1:-1000}
 rounds=${2:-3}
 concurrency=${3:-32}
+ratio=${BENCH_TRACES_RATIO:-}
+modes=(off on)
+[ -n "$ratio" ] && modes+=(sampled)
 
 scripts/ensure-postgres.sh
 cargo build --release --locked --bin sagad --bin demo-participants --bin saga-bench
@@ -52,7 +59,11 @@ sink=$(sed -n 's/.*listening on //p' "$work/sink.out")
 # One run with export $1 (off or on); appends "mode sagas/s µs-per-saga" to $work/results.
 run() {
   local mode=$1 otel=()
-  [ "$mode" = on ] && otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink")
+  case $mode in
+    on) otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink") ;;
+    sampled) otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=parentbased_traceidratio
+      OTEL_TRACES_SAMPLER_ARG="$ratio") ;;
+  esac
   for db in sagad_bench_traces sagad_bench_traces_demo; do
     psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
     psql "$admin" -qc "CREATE DATABASE $db"
@@ -100,11 +111,10 @@ run() {
 
 echo "mode sagas/s sagad-cpu-us-per-saga ($sagas sagas, $concurrency workers, purchase_plan)"
 for _ in $(seq 1 "$rounds"); do
-  run off
-  run on
+  for mode in "${modes[@]}"; do run "$mode"; done
 done
 tail -1 "$work/sink.out"
 median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-for mode in off on; do
+for mode in "${modes[@]}"; do
   echo "median $mode: $(median "$mode" 2) sagas/s, $(median "$mode" 3) µs sagad CPU per saga"
 done
