@@ -52,9 +52,10 @@ const WAKEUP_CHANNEL: &str = "sagad_due";
 /// stalled saga.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-/// Connections the group commit writes on (its starts and its transitions run side by side), kept out
-/// of sqlx's pool so that each goes back after its statement without a test round trip
-/// (`saga_pgpool`). Opened through the main pool, beyond its `max_connections`.
+/// Connections the group commit writes on (its starts and its transitions run side by side; an
+/// operator action's single commit takes one too), kept out of sqlx's pool so that each goes back after
+/// its statement without a test round trip (`saga_pgpool`). Opened through the main pool, beyond its
+/// `max_connections`.
 const WRITER_CONNECTIONS: usize = 2;
 
 /// How long a pooled connection may sit idle before it is tested on checkout.
@@ -78,7 +79,7 @@ pub struct PgStore {
     pool: PgPool,
     /// Leases: claims, renewals, releases, the next due time, the database clock.
     control: PgPool,
-    /// The group commit's batches: [`SagaStore::create_many`] and [`SagaStore::commit_many`].
+    /// Every saga write: [`SagaStore::create_many`] and [`SagaStore::commit_many`].
     writers: Connections,
 }
 
