@@ -437,6 +437,57 @@ async fn a_call_cancelled_mid_step_ends_its_transaction_at_once_and_the_retry_ru
         .await
 }
 
+/// The rules relating the barrier's columns are one CHECK calling `saga_barrier_row_is_valid` (cheaper per
+/// statement than three expressions), validated by the SDK's migrations.
+#[tokio::test]
+async fn the_barrier_table_refuses_rows_that_break_its_rules() -> Result<()> {
+    let participant = Participant::start(Recorder::default()).await?;
+    let insert = |direction: &'static str, outcome: &'static str, code: Option<&'static str>| {
+        sqlx::query(
+            "INSERT INTO saga_barrier (service, saga_id, step, direction, outcome, error_code,
+                                       error_message)
+             VALUES ('inventory', $1, 'RESERVE', $2, $3, $4, $4)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(direction)
+        .bind(outcome)
+        .bind(code)
+        .execute(&participant.pool)
+    };
+    let broken = [
+        ("compensate", "refused", Some("ABORTED")),
+        ("compensate", "cancelled", None),
+        ("execute", "skipped", None),
+        ("execute", "refused", None),
+        ("execute", "succeeded", Some("ABORTED")),
+    ];
+    for (direction, outcome, code) in broken {
+        let err = insert(direction, outcome, code)
+            .await
+            .expect_err("a row breaking the rules");
+        assert!(
+            err.to_string().contains("saga_barrier_row_rules"),
+            "{direction} {outcome} {code:?}: {err}"
+        );
+    }
+    let kept = [
+        ("execute", "refused", Some("ABORTED")),
+        ("execute", "cancelled", None),
+        ("compensate", "skipped", None),
+        ("compensate", "succeeded", None),
+    ];
+    for (direction, outcome, code) in kept {
+        insert(direction, outcome, code).await?;
+    }
+    let validated: bool = sqlx::query_scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'saga_barrier_row_rules'",
+    )
+    .fetch_one(&participant.pool)
+    .await?;
+    assert!(validated, "the migrations validate the rules");
+    participant.stop().await
+}
+
 #[tokio::test]
 async fn an_invalid_argument_writes_nothing_not_even_a_barrier_row() -> Result<()> {
     let participant = Participant::start(Recorder::default()).await?;

@@ -235,6 +235,47 @@ async fn the_schema_refuses_statuses_outside_the_enum() {
     assert!(err.to_string().contains("sagas_status_check"), "{err}");
 }
 
+/// The single-column rules live in domains (migration `column_rules_in_domains`), added `NOT VALID` so an
+/// upgrade does not scan the log: every new value is still checked.
+#[tokio::test]
+async fn the_schema_refuses_values_its_domains_rule_out() {
+    let (store, _db) = store().await;
+    let saga = new_saga(None);
+    let saga = store.create(&saga, &owner()).await.expect("create").saga;
+    let refusals = [
+        (
+            "UPDATE sagas SET failure_reason = 'BORED', failure_message = 'x' WHERE id = $1",
+            "saga_failure_reason_check",
+        ),
+        (
+            "UPDATE sagas SET definition_version = 0 WHERE id = $1",
+            "saga_definition_version_check",
+        ),
+        (
+            "UPDATE saga_steps SET status = 'DONE' WHERE saga_id = $1",
+            "saga_step_status_check",
+        ),
+        (
+            "UPDATE saga_steps SET attempts = attempts - 1 WHERE saga_id = $1",
+            "saga_count_check",
+        ),
+        (
+            "INSERT INTO saga_events (saga_id, kind, detail) VALUES ($1, 'SAGA_NAPPED', '{}')",
+            "saga_event_kind_check",
+        ),
+    ];
+    for (statement, rule) in refusals {
+        let err = sqlx::query(statement)
+            .bind(saga.id.0)
+            .execute(store.pool())
+            .await
+            .expect_err(statement);
+        assert!(err.to_string().contains(rule), "{statement}: {err}");
+    }
+    let kinds_written = event_kinds(&store, saga.id).await;
+    assert_eq!(kinds_written, ["SAGA_STARTED"]);
+}
+
 #[tokio::test]
 async fn listing_pages_newest_first_and_stays_stable_while_sagas_are_added() {
     let (store, _db) = store().await;
