@@ -2,9 +2,12 @@
 # What trace export costs: saga-bench runs `purchase_plan` against sagad and the demo participants with span
 # export off, then on (both processes exporting to the `otlp_sink` example, a stand-in collector),
 # alternating ROUNDS times, each run on fresh databases after a short warm-up. Prints, per run, saga-bench's
-# throughput and the CPU time of that one sagad process per saga (utime + stime from /proc/<pid>/stat over
-# the measured run, read as soon as saga-bench prints it; saga-bench's wait for PostgreSQL statistics
-# that follows is cut short, nothing here reads them), then the medians.
+# throughput and the CPU time per saga (utime + stime over the measured run, as saga-bench reads it) of the
+# sagad process, of the demo-participants process and of PostgreSQL (every server process); saga-bench's
+# wait for PostgreSQL statistics that follows is cut short, nothing here reads them. Then the medians, and
+# the export's CPU per saga (sagad and participants, on minus off) against the CPU a saga costs with export
+# off. PostgreSQL runs the same statements either way; its CPU per saga still moves, with the machine's
+# speed between runs and with the contention export adds on the same cores (not counted in the estimate).
 #
 # With BENCH_TRACES_RATIO set (e.g. 0.1), each round also runs export on with that share of sagas traced
 # (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, the participants following sagad's decision): mode
@@ -48,15 +51,14 @@ await() {
   echo "bench-traces: no \"$2\" in $1" >&2
   exit 1
 }
-# The CPU ticks (user + system) process $1 has used.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 "$bin/examples/otlp_sink" 127.0.0.1:0 >"$work/sink.out" &
 pids+=($!)
 await "$work/sink.out" "listening on"
 sink=$(sed -n 's/.*listening on //p' "$work/sink.out")
 
-# One run with export $1 (off or on); appends "mode sagas/s µs-per-saga" to $work/results.
+# One run with export $1 (off, on or sampled); appends "mode sagas/s sagad participants postgresql" (CPU in
+# µs per saga) to $work/results.
 run() {
   local mode=$1 otel=()
   case $mode in
@@ -87,34 +89,44 @@ run() {
   await "$work/sagad.out" "listening on"
   local addr="http://$(sed -n 's/^sagad listening on //p' "$work/sagad.out")"
   "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas 200 --concurrency 8 >/dev/null 2>&1
-  local before after
-  before=$(ticks "$sagad")
   "$bin/saga-bench" --addr "$addr" --database-url "$saga_log" --sagas "$sagas" \
-    --concurrency "$concurrency" >"$work/bench.out" 2>/dev/null &
+    --concurrency "$concurrency" --sagad-pid "$sagad" --participant-pid "$demo" >"$work/bench.out" \
+    2>/dev/null &
   local bench=$!
-  # Its run report is printed once the last saga is terminal; an idle sagad's background work after
-  # that is not the sagas' cost.
-  until grep -qs "throughput" "$work/bench.out"; do
+  # Its CPU report is printed once the last saga is terminal; what follows (a wait for PostgreSQL's
+  # statistics, an idle sagad's background work) is not the sagas' cost.
+  until grep -qs "^  saga-bench " "$work/bench.out"; do
     kill -0 "$bench" 2>/dev/null || { echo "bench-traces: saga-bench failed" >&2; exit 1; }
     sleep 0.1
   done
-  after=$(ticks "$sagad")
   kill -TERM "$bench"
   wait "$bench" || true
-  local throughput
-  throughput=$(awk '/throughput/ {print $2}' "$work/bench.out")
-  local per_saga=$(((after - before) * 1000000 / $(getconf CLK_TCK) / sagas))
-  echo "$mode $throughput $per_saga" | tee -a "$work/results"
+  cpu() { awk -v name="$1" '$1 == name && $3 == "us" {print $2}' "$work/bench.out"; }
+  echo "$mode $(awk '/throughput/ {print $2}' "$work/bench.out") $(cpu sagad) $(cpu participants)" \
+    "$(cpu PostgreSQL)" | tee -a "$work/results"
   kill -TERM "$sagad" "$demo"
   wait "$sagad" "$demo" || true
 }
 
-echo "mode sagas/s sagad-cpu-us-per-saga ($sagas sagas, $concurrency workers, purchase_plan)"
+echo "mode sagas/s, then CPU µs per saga: sagad participants postgresql ($sagas sagas, $concurrency workers, purchase_plan)"
 for _ in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do run "$mode"; done
 done
 tail -1 "$work/sink.out"
 median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 for mode in "${modes[@]}"; do
-  echo "median $mode: $(median "$mode" 2) sagas/s, $(median "$mode" 3) µs sagad CPU per saga"
+  echo "median $mode: $(median "$mode" 2) sagas/s; CPU per saga: sagad $(median "$mode" 3) µs," \
+    "participants $(median "$mode" 4) µs, PostgreSQL $(median "$mode" 5) µs" \
+    "(runs $(grep "^$mode " "$work/results" | awk '{print $5}' | sort -n | awk 'NR == 1 {lo = $1} END {print lo "–" $1}') µs)"
+done
+# What export adds to a saga's CPU, against what a saga costs with export off (sagad, participants and
+# PostgreSQL): on two saturated cores, about the share of throughput it takes.
+for mode in "${modes[@]:1}"; do
+  awk -v on="$(median "$mode" 3) $(median "$mode" 4)" -v off="$(median off 3) $(median off 4) $(median off 5)" \
+    -v mode="$mode" 'BEGIN {
+      split(on, a); split(off, b)
+      added = a[1] + a[2] - b[1] - b[2]
+      printf "export (%s) adds %d µs of sagad and participant CPU per saga: %.1f %% of the %d µs a saga costs with export off\n",
+        mode, added, 100 * added / (b[1] + b[2] + b[3]), b[1] + b[2] + b[3]
+    }'
 done
