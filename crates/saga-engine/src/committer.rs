@@ -1,8 +1,8 @@
 //! Group commit: one task per instance writes the saga log for every executor and every `StartSaga`.
 //!
 //! Writers queue their write and wait for its answer. Whenever no write is in flight, the committer takes
-//! everything queued — starts in one statement, step outcomes in another, run side by side — and answers
-//! each writer once its statement has committed. Nothing waits on a timer: at low load a batch is one
+//! everything queued — starts and step outcomes alike, in one statement, so one commit — and answers
+//! each writer once that statement has committed. Nothing waits on a timer: at low load a batch is one
 //! write, as fast as writing alone; under load, batches grow while the previous one is in flight, and
 //! PostgreSQL transactions per saga fall well below one per step. Each row stays fenced on its own
 //! (revision, owner, epoch), so a saga that moved on fails only its own write.
@@ -141,11 +141,45 @@ impl<S: SagaStore> Engine<S> {
                 Pending::Renew { ids, reply } => renewals.push((ids, reply)),
             }
         }
-        tokio::join!(self.write_starts(starts), self.write_transitions(writes));
+        if starts.is_empty() || writes.is_empty() {
+            tokio::join!(self.write_starts(starts), self.write_transitions(writes));
+        } else {
+            self.write_both(starts, writes).await;
+        }
         for (ids, reply) in renewals {
             let renewed = self.store.renew(&self.owner, &ids).await;
             self.observe(&renewed);
             let _ = reply.send(renewed);
+        }
+    }
+
+    /// Writes starts and transitions in one statement, so one commit. Should the database refuse a row,
+    /// the statement wrote nothing: they are written apart, where that row fails only its own writer.
+    async fn write_both(&self, starts: Vec<Start>, writes: Vec<Write>) {
+        let sagas: Vec<&Saga> = starts.iter().map(|start| &start.saga).collect();
+        let batch: Vec<(&Transition, LeaseAfter)> =
+            writes.iter().map(|w| (&*w.transition, w.lease)).collect();
+        let writing = Instant::now();
+        let written = self
+            .store
+            .create_and_commit_many(&sagas, &batch, &self.owner)
+            .await;
+        self.metrics.commit_took(writing.elapsed());
+        drop((sagas, batch));
+        self.observe(&written);
+        match written {
+            Ok((created, committed)) => {
+                answer_starts(starts, Ok(created));
+                answer_writes(writes, Ok(committed));
+            }
+            Err(e) if e.is_data_error() => {
+                warn!(error = %e, "a batch was refused; writing its starts and transitions apart");
+                tokio::join!(self.write_starts(starts), self.write_transitions(writes));
+            }
+            Err(e) => {
+                answer_starts(starts, Err(e.clone()));
+                answer_writes(writes, Err(e));
+            }
         }
     }
 
@@ -158,20 +192,7 @@ impl<S: SagaStore> Engine<S> {
         let created = self.store.create_many(&sagas, &self.owner).await;
         self.metrics.commit_took(writing.elapsed());
         self.observe(&created);
-        match created {
-            Ok(created) => {
-                for (start, created) in starts.into_iter().zip(created) {
-                    // A StartSaga that went away (cancelled) still has its saga: the caller retries
-                    // with its idempotency key, or the saga simply runs.
-                    let _ = start.reply.send(created);
-                }
-            }
-            Err(e) => {
-                for start in starts {
-                    let _ = start.reply.send(Err(e.clone()));
-                }
-            }
-        }
+        answer_starts(starts, created);
     }
 
     async fn write_transitions(&self, writes: Vec<Write>) {
@@ -186,13 +207,6 @@ impl<S: SagaStore> Engine<S> {
         drop(batch);
         self.observe(&committed);
         match committed {
-            Ok(committed) => {
-                for (write, committed) in writes.into_iter().zip(committed) {
-                    // Let go of the transition first: its writer takes it back without a copy.
-                    drop(write.transition);
-                    let _ = write.reply.send(Ok(committed));
-                }
-            }
             // One row the database refuses fails the whole statement: write them one by one, so only
             // that saga hears of it.
             Err(e) if e.is_data_error() && writes.len() > 1 => {
@@ -207,11 +221,46 @@ impl<S: SagaStore> Engine<S> {
                     let _ = write.reply.send(one);
                 }
             }
-            Err(e) => {
-                for write in writes {
-                    drop(write.transition);
-                    let _ = write.reply.send(Err(e.clone()));
-                }
+            committed => answer_writes(writes, committed),
+        }
+    }
+}
+
+/// Answers each start with what creating its saga did, or with the error that failed them all.
+fn answer_starts(
+    starts: Vec<Start>,
+    created: Result<Vec<Result<Created, StoreError>>, StoreError>,
+) {
+    match created {
+        Ok(created) => {
+            for (start, created) in starts.into_iter().zip(created) {
+                // A StartSaga that went away (cancelled) still has its saga: the caller retries with
+                // its idempotency key, or the saga simply runs.
+                let _ = start.reply.send(created);
+            }
+        }
+        Err(e) => {
+            for start in starts {
+                let _ = start.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Answers each writer with what its write committed, or with the error that failed them all.
+fn answer_writes(writes: Vec<Write>, committed: Result<Vec<Option<Committed>>, StoreError>) {
+    match committed {
+        Ok(committed) => {
+            for (write, committed) in writes.into_iter().zip(committed) {
+                // Let go of the transition first: its writer takes it back without a copy.
+                drop(write.transition);
+                let _ = write.reply.send(Ok(committed));
+            }
+        }
+        Err(e) => {
+            for write in writes {
+                drop(write.transition);
+                let _ = write.reply.send(Err(e.clone()));
             }
         }
     }

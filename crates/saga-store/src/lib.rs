@@ -78,6 +78,10 @@ pub struct Created {
     pub created: bool,
 }
 
+/// What [`SagaStore::create_and_commit_many`] did: per start, as [`SagaStore::create_many`] answers;
+/// per transition, as [`SagaStore::commit_many`] does.
+pub type CreatedAndCommitted = (Vec<Result<Created, StoreError>>, Vec<Option<Committed>>);
+
 /// What [`SagaStore::claim_due`] leased to the claiming instance.
 #[derive(Debug, Default)]
 pub struct Claimed {
@@ -149,6 +153,16 @@ pub trait SagaStore: Send + Sync + 'static {
         writes: &[(&Transition, LeaseAfter)],
         owner: &Owner,
     ) -> impl Future<Output = Result<Vec<Option<Committed>>, StoreError>> + Send;
+
+    /// Persists new sagas as [`SagaStore::create_many`] does and writes transitions as
+    /// [`SagaStore::commit_many`] does, in one transaction: one commit for a batch that holds both.
+    /// Fails as a whole only when the statement does; then nothing of either was written.
+    fn create_and_commit_many(
+        &self,
+        sagas: &[&Saga],
+        writes: &[(&Transition, LeaseAfter)],
+        owner: &Owner,
+    ) -> impl Future<Output = Result<CreatedAndCommitted, StoreError>> + Send;
 
     /// Writes one transition; see [`SagaStore::commit_many`]. A write that changed nothing is
     /// [`StoreError::Conflict`].

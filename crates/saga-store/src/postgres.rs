@@ -13,8 +13,8 @@ use tracing::instrument;
 
 use crate::rows::{RecordedEventRow, SagaRow, SummaryRow};
 use crate::{
-    Claimed, Committed, Created, LeaseAfter, Owner, ParkedAndStuck, SagaStore, StoreError,
-    Undecodable, Wakeups,
+    Claimed, Committed, Created, CreatedAndCommitted, LeaseAfter, Owner, ParkedAndStuck, SagaStore,
+    StoreError, Undecodable, Wakeups,
 };
 
 mod stats;
@@ -52,8 +52,9 @@ const WAKEUP_CHANNEL: &str = "sagad_due";
 /// stalled saga.
 const CONTROL_CONNECTIONS: u32 = 2;
 
-/// Connections the group commit writes on (its starts and its transitions run side by side; an
-/// operator action's single commit takes one too), kept out of sqlx's pool so that each goes back after
+/// Connections the group commit writes on (a batch's starts and transitions share one statement, or
+/// run side by side when it falls back to writing them apart; an operator action's single commit takes
+/// one too), kept out of sqlx's pool so that each goes back after
 /// its statement without a test round trip (`saga_pgpool`). Opened through the main pool, beyond its
 /// `max_connections`.
 const WRITER_CONNECTIONS: usize = 2;
@@ -158,6 +159,36 @@ impl PgStore {
             conn.give_back();
         }
         self.db(result)
+    }
+
+    /// What creating each of `sagas` did, given whether its row was `inserted`: a start whose
+    /// idempotency key was taken answers with the saga that holds it.
+    async fn created(
+        &self,
+        sagas: &[&Saga],
+        inserted: Vec<bool>,
+    ) -> Vec<Result<Created, StoreError>> {
+        let mut created = Vec::with_capacity(sagas.len());
+        for (saga, inserted) in sagas.iter().zip(inserted) {
+            created.push(match (inserted, saga.idempotency_key.as_deref()) {
+                (true, _) => Ok(Created {
+                    saga: Saga {
+                        epoch: 1,
+                        ..(*saga).clone()
+                    },
+                    created: true,
+                }),
+                (false, Some(key)) => self
+                    .load_by_idempotency_key(saga.saga_type(), key)
+                    .await
+                    .map(|saga| Created {
+                        saga,
+                        created: false,
+                    }),
+                (false, None) => Err(StoreError::Conflict(saga.id)),
+            });
+        }
+        created
     }
 
     /// [`PgStore::db`] for the lease machinery's own pool.
@@ -423,27 +454,21 @@ impl SagaStore for PgStore {
         let inserted = self
             .write(async |conn| writes::insert(conn, sagas, owner).await)
             .await?;
-        let mut created = Vec::with_capacity(sagas.len());
-        for (saga, inserted) in sagas.iter().zip(inserted) {
-            created.push(match (inserted, saga.idempotency_key.as_deref()) {
-                (true, _) => Ok(Created {
-                    saga: Saga {
-                        epoch: 1,
-                        ..(*saga).clone()
-                    },
-                    created: true,
-                }),
-                (false, Some(key)) => self
-                    .load_by_idempotency_key(saga.saga_type(), key)
-                    .await
-                    .map(|saga| Created {
-                        saga,
-                        created: false,
-                    }),
-                (false, None) => Err(StoreError::Conflict(saga.id)),
-            });
-        }
-        Ok(created)
+        Ok(self.created(sagas, inserted).await)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(sagas = sagas.len(), writes = writes.len()),
+                 err(level = "debug"))]
+    async fn create_and_commit_many(
+        &self,
+        sagas: &[&Saga],
+        writes: &[(&Transition, LeaseAfter)],
+        owner: &Owner,
+    ) -> Result<CreatedAndCommitted, StoreError> {
+        let (inserted, committed) = self
+            .write(async |conn| writes::insert_and_update(conn, sagas, writes, owner).await)
+            .await?;
+        Ok((self.created(sagas, inserted).await, committed))
     }
 
     #[instrument(level = "debug", skip_all, fields(saga_id = %id), err(level = "debug"))]

@@ -1188,6 +1188,131 @@ async fn one_write_of_a_batch_that_is_fenced_out_changes_nothing_and_the_others_
 }
 
 #[tokio::test]
+async fn starts_and_transitions_written_together_commit_once_and_stay_fenced_on_their_own() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        running.push(
+            store
+                .create(&new_saga(None), &a)
+                .await
+                .expect("create")
+                .saga,
+        );
+    }
+    let taken = store
+        .create(&new_saga(Some("order-7")), &a)
+        .await
+        .expect("create")
+        .saga;
+    // The middle saga moved on: another instance took it over.
+    expire_lease(&store, running[1].id).await;
+    store.claim_due(&instance("b"), 10).await.expect("claim");
+    let before = store
+        .load(running[1].id)
+        .await
+        .expect("load")
+        .expect("saga");
+
+    let fresh = new_saga(Some("order-8"));
+    let repeat = new_saga(Some("order-7"));
+    let transitions: Vec<_> = running.iter().map(first_step).collect();
+    let writes: Vec<_> = transitions.iter().map(|t| (t, LeaseAfter::Keep)).collect();
+    let (created, committed) = store
+        .create_and_commit_many(&[&fresh, &repeat], &writes, &a)
+        .await
+        .expect("one statement");
+
+    let writers: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT xmin::text FROM sagas WHERE id = ANY($1)")
+            .bind([fresh.id.0, running[0].id.0, running[2].id.0])
+            .fetch_all(store.pool())
+            .await
+            .expect("row versions");
+    assert_eq!(
+        writers.len(),
+        1,
+        "the new saga and the transitions are written by one transaction"
+    );
+    let created: Vec<(SagaId, bool)> = created
+        .into_iter()
+        .map(|c| c.map(|c| (c.saga.id, c.created)).expect("created"))
+        .collect();
+    assert_eq!(
+        created,
+        [(fresh.id, true), (taken.id, false)],
+        "a new saga is created, a repeated key answers with the saga that holds it"
+    );
+    assert_eq!(
+        store.load(fresh.id).await.expect("load").expect("stored"),
+        Saga {
+            epoch: 1,
+            ..fresh.clone()
+        }
+    );
+    assert_eq!(event_kinds(&store, fresh.id).await, ["SAGA_STARTED"]);
+    assert_eq!(
+        committed.iter().map(Option::is_some).collect::<Vec<_>>(),
+        [true, false, true],
+        "the fenced-out write fails alone"
+    );
+    for (saga, committed) in running.iter().zip(&committed) {
+        let stored = store.load(saga.id).await.expect("load").expect("saga");
+        match committed {
+            Some(c) => {
+                assert_eq!((stored.revision, stored.epoch), (c.revision, c.epoch));
+                assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
+            }
+            None => assert_eq!(stored, before, "the fenced-out write changed nothing"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_starts_and_transitions_written_together_as_a_whole() {
+    let (store, _db) = store().await;
+    let a = instance("a");
+    let running = store
+        .create(&new_saga(None), &a)
+        .await
+        .expect("create")
+        .saga;
+    let before = store.load(running.id).await.expect("load").expect("saga");
+    let now = Utc::now();
+    // PostgreSQL's jsonb cannot hold a NUL character.
+    let output = json!({"note": "a\u{0}b"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    let refused = apply(
+        &running,
+        Input::Executed {
+            index: 0,
+            attempt: 1,
+            started_at: now,
+            result: Ok(output),
+        },
+        now,
+        0.5,
+    )
+    .expect("valid input");
+    let fresh = new_saga(None);
+
+    let error = store
+        .create_and_commit_many(&[&fresh], &[(&refused, LeaseAfter::Keep)], &a)
+        .await
+        .expect_err("the statement fails");
+    assert!(error.is_data_error(), "{error}");
+    assert_eq!(
+        store.load(fresh.id).await.expect("load"),
+        None,
+        "nothing of the batch was written, so its starts can be written again apart"
+    );
+    assert_eq!(store.load(running.id).await.expect("load"), Some(before));
+}
+
+#[tokio::test]
 async fn a_batch_of_starts_inserts_each_saga_once_and_answers_repeated_keys_with_the_first() {
     let (store, _db) = store().await;
     let first = new_saga(Some("order-1"));

@@ -15,7 +15,8 @@ use saga_engine::{Clock, Engine, EngineSettings, Participants, StartRequest};
 use saga_proto::v1::saga_participant_server::{SagaParticipant, SagaParticipantServer};
 use saga_proto::v1::{StepRequest, StepResponse};
 use saga_store::{
-    Claimed, Committed, Created, LeaseAfter, Owner, ParkedAndStuck, PgStore, SagaStore, StoreError,
+    Claimed, Committed, Created, CreatedAndCommitted, LeaseAfter, Owner, ParkedAndStuck, PgStore,
+    SagaStore, StoreError,
 };
 use saga_testkit::TestDatabase;
 use serde_json::json;
@@ -439,6 +440,17 @@ impl SagaStore for CountingStore {
         owner: &Owner,
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
         self.inner.create_many(sagas, owner).await
+    }
+
+    async fn create_and_commit_many(
+        &self,
+        sagas: &[&Saga],
+        writes: &[(&Transition, LeaseAfter)],
+        owner: &Owner,
+    ) -> Result<CreatedAndCommitted, StoreError> {
+        self.inner
+            .create_and_commit_many(sagas, writes, owner)
+            .await
     }
 
     async fn load(&self, id: SagaId) -> Result<Option<Saga>, StoreError> {

@@ -6,25 +6,125 @@
 //! labels (rare, and many per saga) travel as one JSON array.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use saga_core::{HistoryEvent, Saga, SagaStatus, Transition};
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 use sqlx::types::Json;
+use sqlx::{Arguments, PgConnection};
 use uuid::Uuid;
 
 use super::{millis, to_json};
 use crate::rows::event_step;
 use crate::{Committed, LeaseAfter, Owner};
 
-/// Inserts `sagas` (all steps PENDING, event SAGA_STARTED) leased to `owner` at epoch 1, skipping any
-/// whose (type, idempotency key) is taken; returns which were inserted, in order.
+/// A batch of starts, as `INSERT_CTES` reads them: all steps PENDING, event SAGA_STARTED, leased to
+/// the owner at epoch 1; a start whose (type, idempotency key) is taken is skipped.
+const INSERT_CTES: &str = "new_input AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::jsonb[],
+                                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[],
+                                 $18::text[])
+                AS i(id, saga_type, definition_version, definition, state, idempotency_key,
+                     deadline_at, created_at, started_by, traceparent)
+         ),
+         new_saga AS (
+            INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
+                               current_step, idempotency_key, deadline_at, revision,
+                               created_at, updated_at, owner, lease_until, epoch, started_by,
+                               traceparent)
+            SELECT i.id, i.saga_type, i.definition_version, i.definition, $10, i.state, 0,
+                   i.idempotency_key, i.deadline_at, 0, i.created_at, i.created_at,
+                   $11, now() + $12 * interval '1 millisecond', 1, i.started_by, i.traceparent
+            FROM new_input i
+            ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id
+         ),
+         new_steps AS (
+            INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
+            SELECT r.saga_id, r.step_index, r.name, r.participant, $13
+            FROM unnest($14::uuid[], $19::int[], $20::text[], $21::text[])
+                AS r(saga_id, step_index, name, participant)
+            JOIN new_saga ON new_saga.id = r.saga_id
+         ),
+         new_events AS (
+            INSERT INTO saga_events (saga_id, kind, detail)
+            SELECT new_saga.id, $15, $16 FROM new_saga
+         ),
+         new_labels AS (
+            INSERT INTO saga_labels (saga_id, key, value)
+            SELECT l.saga_id, l.key, l.value
+            FROM jsonb_to_recordset($17::jsonb) AS l(saga_id uuid, key text, value text)
+            JOIN new_saga ON new_saga.id = l.saga_id
+         )";
+
+/// Bind parameters `INSERT_CTES` takes ($1 to $21).
+const INSERT_PARAMS: usize = 21;
+
+/// Inserts `sagas` (see `INSERT_CTES`); returns which were inserted, in order.
 pub(super) async fn insert(
     conn: &mut PgConnection,
     sagas: &[&Saga],
     owner: &Owner,
 ) -> Result<Vec<bool>, sqlx::Error> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {INSERT_CTES} SELECT id FROM new_saga"));
+    let mut params = PgArguments::default();
+    insert_params(&mut params, sagas, owner)?;
+    let inserted: Vec<Uuid> = sqlx::query_scalar_with(&SQL, params)
+        .fetch_all(conn)
+        .await?;
+    Ok(were_inserted(sagas, inserted))
+}
+
+/// Inserts `sagas` (see [`insert`]) and writes `writes` (see [`update`]) in one statement, so in one
+/// transaction: one commit where a batch holds both.
+pub(super) async fn insert_and_update(
+    conn: &mut PgConnection,
+    sagas: &[&Saga],
+    writes: &[(&Transition, LeaseAfter)],
+    owner: &Owner,
+) -> Result<(Vec<bool>, Vec<Option<Committed>>), sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH {INSERT_CTES}, {} \
+             SELECT true, id, 0::bigint, 0::bigint FROM new_saga \
+             UNION ALL SELECT false, id, revision, epoch FROM saga",
+            shift_params(UPDATE_CTES, INSERT_PARAMS)
+        )
+    });
+    let mut params = PgArguments::default();
+    insert_params(&mut params, sagas, owner)?;
+    update_params(&mut params, writes, owner)?;
+    let rows: Vec<(bool, Uuid, i64, i64)> =
+        sqlx::query_as_with(&SQL, params).fetch_all(conn).await?;
+    let (inserted, updated): (Vec<_>, Vec<_>) = rows.into_iter().partition(|row| row.0);
+    Ok((
+        were_inserted(sagas, inserted.into_iter().map(|row| row.1).collect()),
+        committed(
+            writes,
+            updated
+                .into_iter()
+                .map(|(_, id, r, e)| (id, r, e))
+                .collect(),
+        ),
+    ))
+}
+
+/// Whether each of `sagas` is among the `inserted` ids, in order.
+fn were_inserted(sagas: &[&Saga], inserted: Vec<Uuid>) -> Vec<bool> {
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    sagas.iter().map(|s| inserted.contains(&s.id.0)).collect()
+}
+
+/// Appends the parameters of `INSERT_CTES` for `sagas` to `params`.
+fn insert_params(
+    params: &mut PgArguments,
+    sagas: &[&Saga],
+    owner: &Owner,
+) -> Result<(), sqlx::Error> {
     #[derive(Serialize)]
     struct NewLabel<'a> {
         saga_id: Uuid,
@@ -66,127 +166,40 @@ pub(super) async fn insert(
     let created: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.created_at).collect();
     let started_by: Vec<Option<&str>> = sagas.iter().map(|s| s.started_by.as_deref()).collect();
     let traceparents: Vec<Option<&str>> = sagas.iter().map(|s| s.traceparent.as_deref()).collect();
-    // ON CONFLICT turns a repeated idempotency key into "not returned".
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "WITH input AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::jsonb[],
-                                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[],
-                                 $18::text[])
-                AS i(id, saga_type, definition_version, definition, state, idempotency_key,
-                     deadline_at, created_at, started_by, traceparent)
-         ),
-         saga AS (
-            INSERT INTO sagas (id, saga_type, definition_version, definition, status, state,
-                               current_step, idempotency_key, deadline_at, revision,
-                               created_at, updated_at, owner, lease_until, epoch, started_by,
-                               traceparent)
-            SELECT i.id, i.saga_type, i.definition_version, i.definition, $10, i.state, 0,
-                   i.idempotency_key, i.deadline_at, 0, i.created_at, i.created_at,
-                   $11, now() + $12 * interval '1 millisecond', 1, i.started_by, i.traceparent
-            FROM input i
-            ON CONFLICT (saga_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING id
-         ),
-         steps AS (
-            INSERT INTO saga_steps (saga_id, step_index, name, participant, status)
-            SELECT r.saga_id, r.step_index, r.name, r.participant, $13
-            FROM unnest($14::uuid[], $19::int[], $20::text[], $21::text[])
-                AS r(saga_id, step_index, name, participant)
-            JOIN saga ON saga.id = r.saga_id
-         ),
-         events AS (
-            INSERT INTO saga_events (saga_id, kind, detail)
-            SELECT saga.id, $15, $16 FROM saga
-         ),
-         labels AS (
-            INSERT INTO saga_labels (saga_id, key, value)
-            SELECT l.saga_id, l.key, l.value
-            FROM jsonb_to_recordset($17::jsonb) AS l(saga_id uuid, key text, value text)
-            JOIN saga ON saga.id = l.saga_id
-         )
-         SELECT id FROM saga",
-    )
-    .bind(ids)
-    .bind(types)
-    .bind(versions)
-    .bind(definitions)
-    .bind(states)
-    .bind(keys)
-    .bind(deadlines)
-    .bind(created)
-    .bind(started_by)
-    .bind(SagaStatus::Running.as_str())
-    .bind(&owner.name)
-    .bind(millis(owner.lease))
-    .bind(saga_core::StepStatus::Pending.as_str())
-    .bind(step_sagas)
-    .bind(HistoryEvent::SagaStarted.kind())
-    .bind(Json(to_json(&HistoryEvent::SagaStarted)))
-    .bind(Json(&labels))
-    .bind(traceparents)
-    .bind(step_indexes)
-    .bind(step_names)
-    .bind(step_participants)
-    .fetch_all(conn)
-    .await?;
-    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-    Ok(sagas.iter().map(|s| inserted.contains(&s.id.0)).collect())
+    bind(params, |p| {
+        p.add(ids)?;
+        p.add(types)?;
+        p.add(versions)?;
+        p.add(definitions)?;
+        p.add(states)?;
+        p.add(keys)?;
+        p.add(deadlines)?;
+        p.add(created)?;
+        p.add(started_by)?;
+        p.add(SagaStatus::Running.as_str())?;
+        p.add(&owner.name)?;
+        p.add(millis(owner.lease))?;
+        p.add(saga_core::StepStatus::Pending.as_str())?;
+        p.add(step_sagas)?;
+        p.add(HistoryEvent::SagaStarted.kind())?;
+        p.add(Json(to_json(&HistoryEvent::SagaStarted)))?;
+        p.add(Json(&labels))?;
+        p.add(traceparents)?;
+        p.add(step_indexes)?;
+        p.add(step_names)?;
+        p.add(step_participants)?;
+        Ok(())
+    })
 }
 
-/// Writes each transition computed from a saga at its revision that `owner` holds at its epoch (or,
-/// taking over, whoever holds it), and does its lease action; returns, in order, what each write
-/// committed, or `None` where the saga had moved on (the write changed nothing).
-pub(super) async fn update(
-    conn: &mut PgConnection,
-    writes: &[(&Transition, LeaseAfter)],
-    owner: &Owner,
-) -> Result<Vec<Option<Committed>>, sqlx::Error> {
-    let sagas: Vec<&Saga> = writes.iter().map(|(t, _)| &t.saga).collect();
-    let steps = ChangedSteps::of(writes);
-    let events = NewEvents::of(writes);
-    let leases: Vec<&str> = writes
-        .iter()
-        .map(|(_, lease)| match lease {
-            LeaseAfter::Keep => "keep",
-            LeaseAfter::Release => "release",
-            LeaseAfter::TakeOver => "takeover",
-        })
-        .collect();
-    // An empty output changes nothing: no merge to write.
-    let merged: Vec<Option<Json<&saga_core::JsonMap>>> = writes
-        .iter()
-        .map(|(t, _)| t.merged.as_ref().filter(|m| !m.is_empty()).map(Json))
-        .collect();
-    let ids: Vec<Uuid> = sagas.iter().map(|s| s.id.0).collect();
-    let revisions: Vec<i64> = sagas.iter().map(|s| s.revision).collect();
-    let epochs: Vec<i64> = sagas.iter().map(|s| s.epoch).collect();
-    let statuses: Vec<&str> = sagas.iter().map(|s| s.status.as_str()).collect();
-    let reasons: Vec<Option<&str>> = sagas
-        .iter()
-        .map(|s| s.failure.as_ref().map(|f| f.reason.as_str()))
-        .collect();
-    let messages: Vec<Option<&str>> = sagas
-        .iter()
-        .map(|s| s.failure.as_ref().map(|f| f.message.as_str()))
-        .collect();
-    let current: Vec<Option<i32>> = sagas
-        .iter()
-        .map(|s| {
-            s.current_step()
-                .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
-        })
-        .collect();
-    let next_attempts: Vec<Option<DateTime<Utc>>> =
-        sagas.iter().map(|s| s.next_attempt_at).collect();
-    let updated: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.updated_at).collect();
-    let finished: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.finished_at).collect();
-    let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
-    // One statement: each saga row is updated only at the revision its transition was computed from,
-    // and (unless taking over) only while the writer still holds the lease at its epoch; step rows and
-    // events join the updated rows, so a stale write changes nothing at all. The state is merged, not
-    // rewritten: only the step's output travels.
-    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "WITH input AS (
+/// A batch of transitions, as `UPDATE_CTES` writes them; `saga` returns (id, revision, epoch) of each
+/// saga written.
+///
+/// One statement: each saga row is updated only at the revision its transition was computed from,
+/// and (unless taking over) only while the writer still holds the lease at its epoch; step rows and
+/// events join the updated rows, so a stale write changes nothing at all. The state is merged, not
+/// rewritten: only the step's output travels.
+const UPDATE_CTES: &str = "input AS (
             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
                                  $6::text[], $7::text[], $8::jsonb[], $9::int[], $10::timestamptz[],
                                  $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
@@ -235,51 +248,148 @@ pub(super) async fn update(
                 WITH ORDINALITY AS e(saga_id, kind, step_index, attempt, detail, seq)
             JOIN saga ON saga.id = e.saga_id
             ORDER BY e.seq
-         )
-         SELECT id, revision, epoch FROM saga",
-    )
-    .bind(ids)
-    .bind(revisions)
-    .bind(epochs)
-    .bind(leases)
-    .bind(statuses)
-    .bind(reasons)
-    .bind(messages)
-    .bind(merged)
-    .bind(current)
-    .bind(next_attempts)
-    .bind(updated)
-    .bind(finished)
-    .bind(deadlines)
-    .bind(&owner.name)
-    .bind(millis(owner.lease))
-    .bind(steps.saga_ids)
-    .bind(steps.indexes)
-    .bind(steps.statuses)
-    .bind(steps.attempts)
-    .bind(steps.compensation_attempts)
-    .bind(steps.outputs)
-    .bind(steps.last_errors)
-    .bind(steps.started_at)
-    .bind(steps.finished_at)
-    .bind(steps.generations)
-    .bind(steps.maybe_applied)
-    .bind(steps.resolutions)
-    .bind(events.saga_ids)
-    .bind(events.kinds)
-    .bind(events.step_indexes)
-    .bind(events.attempts)
-    .bind(events.details)
-    .fetch_all(conn)
-    .await?;
+         )";
+
+/// Writes each transition computed from a saga at its revision that `owner` holds at its epoch (or,
+/// taking over, whoever holds it), and does its lease action; returns, in order, what each write
+/// committed, or `None` where the saga had moved on (the write changed nothing).
+pub(super) async fn update(
+    conn: &mut PgConnection,
+    writes: &[(&Transition, LeaseAfter)],
+    owner: &Owner,
+) -> Result<Vec<Option<Committed>>, sqlx::Error> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {UPDATE_CTES} SELECT id, revision, epoch FROM saga"));
+    let mut params = PgArguments::default();
+    update_params(&mut params, writes, owner)?;
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as_with(&SQL, params).fetch_all(conn).await?;
+    Ok(committed(writes, rows))
+}
+
+/// What each of `writes` committed, in order, from the (id, revision, epoch) rows written.
+fn committed(
+    writes: &[(&Transition, LeaseAfter)],
+    rows: Vec<(Uuid, i64, i64)>,
+) -> Vec<Option<Committed>> {
     let written: HashMap<Uuid, Committed> = rows
         .into_iter()
         .map(|(id, revision, epoch)| (id, Committed { revision, epoch }))
         .collect();
-    Ok(sagas
+    writes
         .iter()
-        .map(|s| written.get(&s.id.0).copied())
-        .collect())
+        .map(|(t, _)| written.get(&t.saga.id.0).copied())
+        .collect()
+}
+
+/// Appends the parameters of `UPDATE_CTES` for `writes` to `params`.
+fn update_params(
+    params: &mut PgArguments,
+    writes: &[(&Transition, LeaseAfter)],
+    owner: &Owner,
+) -> Result<(), sqlx::Error> {
+    let sagas: Vec<&Saga> = writes.iter().map(|(t, _)| &t.saga).collect();
+    let steps = ChangedSteps::of(writes);
+    let events = NewEvents::of(writes);
+    let leases: Vec<&str> = writes
+        .iter()
+        .map(|(_, lease)| match lease {
+            LeaseAfter::Keep => "keep",
+            LeaseAfter::Release => "release",
+            LeaseAfter::TakeOver => "takeover",
+        })
+        .collect();
+    // An empty output changes nothing: no merge to write.
+    let merged: Vec<Option<Json<&saga_core::JsonMap>>> = writes
+        .iter()
+        .map(|(t, _)| t.merged.as_ref().filter(|m| !m.is_empty()).map(Json))
+        .collect();
+    let ids: Vec<Uuid> = sagas.iter().map(|s| s.id.0).collect();
+    let revisions: Vec<i64> = sagas.iter().map(|s| s.revision).collect();
+    let epochs: Vec<i64> = sagas.iter().map(|s| s.epoch).collect();
+    let statuses: Vec<&str> = sagas.iter().map(|s| s.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = sagas
+        .iter()
+        .map(|s| s.failure.as_ref().map(|f| f.reason.as_str()))
+        .collect();
+    let messages: Vec<Option<&str>> = sagas
+        .iter()
+        .map(|s| s.failure.as_ref().map(|f| f.message.as_str()))
+        .collect();
+    let current: Vec<Option<i32>> = sagas
+        .iter()
+        .map(|s| {
+            s.current_step()
+                .map(|i| i32::try_from(i).unwrap_or(i32::MAX))
+        })
+        .collect();
+    let next_attempts: Vec<Option<DateTime<Utc>>> =
+        sagas.iter().map(|s| s.next_attempt_at).collect();
+    let updated: Vec<DateTime<Utc>> = sagas.iter().map(|s| s.updated_at).collect();
+    let finished: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.finished_at).collect();
+    let deadlines: Vec<Option<DateTime<Utc>>> = sagas.iter().map(|s| s.deadline_at).collect();
+    bind(params, |p| {
+        p.add(ids)?;
+        p.add(revisions)?;
+        p.add(epochs)?;
+        p.add(leases)?;
+        p.add(statuses)?;
+        p.add(reasons)?;
+        p.add(messages)?;
+        p.add(merged)?;
+        p.add(current)?;
+        p.add(next_attempts)?;
+        p.add(updated)?;
+        p.add(finished)?;
+        p.add(deadlines)?;
+        p.add(&owner.name)?;
+        p.add(millis(owner.lease))?;
+        p.add(steps.saga_ids)?;
+        p.add(steps.indexes)?;
+        p.add(steps.statuses)?;
+        p.add(steps.attempts)?;
+        p.add(steps.compensation_attempts)?;
+        p.add(steps.outputs)?;
+        p.add(steps.last_errors)?;
+        p.add(steps.started_at)?;
+        p.add(steps.finished_at)?;
+        p.add(steps.generations)?;
+        p.add(steps.maybe_applied)?;
+        p.add(steps.resolutions)?;
+        p.add(events.saga_ids)?;
+        p.add(events.kinds)?;
+        p.add(events.step_indexes)?;
+        p.add(events.attempts)?;
+        p.add(events.details)?;
+        Ok(())
+    })
+}
+
+/// Runs `add` on `params`, turning a value that cannot be encoded into the error a query gives.
+fn bind(
+    params: &mut PgArguments,
+    add: impl FnOnce(&mut PgArguments) -> Result<(), BoxDynError>,
+) -> Result<(), sqlx::Error> {
+    add(params).map_err(sqlx::Error::Encode)
+}
+
+/// `sql` with each parameter `$n` renumbered `$(n + by)`, to follow another statement's parameters.
+fn shift_params(sql: &str, by: usize) -> String {
+    let mut shifted = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        shifted.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => shifted.push_str(&(n + by).to_string()),
+            Err(_) => shifted.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    shifted.push_str(rest);
+    shifted
 }
 
 /// The step rows a batch rewrites, column by column (`unnest` reads them as binary arrays: no JSON to
