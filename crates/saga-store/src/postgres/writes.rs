@@ -1,6 +1,7 @@
 //! The saga log's writes in batches: many sagas' starts (with their labels) in one statement, many
-//! sagas' transitions in another. Each row is fenced on its own — a start on its idempotency key, a transition on its revision,
-//! owner and epoch — so one saga that moved on changes nothing for the others. Columns travel as arrays
+//! sagas' transitions in another, or both in one when a batch holds both (one commit instead of two).
+//! Each row is fenced on its own — a start on its idempotency key, a transition on its revision, owner
+//! and epoch — so one saga that moved on changes nothing for the others. Columns travel as arrays
 //! (`unnest`), step rows and events too, each tagged with its saga: binary arrays cost PostgreSQL no
 //! parsing, where JSON has to be lexed, its keys sorted and each field converted from text. Only
 //! labels (rare, and many per saga) travel as one JSON array.
