@@ -1143,43 +1143,54 @@ async fn a_step_resolved_by_hand_is_stored_with_its_resolution_and_history_event
 async fn one_write_of_a_batch_that_is_fenced_out_changes_nothing_and_the_others_commit() {
     let (store, _db) = store().await;
     let a = instance("a");
-    let mut sagas = Vec::new();
-    for _ in 0..3 {
-        sagas.push(
-            store
-                .create(&new_saga(None), &a)
-                .await
-                .expect("create")
-                .saga,
-        );
-    }
-    // The middle saga moved on: another instance took it over.
-    expire_lease(&store, sagas[1].id).await;
-    store.claim_due(&instance("b"), 10).await.expect("claim");
-    let before = store.load(sagas[1].id).await.expect("load").expect("saga");
+    let (sagas, before) = three_sagas_the_middle_one_taken_over(&store, &a).await;
 
     let transitions: Vec<_> = sagas.iter().map(first_step).collect();
     let writes: Vec<_> = transitions.iter().map(|t| (t, LeaseAfter::Keep)).collect();
     let committed = store.commit_many(&writes, &a).await.expect("one statement");
+    only_the_middle_write_failed(&store, &sagas, &committed, &before).await;
+}
+
+/// Three sagas `a` created, the middle one since taken over by another instance (as it was then).
+async fn three_sagas_the_middle_one_taken_over(store: &PgStore, a: &Owner) -> (Vec<Saga>, Saga) {
+    let mut sagas = Vec::new();
+    for _ in 0..3 {
+        sagas.push(store.create(&new_saga(None), a).await.expect("create").saga);
+    }
+    expire_lease(store, sagas[1].id).await;
+    store.claim_due(&instance("b"), 10).await.expect("claim");
+    let before = store.load(sagas[1].id).await.expect("load").expect("saga");
+    (sagas, before)
+}
+
+/// The first step of the first and last of `sagas` committed; the middle one's write, fenced out,
+/// changed nothing (`before`).
+async fn only_the_middle_write_failed(
+    store: &PgStore,
+    sagas: &[Saga],
+    committed: &[Option<saga_store::Committed>],
+    before: &Saga,
+) {
     assert_eq!(
         committed.iter().map(Option::is_some).collect::<Vec<_>>(),
-        [true, false, true]
+        [true, false, true],
+        "the fenced-out write fails alone"
     );
-    for (saga, committed) in sagas.iter().zip(&committed) {
+    for (saga, committed) in sagas.iter().zip(committed) {
         let stored = store.load(saga.id).await.expect("load").expect("saga");
         match committed {
             Some(c) => {
                 assert_eq!((stored.revision, stored.epoch), (c.revision, c.epoch));
                 assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
                 assert_eq!(
-                    event_kinds(&store, saga.id).await,
+                    event_kinds(store, saga.id).await,
                     ["SAGA_STARTED", "STEP_SUCCEEDED"]
                 );
             }
             None => {
-                assert_eq!(stored, before, "the fenced-out write changed nothing");
+                assert_eq!(&stored, before, "the fenced-out write changed nothing");
                 assert_eq!(
-                    event_kinds(&store, saga.id).await,
+                    event_kinds(store, saga.id).await,
                     ["SAGA_STARTED", "SAGA_CLAIMED"]
                 );
             }
@@ -1191,29 +1202,12 @@ async fn one_write_of_a_batch_that_is_fenced_out_changes_nothing_and_the_others_
 async fn starts_and_transitions_written_together_commit_once_and_stay_fenced_on_their_own() {
     let (store, _db) = store().await;
     let a = instance("a");
-    let mut running = Vec::new();
-    for _ in 0..3 {
-        running.push(
-            store
-                .create(&new_saga(None), &a)
-                .await
-                .expect("create")
-                .saga,
-        );
-    }
+    let (running, before) = three_sagas_the_middle_one_taken_over(&store, &a).await;
     let taken = store
         .create(&new_saga(Some("order-7")), &a)
         .await
         .expect("create")
         .saga;
-    // The middle saga moved on: another instance took it over.
-    expire_lease(&store, running[1].id).await;
-    store.claim_due(&instance("b"), 10).await.expect("claim");
-    let before = store
-        .load(running[1].id)
-        .await
-        .expect("load")
-        .expect("saga");
 
     let fresh = new_saga(Some("order-8"));
     let repeat = new_saga(Some("order-7"));
@@ -1252,21 +1246,7 @@ async fn starts_and_transitions_written_together_commit_once_and_stay_fenced_on_
         }
     );
     assert_eq!(event_kinds(&store, fresh.id).await, ["SAGA_STARTED"]);
-    assert_eq!(
-        committed.iter().map(Option::is_some).collect::<Vec<_>>(),
-        [true, false, true],
-        "the fenced-out write fails alone"
-    );
-    for (saga, committed) in running.iter().zip(&committed) {
-        let stored = store.load(saga.id).await.expect("load").expect("saga");
-        match committed {
-            Some(c) => {
-                assert_eq!((stored.revision, stored.epoch), (c.revision, c.epoch));
-                assert_eq!(stored.steps[0].status, StepStatus::Succeeded);
-            }
-            None => assert_eq!(stored, before, "the fenced-out write changed nothing"),
-        }
-    }
+    only_the_middle_write_failed(&store, &running, &committed, &before).await;
 }
 
 #[tokio::test]
