@@ -468,3 +468,36 @@ impl<'a> NewEvents<'a> {
         columns
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The highest `$n` in `sql`.
+    fn last_param(sql: &str) -> usize {
+        sql.split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                rest[..digits].parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_insert_takes_as_many_parameters_as_the_merged_statement_shifts_the_update_by() {
+        assert_eq!(last_param(INSERT_CTES), INSERT_PARAMS);
+    }
+
+    #[test]
+    fn shifted_parameters_follow_the_ones_before_them() {
+        assert_eq!(
+            shift_params("unnest($1::uuid[], $12::text[]) WHERE x = $3", 21),
+            "unnest($22::uuid[], $33::text[]) WHERE x = $24"
+        );
+        assert_eq!(last_param(&shift_params(UPDATE_CTES, 21)), 21 + 32);
+    }
+}
