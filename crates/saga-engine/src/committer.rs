@@ -265,3 +265,101 @@ fn answer_writes(writes: Vec<Write>, committed: Result<Vec<Option<Committed>>, S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::Utc;
+    use saga_core::{Definition, Input, JsonMap, apply};
+    use saga_store::PgStore;
+    use saga_testkit::TestDatabase;
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::{EngineSettings, Participants};
+
+    const DEFINITION: &str = "
+name: shop
+version: 1
+timeout: 5m
+steps:
+  - {name: CHARGE, participant: shop, action: Charge, compensate: Refund}
+";
+
+    #[tokio::test]
+    async fn a_row_refused_in_a_batch_of_starts_and_transitions_fails_only_its_own_writer() {
+        let db = TestDatabase::create("committer").await;
+        let store = PgStore::connect(&db.url(), 4).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let participants: HashSet<String> = ["shop".to_owned()].into();
+        let definition = Arc::new(Definition::from_yaml(DEFINITION, &participants).expect("valid"));
+        let engine = Engine::new(
+            store.clone(),
+            Participants::new(&HashMap::new(), 1, None).expect("participants"),
+            HashMap::from([("shop".to_owned(), Arc::clone(&definition))]),
+            &EngineSettings::default(),
+            CancellationToken::new(),
+        );
+        let new_saga = || Saga::new(Arc::clone(&definition), JsonMap::new(), None, Utc::now());
+        let running = store
+            .create(&new_saga(), &engine.owner)
+            .await
+            .expect("create")
+            .saga;
+        let now = Utc::now();
+        // PostgreSQL's jsonb cannot hold a NUL character: this transition fails whatever statement
+        // carries it.
+        let output = json!({"note": "a\u{0}b"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let refused = apply(
+            &running,
+            Input::Executed {
+                index: 0,
+                attempt: 1,
+                started_at: now,
+                result: Ok(output),
+            },
+            now,
+            0.5,
+        )
+        .expect("valid input");
+        let fresh = new_saga();
+        let (start_reply, started) = oneshot::channel();
+        let (write_reply, written) = oneshot::channel();
+
+        engine
+            .write_batch(vec![
+                Pending::Start(Box::new(Start {
+                    saga: fresh.clone(),
+                    reply: start_reply,
+                })),
+                Pending::Write(Write {
+                    transition: Arc::new(refused),
+                    lease: LeaseAfter::Keep,
+                    reply: write_reply,
+                }),
+            ])
+            .await;
+
+        let created = started
+            .await
+            .expect("answered")
+            .expect("the start, written apart, succeeds");
+        assert!(created.created);
+        assert!(store.load(fresh.id).await.expect("load").is_some());
+        let error = written
+            .await
+            .expect("answered")
+            .expect_err("the refused write fails");
+        assert!(error.is_data_error(), "{error}");
+        let stored = store.load(running.id).await.expect("load").expect("saga");
+        assert_eq!(
+            stored.revision, running.revision,
+            "nothing of it was written"
+        );
+    }
+}
