@@ -271,10 +271,9 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use chrono::Utc;
-    use saga_core::{Definition, Input, JsonMap, apply};
+    use saga_core::{Definition, JsonMap};
     use saga_store::PgStore;
     use saga_testkit::TestDatabase;
-    use serde_json::json;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
@@ -308,25 +307,7 @@ steps:
             .await
             .expect("create")
             .saga;
-        let now = Utc::now();
-        // PostgreSQL's jsonb cannot hold a NUL character: this transition fails whatever statement
-        // carries it.
-        let output = json!({"note": "a\u{0}b"})
-            .as_object()
-            .cloned()
-            .expect("object");
-        let refused = apply(
-            &running,
-            Input::Executed {
-                index: 0,
-                attempt: 1,
-                started_at: now,
-                result: Ok(output),
-            },
-            now,
-            0.5,
-        )
-        .expect("valid input");
+        let refused = saga_testkit::unstorable::first_step(&running);
         let fresh = new_saga();
         let (start_reply, started) = oneshot::channel();
         let (write_reply, written) = oneshot::channel();

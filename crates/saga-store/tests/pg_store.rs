@@ -1259,24 +1259,7 @@ async fn a_row_the_database_refuses_fails_starts_and_transitions_written_togethe
         .expect("create")
         .saga;
     let before = store.load(running.id).await.expect("load").expect("saga");
-    let now = Utc::now();
-    // PostgreSQL's jsonb cannot hold a NUL character.
-    let output = json!({"note": "a\u{0}b"})
-        .as_object()
-        .cloned()
-        .expect("object");
-    let refused = apply(
-        &running,
-        Input::Executed {
-            index: 0,
-            attempt: 1,
-            started_at: now,
-            result: Ok(output),
-        },
-        now,
-        0.5,
-    )
-    .expect("valid input");
+    let refused = saga_testkit::unstorable::first_step(&running);
     let fresh = new_saga(None);
 
     let error = store

@@ -4,9 +4,11 @@
 //! The server comes from `SAGA_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`); the README's test
 //! command makes sure one is running.
 //!
-//! [`strategies`] holds the proptest strategies the fuzz tests share.
+//! [`strategies`] holds the proptest strategies the fuzz tests share; [`unstorable`] a step output the
+//! saga log refuses.
 
 pub mod strategies;
+pub mod unstorable;
 
 use sqlx::{Connection, Executor, PgConnection};
 

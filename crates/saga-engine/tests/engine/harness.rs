@@ -114,10 +114,7 @@ impl Scripted {
             }
             Behavior::NulOutput => Ok(Response::new(StepResponse {
                 output: Some(saga_proto::json_to_struct(
-                    json!({"note": "a\u{0}b"})
-                        .as_object()
-                        .cloned()
-                        .expect("object"),
+                    saga_testkit::unstorable::output(),
                 )),
             })),
         }
