@@ -7,6 +7,8 @@
 //!   flushes the spans still queued for export.
 //! - `export`: the OTLP pipeline, configured by the standard `OTEL_*` variables.
 //! - `logs`: JSON log lines that carry the `trace_id` of the span they were written in.
+//! - `traced_or_logged`: the one global filter while spans are exported: info and above for the traces,
+//!   and whatever `RUST_LOG` adds for the logs.
 //! - [`propagation`]: the W3C `traceparent` that carries a trace from the StartSaga caller to sagad's saga
 //!   log and on to every participant call.
 //!
@@ -16,6 +18,7 @@
 mod export;
 mod logs;
 pub mod propagation;
+mod traced_or_logged;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 use tracing::Dispatch;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -56,7 +59,8 @@ pub struct Telemetry {
 /// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Call once, from `main`, inside the Tokio runtime
 /// (the exporter's gRPC channel lives there).
 ///
-/// The export layer has its own filter (info and above), so a quiet `RUST_LOG` does not thin the traces.
+/// The traces take info and above whatever `RUST_LOG` says, so a quiet `RUST_LOG` does not thin them;
+/// what `RUST_LOG` enables below info (e.g. `saga_store=debug`) reaches the traces too.
 ///
 /// # Errors
 /// When the OTLP exporter cannot be built from the `OTEL_*` variables (e.g. an invalid endpoint).
@@ -65,8 +69,10 @@ pub fn init(
     format: LogFormat,
     default_filter: &str,
 ) -> Result<Telemetry, ExportError> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|directives| EnvFilter::try_new(directives).is_ok())
+        .unwrap_or_else(|| default_filter.to_owned());
     let provider = export::from_env(service)?;
     let exporting = provider.is_some();
     let dispatch = Arc::new(OnceLock::new());
@@ -85,9 +91,9 @@ pub fn init(
             .boxed(),
         LogFormat::Json => log.json().flatten_event(true).boxed(),
     };
-    let spans = provider.as_ref().map(|provider| {
+    let subscriber = if let Some(provider) = &provider {
         use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer()
+        let spans = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(env!("CARGO_PKG_NAME")))
             // Busy/idle times and thread names on every span cost more than they tell here.
             .with_tracked_inactivity(false)
@@ -99,14 +105,18 @@ pub fn init(
             // Nothing here reads OpenTelemetry's "current context": parents come from the tracing span
             // tree, and `propagation` asks a span for its context directly. Activating the context on
             // every enter would be work on every poll of every instrumented future, for no reader.
-            .with_context_activation(false)
-            .with_filter(Targets::new().with_default(LevelFilter::INFO))
-    });
-    let subscriber = Dispatch::new(
-        tracing_subscriber::registry()
-            .with(log.with_filter(filter))
-            .with(spans),
-    );
+            .with_context_activation(false);
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(log.with_filter(EnvFilter::new(&directives)))
+                .with(spans)
+                .with(traced_or_logged::TracedOrLogged::new(&directives)),
+        )
+    } else {
+        Dispatch::new(
+            tracing_subscriber::registry().with(log.with_filter(EnvFilter::new(&directives))),
+        )
+    };
     // Only set when the JSON format is in use; unused otherwise.
     let _ = dispatch.set(subscriber.downgrade());
     subscriber.init();
