@@ -208,7 +208,11 @@ impl<S: SagaStore> Engine<S> {
             metrics,
         });
         let committing = Arc::clone(&engine).commit_loop(pending);
-        engine.spawn_background("committer", committing, info_span!("committer"));
+        // No span: the committer is polled for every saga's every transition (about five times per
+        // step), and each poll would enter and exit a span that tells nothing its log lines (target
+        // `saga_engine::committer`) do not, and whose one exported record would last the process's life.
+        // sqlx re-enters the current span on every poll of every statement it runs, too.
+        engine.spawn_background("committer", committing, tracing::Span::none());
         engine
     }
 

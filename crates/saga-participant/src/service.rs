@@ -5,7 +5,7 @@ use saga_proto::json_to_struct;
 use saga_proto::v1::saga_participant_server::SagaParticipant;
 use saga_proto::v1::{StepRequest, StepResponse};
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::barrier::{Barrier, Outcome, Recorded};
 use crate::connections::StepConnections;
@@ -67,7 +67,7 @@ impl<H: StepHandler> ParticipantService<H> {
         Ok(call)
     }
 
-    async fn execute_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
+    async fn execute_step(&self, call: &StepCall, span: &Span) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
         let mut tx = self.connections.begin().await?;
         let claimed = barrier
@@ -79,7 +79,7 @@ impl<H: StepHandler> ParticipantService<H> {
             )
             .await?;
         if let Some(recorded) = claimed {
-            debug!(outcome = ?recorded.outcome(), "replaying the recorded execute outcome");
+            debug!(parent: span, outcome = ?recorded.outcome(), "replaying the recorded execute outcome");
             barrier.count_replay(&mut tx, Direction::Execute).await?;
             tx.commit().await?;
             return recorded.replay_execute();
@@ -89,13 +89,18 @@ impl<H: StepHandler> ParticipantService<H> {
         // round trips and a subtransaction. A refusal instead rolls back the whole transaction, claim
         // included, and records itself in a new one; whatever another delivery committed in between is
         // the answer instead (see `record_refusal`).
-        match self.handler.execute(call, &mut tx).await {
+        match self
+            .handler
+            .execute(call, &mut tx)
+            .instrument(span.clone())
+            .await
+        {
             Ok(output) => {
                 barrier
                     .set_output(&mut tx, Direction::Execute, &output)
                     .await?;
                 tx.commit().await?;
-                debug!("step executed");
+                debug!(parent: span, "step executed");
                 Ok(output)
             }
             Err(
@@ -106,12 +111,12 @@ impl<H: StepHandler> ParticipantService<H> {
             ) => {
                 // The claim goes too: an answer that depends on the request alone needs no record.
                 tx.rollback().await?;
-                info!(reason = %invalid, "invalid request");
+                info!(parent: span, reason = %invalid, "invalid request");
                 Err(invalid)
             }
             Err(StepError::Refused { refusal, message }) => {
                 tx.rollback().await?;
-                self.record_refusal(call, refusal, message).await
+                self.record_refusal(call, span, refusal, message).await
             }
             // Rolling back undoes the work and the claim: nothing recorded, the retry runs the handler
             // again. Should the rollback fail, the connection is closed, which rolls back just the same.
@@ -130,6 +135,7 @@ impl<H: StepHandler> ParticipantService<H> {
     async fn record_refusal(
         &self,
         call: &StepCall,
+        span: &Span,
         refusal: Refusal,
         message: String,
     ) -> Result<StepOutput, StepError> {
@@ -140,16 +146,16 @@ impl<H: StepHandler> ParticipantService<H> {
             .await?;
         if let Some(recorded) = recorded {
             // Not counted as a replay: this delivery did run the handler.
-            debug!(outcome = ?recorded.outcome(), "another delivery recorded the step first");
+            debug!(parent: span, outcome = ?recorded.outcome(), "another delivery recorded the step first");
             tx.commit().await?;
             return recorded.replay_execute();
         }
         tx.commit().await?;
-        info!(code = %refusal, reason = %message, "step refused");
+        info!(parent: span, code = %refusal, reason = %message, "step refused");
         Err(StepError::Refused { refusal, message })
     }
 
-    async fn compensate_step(&self, call: &StepCall) -> Result<StepOutput, StepError> {
+    async fn compensate_step(&self, call: &StepCall, span: &Span) -> Result<StepOutput, StepError> {
         let barrier = Barrier::new(&self.service, call);
         let mut tx = self.connections.begin().await?;
         // Claim the execute row first: if an execute is in flight this waits for it to end, and if the
@@ -172,7 +178,7 @@ impl<H: StepHandler> ParticipantService<H> {
             )
             .await?;
         if let Some(recorded) = claimed {
-            debug!(outcome = ?recorded.outcome(), "replaying the recorded compensate outcome");
+            debug!(parent: span, outcome = ?recorded.outcome(), "replaying the recorded compensate outcome");
             barrier.count_replay(&mut tx, Direction::Compensate).await?;
             tx.commit().await?;
             return recorded.replay_compensate();
@@ -180,6 +186,7 @@ impl<H: StepHandler> ParticipantService<H> {
         if !must_undo {
             tx.commit().await?;
             debug!(
+                parent: span,
                 forward = ?forward.as_ref().map(Recorded::outcome),
                 "nothing to compensate: the forward step did not commit any work"
             );
@@ -187,7 +194,12 @@ impl<H: StepHandler> ParticipantService<H> {
         }
 
         // Any error rolls back: nothing recorded, the coordinator retries (a compensation cannot refuse).
-        let output = match self.handler.compensate(call, &mut tx).await {
+        let output = match self
+            .handler
+            .compensate(call, &mut tx)
+            .instrument(span.clone())
+            .await
+        {
             Ok(output) => output,
             Err(err) => {
                 let _ = tx.rollback().await;
@@ -198,7 +210,7 @@ impl<H: StepHandler> ParticipantService<H> {
             .set_output(&mut tx, Direction::Compensate, &output)
             .await?;
         tx.commit().await?;
-        debug!("step compensated");
+        debug!(parent: span, "step compensated");
         Ok(output)
     }
 }
@@ -210,10 +222,15 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         request: Request<StepRequest>,
     ) -> Result<Response<StepResponse>, Status> {
         let call = self.decode(request, Direction::Execute)?;
+        // The span is current only while the handler runs, and for the answer: the barrier's own
+        // statements run outside it, its events naming it as their parent. sqlx enters the current span
+        // again on every poll of every statement, and the barrier's four statements made about two
+        // thirds of the hundred-odd span enters and exits a `purchase_plan` saga cost its participants
+        // with span export on. Entered last for the answer, the span still ends when the call does.
+        // (The same holds for `compensate`.)
         let span = step_span(Direction::Execute, &self.service, &call);
-        async { answer(self.execute_step(&call).await) }
-            .instrument(span)
-            .await
+        let result = self.execute_step(&call, &span).await;
+        span.in_scope(|| answer(result))
     }
 
     async fn compensate(
@@ -222,9 +239,8 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
     ) -> Result<Response<StepResponse>, Status> {
         let call = self.decode(request, Direction::Compensate)?;
         let span = step_span(Direction::Compensate, &self.service, &call);
-        async { answer(self.compensate_step(&call).await) }
-            .instrument(span)
-            .await
+        let result = self.compensate_step(&call, &span).await;
+        span.in_scope(|| answer(result))
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`init`] and [`Telemetry`]: installs the global subscriber once, from `main`; [`Telemetry::shutdown`]
 //!   flushes the spans still queued for export.
 //! - `export`: the OTLP pipeline, configured by the standard `OTEL_*` variables.
+//! - `log_filter`: `RUST_LOG`'s filter for the log layer, without its per-span work when no directive
+//!   names a span.
 //! - `logs`: JSON log lines that carry the `trace_id` of the span they were written in.
 //! - `traced_or_logged`: the one global filter while spans are exported: info and above for the traces,
 //!   and whatever `RUST_LOG` adds for the logs.
@@ -16,6 +18,7 @@
 //! filter makes them cost, and the propagation helpers return at once.
 
 mod export;
+mod log_filter;
 mod logs;
 pub mod propagation;
 mod traced_or_logged;
@@ -108,13 +111,14 @@ pub fn init(
             .with_context_activation(false);
         Dispatch::new(
             tracing_subscriber::registry()
-                .with(log.with_filter(EnvFilter::new(&directives)))
+                .with(log.with_filter(log_filter::LogFilter::new(&directives)))
                 .with(spans)
                 .with(traced_or_logged::TracedOrLogged::new(&directives)),
         )
     } else {
         Dispatch::new(
-            tracing_subscriber::registry().with(log.with_filter(EnvFilter::new(&directives))),
+            tracing_subscriber::registry()
+                .with(log.with_filter(log_filter::LogFilter::new(&directives))),
         )
     };
     // Only set when the JSON format is in use; unused otherwise.

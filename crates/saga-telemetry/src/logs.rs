@@ -48,9 +48,14 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        // The span the event happened in, whether or not the log filter shows it (`lookup_current`
-        // would skip spans the log filter hides).
-        let Some(trace_id) = self.trace_id(ctx.current_span().id()) else {
+        // The span the event names as its parent, else the one it happened in, whether or not the log
+        // filter shows it (`lookup_current` would skip spans the log filter hides).
+        let span = if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        let Some(trace_id) = self.trace_id(span.as_ref()) else {
             return self.json.format_event(ctx, writer, event);
         };
         let mut line = String::new();
@@ -100,7 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn a_json_line_written_inside_a_traced_span_carries_its_trace_id() {
+    fn a_json_line_written_inside_a_traced_span_or_naming_it_as_parent_carries_its_trace_id() {
         let captured = Captured::default();
         let writer = captured.clone();
         let provider = SdkTracerProvider::builder().build();
@@ -126,6 +131,7 @@ mod tests {
                     .span_context()
                     .trace_id()
             });
+            info!(parent: &span, "about it");
             info!("outside");
             trace_id
         });
@@ -134,11 +140,13 @@ mod tests {
             .lines()
             .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
             .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(lines[0]["message"], "inside");
         assert_eq!(lines[0]["trace_id"], trace_id.to_string());
-        assert_eq!(lines[1]["message"], "outside");
-        assert!(lines[1].get("trace_id").is_none(), "{text}");
+        assert_eq!(lines[1]["message"], "about it");
+        assert_eq!(lines[1]["trace_id"], trace_id.to_string());
+        assert_eq!(lines[2]["message"], "outside");
+        assert!(lines[2].get("trace_id").is_none(), "{text}");
     }
 
     #[test]

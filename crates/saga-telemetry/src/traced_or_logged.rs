@@ -10,8 +10,10 @@
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter, Layer};
+
+use crate::log_filter::LogFilter;
 
 /// The least severe level every trace carries.
 const TRACED: LevelFilter = LevelFilter::INFO;
@@ -19,18 +21,14 @@ const TRACED: LevelFilter = LevelFilter::INFO;
 /// Enables what is at [`TRACED`] or above, or what the log filter enables.
 pub(crate) struct TracedOrLogged {
     /// A copy of the log filter.
-    logs: EnvFilter,
-    /// Whether the log filter has span-scoped directives (`target[span]=debug`): only then does it need
-    /// to hear of spans created, entered, exited and closed, to know which of its directives apply.
-    span_scoped: bool,
+    logs: LogFilter,
 }
 
 impl TracedOrLogged {
     /// Info and above, or what the log filter `directives` (`RUST_LOG`'s syntax) enable.
     pub(crate) fn new(directives: &str) -> Self {
         Self {
-            logs: EnvFilter::new(directives),
-            span_scoped: directives.contains('['),
+            logs: LogFilter::new(directives),
         }
     }
 }
@@ -39,7 +37,7 @@ impl<S: Subscriber> Layer<S> for TracedOrLogged {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
         // Asked even for what the traces take anyway: this is where the log filter notes the spans its
         // span-scoped directives name.
-        let logs = Layer::<S>::register_callsite(&self.logs, metadata);
+        let logs = Filter::<S>::callsite_enabled(&self.logs, metadata);
         if TRACED >= *metadata.level() {
             Interest::always()
         } else {
@@ -48,42 +46,32 @@ impl<S: Subscriber> Layer<S> for TracedOrLogged {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        TRACED >= *metadata.level() || Layer::enabled(&self.logs, metadata, ctx)
+        TRACED >= *metadata.level() || Filter::enabled(&self.logs, metadata, &ctx)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        let logs = Layer::<S>::max_level_hint(&self.logs).unwrap_or(LevelFilter::TRACE);
+        let logs = Filter::<S>::max_level_hint(&self.logs).unwrap_or(LevelFilter::TRACE);
         Some(logs.max(TRACED))
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if self.span_scoped {
-            Layer::on_new_span(&self.logs, attrs, id, ctx);
-        }
+        Filter::on_new_span(&self.logs, attrs, id, ctx);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if self.span_scoped {
-            Layer::on_record(&self.logs, id, values, ctx);
-        }
+        Filter::on_record(&self.logs, id, values, ctx);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.span_scoped {
-            Layer::on_enter(&self.logs, id, ctx);
-        }
+        Filter::on_enter(&self.logs, id, ctx);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.span_scoped {
-            Layer::on_exit(&self.logs, id, ctx);
-        }
+        Filter::on_exit(&self.logs, id, ctx);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.span_scoped {
-            Layer::on_close(&self.logs, id, ctx);
-        }
+        Filter::on_close(&self.logs, id, ctx);
     }
 }
 
@@ -142,7 +130,7 @@ mod tests {
     fn seen(directives: &str, emit: impl FnOnce()) -> (Vec<String>, Vec<String>) {
         let (logs, traces) = (Seen::default(), Seen::default());
         let subscriber = tracing_subscriber::registry()
-            .with(logs.clone().with_filter(EnvFilter::new(directives)))
+            .with(logs.clone().with_filter(LogFilter::new(directives)))
             .with(traces.clone())
             .with(TracedOrLogged::new(directives));
         tracing::subscriber::with_default(subscriber, emit);
