@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What trace export costs: saga-bench runs `purchase_plan` against sagad and the demo participants with span
 # export off, then on (both processes exporting to the `otlp_sink` example, a stand-in collector),
-# alternating ROUNDS times, each run on fresh databases after a short warm-up. Prints, per run, saga-bench's
-# throughput and the CPU time per saga (utime + stime over the measured run, as saga-bench reads it) of the
+# alternating ROUNDS times, each run on fresh databases after a `CHECKPOINT` and a short warm-up. Prints,
+# per run, saga-bench's throughput and the CPU time per saga (utime + stime over the measured run, as saga-bench reads it) of the
 # sagad process, of the demo-participants process and of PostgreSQL (every server process); saga-bench's
 # wait for PostgreSQL statistics that follows is cut short, nothing here reads them. Then the medians, and
 # the export's CPU per saga (sagad and participants, on minus off) against the CPU a saga costs with export
@@ -13,18 +13,25 @@
 # (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, the participants following sagad's decision): mode
 # "sampled".
 #
+# With BENCH_TRACES_BASELINE set to a directory holding another build's sagad, demo-participants and
+# saga-bench (e.g. a copy of target/release made at an earlier commit), each round also runs that build with
+# export on: mode "baseline", to measure a change to what export costs against the same runs.
+#
 # Last, the same share measured against PostgreSQL's CPU, which holds still when the machine's speed drifts.
 #
-# Usage: scripts/bench-traces.sh [SAGAS (default 1000)] [ROUNDS (default 3)] [CONCURRENCY (default 32)]
+# Usage: scripts/bench-traces.sh [SAGAS (default 1000)] [ROUNDS (default 4; even, so that each mode runs
+# first as often as last)] [CONCURRENCY (default 32)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sagas=${1:-1000}
-rounds=${2:-3}
+rounds=${2:-4}
 concurrency=${3:-32}
 ratio=${BENCH_TRACES_RATIO:-}
 modes=(off on)
 [ -n "$ratio" ] && modes+=(sampled)
+baseline=${BENCH_TRACES_BASELINE:-}
+[ -n "$baseline" ] && modes+=(baseline)
 
 scripts/ensure-postgres.sh
 cargo build --release --locked --bin sagad --bin demo-participants --bin saga-bench
@@ -59,12 +66,13 @@ pids+=($!)
 await "$work/sink.out" "listening on"
 sink=$(sed -n 's/.*listening on //p' "$work/sink.out")
 
-# One run with export $1 (off, on or sampled); appends "mode sagas/s sagad participants postgresql" (CPU in
+# One run with export $1 (off, on, sampled or baseline); appends "mode sagas/s sagad participants postgresql" (CPU in
 # µs per saga) to $work/results.
 run() {
-  local mode=$1 otel=()
+  local mode=$1 otel=() bin=$bin
   case $mode in
     on) otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink") ;;
+    baseline) otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink") bin=$baseline ;;
     sampled) otel=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=parentbased_traceidratio
       OTEL_TRACES_SAMPLER_ARG="$ratio") ;;
   esac
@@ -72,6 +80,7 @@ run() {
     psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
     psql "$admin" -qc "CREATE DATABASE $db"
   done
+  psql "$admin" -qc "CHECKPOINT"
   local addrs=()
   for service in "${services[@]}"; do addrs+=("--$service-addr" 127.0.0.1:0); done
   env "${otel[@]}" RUST_LOG=error DEMO_DATABASE_URL="$demo_db" \
@@ -111,8 +120,15 @@ run() {
 }
 
 echo "mode sagas/s, then CPU µs per saga: sagad participants postgresql ($sagas sagas, $concurrency workers, purchase_plan)"
-for _ in $(seq 1 "$rounds"); do
-  for mode in "${modes[@]}"; do run "$mode"; done
+# Every other round runs the modes in reverse order: the first run of a round tends to be the fastest (by
+# up to a fifth in sagas/s on the development machine), whatever its mode.
+for round in $(seq 1 "$rounds"); do
+  order=("${modes[@]}")
+  if ((round % 2 == 0)); then
+    order=()
+    for ((i = ${#modes[@]} - 1; i >= 0; i--)); do order+=("${modes[i]}"); done
+  fi
+  for mode in "${order[@]}"; do run "$mode"; done
 done
 tail -1 "$work/sink.out"
 median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }

@@ -257,9 +257,9 @@ fn step_span(direction: Direction, service: &str, call: &StepCall) -> tracing::S
         step = call.step.as_str(),
         action = call.action.as_str(),
         attempt = call.attempt,
-        traceparent = call.traceparent.as_deref(),
+        traceparent = tracing::field::Empty,
     );
-    saga_telemetry::propagation::continue_trace(&span, call.traceparent.as_deref());
+    saga_telemetry::propagation::continue_or_record_trace(&span, call.traceparent.as_deref());
     span
 }
 

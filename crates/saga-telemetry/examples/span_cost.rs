@@ -17,7 +17,9 @@
 //! spans cost about three times as much (BENCHMARKS.md).
 use std::time::Instant;
 
-use saga_telemetry::propagation::{continue_trace, for_new_saga, grpc_server_span, traceparent};
+use saga_telemetry::propagation::{
+    continue_or_record_trace, continue_trace, for_new_saga, grpc_server_span, traceparent,
+};
 use tracing::{Instrument, info, info_span};
 
 /// Steps of the saga, as `purchase_plan` has five.
@@ -68,9 +70,9 @@ async fn saga(id: u64) {
                 step,
                 action = "Charge",
                 attempt = 1u32,
-                traceparent = sent.as_deref(),
+                traceparent = tracing::field::Empty,
             );
-            continue_trace(&handler, sent.as_deref());
+            continue_or_record_trace(&handler, sent.as_deref());
             async {
                 // A barrier transaction: about ten round trips to the participant's database.
                 polls(10).instrument(handler).await;

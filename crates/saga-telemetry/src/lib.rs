@@ -11,6 +11,7 @@
 //! - `logs`: JSON log lines that carry the `trace_id` of the span they were written in.
 //! - `traced_or_logged`: the one global filter while spans are exported: info and above for the traces,
 //!   and whatever `RUST_LOG` adds for the logs.
+//! - `without_enter_exit`: keeps span enters and exits from the layers that pay for them without need.
 //! - [`propagation`]: the W3C `traceparent` that carries a trace from the StartSaga caller to sagad's saga
 //!   log and on to every participant call.
 //!
@@ -22,6 +23,7 @@ mod log_filter;
 mod logs;
 pub mod propagation;
 mod traced_or_logged;
+mod without_enter_exit;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +96,7 @@ pub fn init(
             .boxed(),
         LogFormat::Json => log.json().flatten_event(true).boxed(),
     };
+    let log = log_filter::filtered(log, &directives);
     let subscriber = if let Some(provider) = &provider {
         use opentelemetry::trace::TracerProvider as _;
         let spans = tracing_opentelemetry::layer()
@@ -111,15 +114,12 @@ pub fn init(
             .with_context_activation(false);
         Dispatch::new(
             tracing_subscriber::registry()
-                .with(log.with_filter(log_filter::LogFilter::new(&directives)))
-                .with(spans)
+                .with(log)
+                .with(without_enter_exit::WithoutEnterExit(spans))
                 .with(traced_or_logged::TracedOrLogged::new(&directives)),
         )
     } else {
-        Dispatch::new(
-            tracing_subscriber::registry()
-                .with(log.with_filter(log_filter::LogFilter::new(&directives))),
-        )
+        Dispatch::new(tracing_subscriber::registry().with(log))
     };
     // Only set when the JSON format is in use; unused otherwise.
     let _ = dispatch.set(subscriber.downgrade());

@@ -3,12 +3,32 @@
 //! An `EnvFilter` takes a read lock and a hash lookup on every span enter, exit and close, to find whether
 //! one of its span-scoped directives (`target[span]=debug`) names the span; spans are entered on every poll
 //! of an instrumented future, and the lock's counter is one cache line that both cores write. Without such
-//! directives the answer is always no, so the calls are skipped.
+//! directives the answer is always no, so the calls are skipped, and [`filtered`] keeps enters and exits
+//! from the log layer altogether (its per-layer filter would look the span up for each).
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::{Context, Filter};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::without_enter_exit::WithoutEnterExit;
+
+/// The log layer `log` behind the filter `directives` (`RUST_LOG`'s syntax) describe; told of span enters
+/// and exits only when a span-scoped directive needs them.
+pub(crate) fn filtered<S, L>(log: L, directives: &str) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S> + Send + Sync,
+{
+    let filter = LogFilter::new(directives);
+    if filter.span_scoped {
+        log.with_filter(filter).boxed()
+    } else {
+        WithoutEnterExit(log.with_filter(filter)).boxed()
+    }
+}
 
 /// What `RUST_LOG` (or the default directives) lets through to the logs.
 pub(crate) struct LogFilter {

@@ -29,6 +29,23 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     }
 }
 
+/// A participant's handler span: joins the trace `traceparent` names while spans are exported (as
+/// [`continue_trace`]); otherwise records it as the span's `traceparent` field, which the span declares
+/// `Empty`, so that its log lines still name the caller's trace. While exporting, the field would only
+/// repeat the span's own trace and parent, in every exported handler span.
+pub fn continue_or_record_trace(span: &Span, traceparent: Option<&str>) {
+    continue_or_record(span, traceparent, exporting());
+}
+
+/// [`continue_or_record_trace`], told whether spans are exported.
+fn continue_or_record(span: &Span, traceparent: Option<&str>, exporting: bool) {
+    if exporting {
+        continue_trace(span, traceparent);
+    } else if let Some(traceparent) = traceparent {
+        span.record(TRACEPARENT, traceparent);
+    }
+}
+
 /// The `traceparent` that makes a remote span a child of `span`; `None` while spans are not exported.
 pub fn traceparent(span: &Span) -> Option<String> {
     if !exporting() {
@@ -112,11 +129,15 @@ impl Extractor for OneHeader<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
 
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing::field::{Field, Visit};
     use tracing::info_span;
-    use tracing_subscriber::layer::SubscriberExt;
+    use tracing::span::{Id, Record};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
 
     use super::*;
 
@@ -145,6 +166,38 @@ mod tests {
                 "the call's own span id: {sent}"
             );
         });
+    }
+
+    #[test]
+    fn a_handler_span_records_the_traceparent_only_while_spans_are_not_exported() {
+        /// Keeps the values recorded into spans after their creation.
+        #[derive(Clone, Default)]
+        struct Recorded(Arc<Mutex<Vec<String>>>);
+
+        impl<S: tracing::Subscriber> Layer<S> for Recorded {
+            fn on_record(&self, _: &Id, values: &Record<'_>, _: Context<'_, S>) {
+                struct Values<'a>(&'a mut Vec<String>);
+                impl Visit for Values<'_> {
+                    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                        self.0.push(format!("{}={value:?}", field.name()));
+                    }
+                }
+                values.record(&mut Values(&mut self.0.lock().expect("not poisoned")));
+            }
+        }
+
+        let recorded = Recorded::default();
+        let subscriber = tracing_subscriber::registry().with(recorded.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let logged = info_span!("step", traceparent = tracing::field::Empty);
+            continue_or_record(&logged, Some(REMOTE), false);
+            let exported = info_span!("step", traceparent = tracing::field::Empty);
+            continue_or_record(&exported, Some(REMOTE), true);
+        });
+        assert_eq!(
+            *recorded.0.lock().expect("not poisoned"),
+            [format!("traceparent={REMOTE:?}")]
+        );
     }
 
     #[test]

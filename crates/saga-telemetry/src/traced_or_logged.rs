@@ -83,6 +83,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::without_enter_exit::WithoutEnterExit;
 
     /// Writes down each span created and each event's message, as `span NAME` / `event MESSAGE`.
     #[derive(Clone, Default)]
@@ -130,8 +131,8 @@ mod tests {
     fn seen(directives: &str, emit: impl FnOnce()) -> (Vec<String>, Vec<String>) {
         let (logs, traces) = (Seen::default(), Seen::default());
         let subscriber = tracing_subscriber::registry()
-            .with(logs.clone().with_filter(LogFilter::new(directives)))
-            .with(traces.clone())
+            .with(crate::log_filter::filtered(logs.clone(), directives))
+            .with(WithoutEnterExit(traces.clone()))
             .with(TracedOrLogged::new(directives));
         tracing::subscriber::with_default(subscriber, emit);
         (logs.take(), traces.take())
