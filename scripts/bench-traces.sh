@@ -2,12 +2,13 @@
 # What trace export costs: saga-bench runs `purchase_plan` against sagad and the demo participants with span
 # export off, then on (both processes exporting to the `otlp_sink` example, a stand-in collector),
 # alternating ROUNDS times, each run on fresh databases after a `CHECKPOINT` and a short warm-up. Prints,
-# per run, saga-bench's throughput and the CPU time per saga (utime + stime over the measured run, as saga-bench reads it) of the
-# sagad process, of the demo-participants process and of PostgreSQL (every server process); saga-bench's
-# wait for PostgreSQL statistics that follows is cut short, nothing here reads them. Then the medians, and
-# the export's CPU per saga (sagad and participants, on minus off) against the CPU a saga costs with export
-# off. PostgreSQL runs the same statements either way; its CPU per saga still moves, with the machine's
-# speed between runs and with the contention export adds on the same cores (not counted in the estimate).
+# per run, saga-bench's throughput and the CPU time per saga (utime + stime over the measured run, as
+# saga-bench reads it) of the sagad process, of the demo-participants process and of PostgreSQL (every
+# server process); saga-bench's wait for PostgreSQL statistics that follows is cut short, nothing here
+# reads them. Then the medians, and the export's CPU per saga (sagad and participants, on minus off)
+# against the CPU a saga costs with export off. PostgreSQL runs the same statements either way; its CPU
+# per saga still moves, with the machine's speed between runs and with the contention export adds on the
+# same cores (not counted in the estimate).
 #
 # With BENCH_TRACES_RATIO set (e.g. 0.1), each round also runs export on with that share of sagas traced
 # (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, the participants following sagad's decision): mode
@@ -66,8 +67,8 @@ pids+=($!)
 await "$work/sink.out" "listening on"
 sink=$(sed -n 's/.*listening on //p' "$work/sink.out")
 
-# One run with export $1 (off, on, sampled or baseline); appends "mode sagas/s sagad participants postgresql" (CPU in
-# µs per saga) to $work/results.
+# One run with export $1 (off, on, sampled or baseline); appends "mode sagas/s sagad participants
+# postgresql" (CPU in µs per saga) to $work/results.
 run() {
   local mode=$1 otel=() bin=$bin
   case $mode in
@@ -131,7 +132,9 @@ for round in $(seq 1 "$rounds"); do
   for mode in "${order[@]}"; do run "$mode"; done
 done
 tail -1 "$work/sink.out"
-median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# The median of the numbers on stdin, one per line: the mean of the middle two when there is an even number.
+middle() { sort -n | awk '{v[NR] = $1} END {print (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2}'; }
+median() { grep "^$1 " "$work/results" | awk "{print \$$2}" | middle; }
 for mode in "${modes[@]}"; do
   echo "median $mode: $(median "$mode" 2) sagas/s; CPU per saga: sagad $(median "$mode" 3) µs," \
     "participants $(median "$mode" 4) µs, PostgreSQL $(median "$mode" 5) µs" \
@@ -151,7 +154,7 @@ done
 # The same, measured against PostgreSQL's CPU per saga: PostgreSQL runs the same statements in every mode
 # and slows down with the machine, so (sagad + participants) ÷ PostgreSQL stays put when the machine's speed
 # drifts between runs, where throughput and CPU in µs do not.
-ratio() { grep "^$1 " "$work/results" | awk '{print ($3 + $4) / $5}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+ratio() { grep "^$1 " "$work/results" | awk '{print ($3 + $4) / $5}' | middle; }
 for mode in "${modes[@]:1}"; do
   awk -v on="$(ratio "$mode")" -v off="$(ratio off)" -v mode="$mode" 'BEGIN {
     printf "relative to PostgreSQL: sagad and participants spend %.3f of its CPU per saga with export off, %.3f %s: export adds %.1f %% to a saga'"'"'s CPU (sagad, participants and PostgreSQL)\n",

@@ -226,8 +226,8 @@ impl<H: StepHandler> SagaParticipant for ParticipantService<H> {
         // statements run outside it, its events naming it as their parent. sqlx enters the current span
         // again on every poll of every statement, and the barrier's four statements made about two
         // thirds of the hundred-odd span enters and exits a `purchase_plan` saga cost its participants
-        // with span export on. Entered last for the answer, the span still ends when the call does.
-        // (The same holds for `compensate`.)
+        // with span export on. It is entered once more for the answer, whose warning for a failed attempt
+        // belongs in it, and ends when it is dropped, as the call ends. (The same holds for `compensate`.)
         let span = step_span(Direction::Execute, &self.service, &call);
         let result = self.execute_step(&call, &span).await;
         span.in_scope(|| answer(result))
